@@ -1,0 +1,29 @@
+"""The ``gannotate`` command: a click group whose subcommands only parse, call the library and print.
+
+Each command group lives in its own module here and holds no logic the library lacks.
+Exit codes: 0 success; 1 some inputs failed (the run finished, failures are in the manifest);
+2 usage error (click); 3 a fatal gannotate error (bad model, unwritable output, ...).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from gannotate import __version__
+from gannotate.cli.commands import register_all
+
+__all__ = ["main"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="gannotate")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+def main(verbose: int) -> None:
+    """Grow face-alignment training sets: shape-model targets rendered with their landmarks as ground truth."""
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+register_all(main)

@@ -1,0 +1,120 @@
+"""One family of errors, each carrying the context a user needs to fix the input.
+
+Every message says what was expected, what arrived and, where it helps, what to do.
+``assert`` stays for internal invariants; user input raises one of these.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+__all__ = [
+    "GannotateError",
+    "InputFileError",
+    "LandmarkFileError",
+    "ImageFileError",
+    "SchemeError",
+    "ShapeError",
+    "CheckpointError",
+    "DatasetError",
+    "check_shape",
+    "check_points",
+]
+
+
+class GannotateError(Exception):
+    """Base of every error gannotate raises on purpose."""
+
+
+class InputFileError(GannotateError):
+    """A file given to gannotate cannot be used; ``path`` and ``reason`` say which and why."""
+
+    def __init__(self, path: str | Path, reason: str, line: int | None = None):
+        self.path = str(path)
+        self.reason = reason
+        self.line = line
+        where = f"{self.path}:{line}" if line is not None else self.path
+        super().__init__(f"{where}: {reason}")
+
+
+class LandmarkFileError(InputFileError):
+    """A landmark file (.pts, .ljson, list file) is missing, malformed or has the wrong count."""
+
+
+class ImageFileError(InputFileError):
+    """An image file is missing, unreadable or corrupt."""
+
+
+class SchemeError(GannotateError):
+    """Landmarks do not match the expected scheme (e.g. 66 points where 68 are expected)."""
+
+    def __init__(self, expected: str | int, got: str | int, where: str | Path | None = None):
+        self.expected = expected
+        self.got = got
+        self.where = None if where is None else str(where)
+        prefix = f"{self.where}: " if self.where else ""
+        hint = ""
+        if {str(expected), str(got)} in ({"68", "66"}, {"ibug68", "ibug66"}):
+            hint = " (convert with gannotate.landmarks.to_scheme(points, 'ibug66'))"
+        super().__init__(f"{prefix}expected {expected} landmarks, got {got}{hint}")
+
+
+class ShapeError(GannotateError):
+    """An array argument has the wrong shape."""
+
+
+class CheckpointError(GannotateError):
+    """A checkpoint is missing, unsafe (pickled code) or does not match the model."""
+
+    def __init__(self, path: str | Path, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+class DatasetError(GannotateError):
+    """An output dataset (HDF5 or folder) is missing, inconsistent or not writable."""
+
+    def __init__(self, path: str | Path, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+def check_shape(x: np.ndarray | object, spec: str, name: str = "input") -> None:
+    """Check ``x.shape`` against a spec such as ``"B K 2"`` (letters match any size, digits must match).
+
+    Raises:
+        ShapeError: naming the argument, the spec and the shape that arrived.
+
+    Example:
+        >>> check_shape(np.zeros((4, 68, 2)), "B K 2", "points")
+    """
+    dims: Sequence[str] = spec.split()
+    shape = tuple(getattr(x, "shape", ()))
+    ok = len(shape) == len(dims) and all(
+        not d.isdigit() or int(d) == s for d, s in zip(dims, shape)
+    )
+    if not ok:
+        raise ShapeError(f"{name}: expected shape ({', '.join(dims)}), got {shape}")
+
+
+def check_points(points: np.ndarray, n_points: int | None = None, name: str = "points") -> np.ndarray:
+    """Return ``points`` as float32 (..., K, 2) after checking shape, count and finiteness.
+
+    Raises:
+        ShapeError: when the last axis is not 2.
+        SchemeError: when ``n_points`` is given and K differs.
+        GannotateError: when any coordinate is NaN or infinite.
+    """
+    pts = np.asarray(points, dtype=np.float32)
+    if pts.ndim < 2 or pts.shape[-1] != 2:
+        raise ShapeError(f"{name}: expected shape (..., K, 2), got {pts.shape}")
+    if n_points is not None and pts.shape[-2] != n_points:
+        raise SchemeError(n_points, pts.shape[-2], name)
+    if not np.all(np.isfinite(pts)):
+        raise GannotateError(f"{name}: contains NaN or infinite coordinates")
+    return pts

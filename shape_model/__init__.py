@@ -1,0 +1,1 @@
+"""Point distribution model of 68-point faces (numpy/scipy/opencv only; never imports gannotate)."""
