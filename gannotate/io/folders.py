@@ -1,0 +1,217 @@
+"""Find annotated faces on disk (a folder tree or a list file) and load them, collecting failures.
+
+Two sources:
+
+- a folder, searched recursively: every image (``.jpg .jpeg .png .bmp .ppm``, any case) pairs with
+  the ``.pts`` or ``.ljson`` of the same stem in the same folder (``.pts`` wins when both exist);
+- a list file: one ``<landmarks> <image>`` pair per line (``#`` comments and blank lines skipped,
+  quote paths that hold spaces); relative paths are resolved against ``root`` (default: the list
+  file's folder). Several faces of one photo may share an image, as in 300W.
+
+Discovery never raises for a bad entry: it records a :class:`Failure` and carries on, so that a
+large run can report every problem at once. Order is sorted and deterministic.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from gannotate.errors import DatasetError, LandmarkFileError
+from gannotate.io.images import IMAGE_EXTENSIONS, read_image
+from gannotate.io.landmarks_io import LANDMARK_EXTENSIONS, read_landmarks
+
+__all__ = ["FaceRef", "Failure", "Discovery", "discover", "load_face", "check_inside"]
+
+log = logging.getLogger(__name__)
+
+MISSING_LANDMARKS = "missing landmark file"
+MISSING_IMAGE = "missing image file"
+
+
+@dataclass(frozen=True)
+class FaceRef:
+    """One annotated face: its image, its landmark file and a stable unique ``key``.
+
+    ``key`` is the landmark path relative to the discovery root, without extension, with ``/``
+    separators (e.g. ``afw/afw/111076519_2``): the same on every OS and run, so resume can use it.
+    """
+
+    image_path: Path
+    landmark_path: Path
+    key: str
+
+
+@dataclass(frozen=True)
+class Failure:
+    """An entry that could not be used: ``path`` (as given or found) and a human ``reason``."""
+
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Discovery:
+    """What :func:`discover` found: usable ``faces`` (sorted by key) and ``failures`` (sorted by path)."""
+
+    faces: list[FaceRef] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+
+
+def _key(landmark_path: Path, root: Path) -> str:
+    try:
+        rel = landmark_path.relative_to(root)
+    except ValueError:  # a list file may point outside its root: fall back to the absolute path
+        rel = landmark_path
+    return rel.with_suffix("").as_posix()
+
+
+def _discover_folder(root: Path) -> Discovery:
+    faces: list[FaceRef] = []
+    failures: list[Failure] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        folder = Path(dirpath)
+        images: dict[str, str] = {}
+        landmarks: dict[str, str] = {}
+        for name in sorted(filenames):
+            if name.startswith("."):
+                continue  # hidden files and our own atomic-write temporaries
+            stem, ext = os.path.splitext(name)
+            ext = ext.lower()
+            if ext in IMAGE_EXTENSIONS:
+                if stem in images:
+                    failures.append(Failure(str(folder / name), f"two images share the stem {stem!r}"))
+                    continue
+                images[stem] = name
+            elif ext in LANDMARK_EXTENSIONS:
+                prev = landmarks.get(stem)
+                if prev is None or LANDMARK_EXTENSIONS.index(ext) < LANDMARK_EXTENSIONS.index(
+                    os.path.splitext(prev)[1].lower()
+                ):
+                    landmarks[stem] = name
+        for stem, name in images.items():
+            if stem not in landmarks:
+                failures.append(Failure(str(folder / name), MISSING_LANDMARKS))
+                continue
+            lm = folder / landmarks[stem]
+            faces.append(FaceRef(folder / name, lm, _key(lm, root)))
+        for stem, name in landmarks.items():
+            if stem not in images:
+                failures.append(Failure(str(folder / name), MISSING_IMAGE))
+    return Discovery(sorted(faces, key=lambda f: f.key), sorted(failures, key=lambda f: f.path))
+
+
+def _discover_list(list_file: Path, root: Path | None) -> Discovery:
+    base = list_file.parent if root is None else Path(root)
+    try:
+        text = list_file.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as e:
+        raise LandmarkFileError(list_file, f"cannot read list file ({e})") from None
+    faces: dict[str, FaceRef] = {}
+    failures: list[Failure] = []
+    for no, line in enumerate(text.splitlines(), start=1):
+        s = line.strip()
+        if not s or s.startswith("#"):
+            continue
+        where = f"{list_file}:{no}"
+        try:
+            parts = shlex.split(s)
+        except ValueError as e:
+            failures.append(Failure(where, f"cannot parse line ({e})"))
+            continue
+        if len(parts) != 2:
+            failures.append(Failure(where, f"expected '<landmarks> <image>', got {s!r}"))
+            continue
+        lm, im = (Path(p) if Path(p).is_absolute() else base / p for p in parts)
+        if not lm.is_file():
+            failures.append(Failure(str(lm), MISSING_LANDMARKS))
+        elif not im.is_file():
+            failures.append(Failure(str(im), f"{MISSING_IMAGE} (for {lm.name})"))
+        elif lm.suffix.lower() not in LANDMARK_EXTENSIONS:
+            failures.append(Failure(str(lm), f"unknown landmark format {lm.suffix!r}"))
+        else:
+            ref = FaceRef(im, lm, _key(lm, base))
+            if ref.key in faces:
+                failures.append(Failure(where, f"duplicate entry for {ref.key!r}"))
+            else:
+                faces[ref.key] = ref
+    return Discovery(sorted(faces.values(), key=lambda f: f.key), sorted(failures, key=lambda f: f.path))
+
+
+def discover(source: str | Path, root: str | Path | None = None) -> Discovery:
+    """Find annotated faces in a folder tree or a list file.
+
+    Args:
+        source: a folder (searched recursively) or a list file of ``<landmarks> <image>`` lines.
+        root: for a list file, the folder relative paths start from (default: the list file's
+            folder); ignored for a folder.
+
+    Returns:
+        Discovery with faces sorted by ``key`` and failures (e.g. ``missing landmark file``).
+
+    Raises:
+        DatasetError: ``source`` does not exist.
+        LandmarkFileError: the list file cannot be read.
+
+    Example:
+        >>> found = discover("faces/")
+        >>> image, points = load_face(found.faces[0])
+    """
+    src = Path(source)
+    if src.is_dir():
+        found = _discover_folder(src)
+    elif src.is_file():
+        found = _discover_list(src, None if root is None else Path(root))
+    else:
+        raise DatasetError(src, "input folder or list file not found")
+    log.info("%s: %d faces, %d failures", src, len(found.faces), len(found.failures))
+    return found
+
+
+def check_inside(points: np.ndarray, height: int, width: int, path: str | Path, max_outside: float = 0.5) -> None:
+    """Reject points that lie far outside an (H, W) image.
+
+    A face at the border may have a few points just outside; a point more than ``max_outside`` of
+    the image size beyond an edge means the landmarks belong to another image or another scale.
+
+    Raises:
+        LandmarkFileError: naming ``path``, the first offending point (0-based index) and the image size.
+    """
+    pts = np.asarray(points, dtype=np.float64)
+    lo = -max_outside * np.array([width, height])
+    hi = (1.0 + max_outside) * np.array([width, height]) - 1.0
+    bad = np.nonzero(np.any((pts < lo) | (pts > hi), axis=1))[0]
+    if bad.size:
+        i = int(bad[0])
+        raise LandmarkFileError(
+            path,
+            f"{bad.size} point(s) far outside the {width}x{height} image "
+            f"(point {i} at x={pts[i, 0]:.1f}, y={pts[i, 1]:.1f}); wrong image or wrong scale?",
+        )
+
+
+def load_face(ref: FaceRef, n_points: int | None = 68) -> tuple[np.ndarray, np.ndarray]:
+    """Load one face.
+
+    Args:
+        ref: from :func:`discover`.
+        n_points: expected K (``scheme.n_points``); ``None`` accepts any.
+
+    Returns:
+        image (H, W, 3) uint8 RGB and points (K, 2) float32, (x, y), 0-based pixel centres.
+
+    Raises:
+        ImageFileError: missing, unreadable or corrupt image.
+        LandmarkFileError: missing or malformed landmark file, wrong count, NaN, points far outside
+            the image. Both are ``InputFileError``.
+    """
+    points = read_landmarks(ref.landmark_path, n_points)
+    image = read_image(ref.image_path)
+    check_inside(points, image.shape[0], image.shape[1], ref.landmark_path)
+    return image, points
