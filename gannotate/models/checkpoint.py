@@ -1,0 +1,244 @@
+"""Generator checkpoints: our own format, and the original GANnotation release (quarantined here).
+
+Nothing loaded here can execute code: every file goes through ``torch.load(..., weights_only=True)``,
+which only rebuilds tensors and plain containers; a pickle carrying anything else (for example an
+object whose ``__reduce__`` calls ``os.system``) is refused with :class:`CheckpointError` before any
+of it runs.
+
+Our format (``format_version`` 1) is a plain dict::
+
+    {"format_version": 1, "kind": "gannotate.generator",
+     "config": {GeneratorConfig fields}, "meta_json": "<JSON object>", "state_dict": {name: tensor}}
+
+``meta`` always holds ``scheme`` (e.g. "ibug68"), ``image_size``, ``heatmap_mode`` ("exact" |
+"legacy"), ``heatmap_sigma`` (px), ``crop_mode`` ("paper" | "legacy"), ``value_range`` (the input
+image range, e.g. [-1, 1]) and ``output_range``, plus whatever the caller adds (training summary,
+losses that were off and why, ...). It is stored as JSON text so that it round-trips exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from gannotate.errors import CheckpointError, SchemeError
+from gannotate.heatmaps import DEFAULT_SIGMA, LEGACY_SIGMA
+from gannotate.landmarks import IBUG66, scheme_for
+from gannotate.models.generator import Generator, GeneratorConfig
+
+__all__ = [
+    "FORMAT_VERSION",
+    "REQUIRED_META",
+    "safe_load",
+    "load_state_strict",
+    "save_generator",
+    "load_generator",
+    "load_original_gannotation",
+    "original_meta",
+]
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+_KIND = "gannotate.generator"
+REQUIRED_META = ("scheme", "image_size", "heatmap_mode", "heatmap_sigma", "crop_mode", "value_range")
+
+
+def safe_load(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
+    """``torch.load(path, map_location, weights_only=True)`` with every failure as CheckpointError.
+
+    Args:
+        path: a file written by ``torch.save``.
+        map_location: device for the tensors.
+
+    Raises:
+        CheckpointError: missing file, unreadable/corrupt file, or a pickle that would need code
+            (classes, functions, ``__reduce__`` payloads) to load — refused, never executed.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(path, "file not found")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        raise CheckpointError(
+            path,
+            "refused: the file holds pickled objects or code that a weights-only load does not allow "
+            f"({first[:200]}); only tensors and plain containers are accepted",
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError, AttributeError, KeyError) as e:
+        raise CheckpointError(path, f"not a readable torch checkpoint: {type(e).__name__}: {e}"[:400]) from None
+
+
+def _scheme_name(n_points: int) -> str:
+    """The registered scheme with K points, or ``"custom<K>"`` for toy configurations."""
+    try:
+        return scheme_for(n_points).name
+    except SchemeError:
+        return f"custom{n_points}"
+
+
+def _default_meta(cfg: GeneratorConfig) -> dict:
+    return {
+        "scheme": _scheme_name(cfg.n_points),
+        "image_size": cfg.image_size,
+        "heatmap_mode": "exact",
+        "heatmap_sigma": DEFAULT_SIGMA,
+        "crop_mode": "paper",
+        "value_range": [-1.0, 1.0],
+        "output_range": [-1.0, 1.0],
+    }
+
+
+def save_generator(path: str | Path, generator: Generator, meta: Mapping[str, Any] | None = None) -> Path:
+    """Write a generator and its metadata atomically in our format.
+
+    Args:
+        path: output file (``.pt``); its folder is created.
+        generator: the network (its ``cfg`` is stored; weights are saved on CPU).
+        meta: JSON-able metadata; missing keys of :data:`REQUIRED_META` get the paper defaults
+            (scheme from K, exact heatmaps with σ = DEFAULT_SIGMA, paper crop, [-1, 1]).
+
+    Returns:
+        ``path``.
+
+    Raises:
+        CheckpointError: when ``meta`` is not JSON-able.
+    """
+    path = Path(path)
+    full = _default_meta(generator.cfg)
+    full.update(dict(meta or {}))
+    try:
+        meta_json = json.dumps(full, sort_keys=True)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(path, f"metadata is not JSON-serialisable: {e}") from None
+    payload = {
+        "format_version": FORMAT_VERSION,
+        "kind": _KIND,
+        "config": generator.cfg.to_dict(),
+        "meta_json": meta_json,
+        "state_dict": {k: v.detach().cpu().clone() for k, v in generator.state_dict().items()},
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def load_state_strict(path: str | Path, model: torch.nn.Module, state: Mapping[str, torch.Tensor]) -> None:
+    """``model.load_state_dict(state, strict=True)`` that names missing, unexpected and mis-shaped keys.
+
+    Raises:
+        CheckpointError: naming ``path`` and up to 10 keys of each kind.
+    """
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = [
+        f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in own
+        if k in state and tuple(state[k].shape) != tuple(own[k].shape)
+    ]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"missing keys {missing[:10]}{' …' if len(missing) > 10 else ''}")
+        if unexpected:
+            parts.append(f"unexpected keys {unexpected[:10]}{' …' if len(unexpected) > 10 else ''}")
+        if shapes:
+            parts.append(f"shape mismatches {shapes[:5]}")
+        what = f"{type(model).__name__}({getattr(model, 'cfg', '')})"
+        raise CheckpointError(path, f"does not match the {what}: " + "; ".join(parts))
+    model.load_state_dict(state, strict=True)
+
+
+def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tuple[Generator, dict]:
+    """Load a generator saved by :func:`save_generator`, in eval mode on ``device``.
+
+    Returns:
+        ``(generator, meta)``; ``meta`` holds at least :data:`REQUIRED_META`.
+
+    Raises:
+        CheckpointError: missing/unsafe/corrupt file, another format or version, or keys that do not
+            match the stored config (named in the message).
+    """
+    path = Path(path)
+    obj = safe_load(path, map_location="cpu")
+    if not isinstance(obj, dict) or obj.get("kind") != _KIND:
+        hint = " (for the original GANnotation release use load_original_gannotation)"
+        raise CheckpointError(path, f"not a gannotate generator checkpoint{hint}")
+    if obj.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            path, f"format_version {obj.get('format_version')!r} is not supported (expected {FORMAT_VERSION})"
+        )
+    try:
+        cfg = GeneratorConfig(**obj["config"])
+        meta = json.loads(obj["meta_json"])
+        state = obj["state_dict"]
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(path, f"malformed checkpoint: {type(e).__name__}: {e}") from None
+    lacking = [k for k in REQUIRED_META if k not in meta]
+    if lacking:
+        raise CheckpointError(path, f"metadata lacks {lacking}")
+    generator = Generator(cfg)
+    load_state_strict(path, generator, state)
+    return generator.to(device).eval(), meta
+
+
+def original_meta() -> dict:
+    """Input rules of the original release (reference/anchors.md §1.1): 66 points, legacy maps and crop.
+
+    The release's demo feeds images in [0, 1] (``/255``, no normalisation) and maps its output with
+    ``0.5·(G + 1)``, i.e. reads the output as [-1, 1]; both are recorded so a renderer can follow.
+    """
+    return {
+        "scheme": IBUG66.name,
+        "image_size": 128,
+        "heatmap_mode": "legacy",
+        "heatmap_sigma": LEGACY_SIGMA,
+        "crop_mode": "legacy",
+        "value_range": [0.0, 1.0],
+        "output_range": [-1.0, 1.0],
+        "source": "ESanchezLozano/GANnotation release (CC BY-NC 4.0)",
+    }
+
+
+def load_original_gannotation(
+    path: str | Path, device: str | torch.device = "cpu"
+) -> tuple[Generator, dict]:
+    """Load the original GANnotation release checkpoint into the K = 66 generator, strictly.
+
+    Accepts ``{'state_dict': {...}}`` (the release) or a bare state dict (its training code), with or
+    without the ``module.`` prefix that ``DataParallel`` adds.
+
+    Returns:
+        ``(generator, original_meta())`` with the generator in eval mode on ``device``.
+
+    Raises:
+        CheckpointError: missing/unsafe file, no state dict inside, or keys that do not match the
+            release layout (missing and unexpected keys are named).
+    """
+    path = Path(path)
+    obj = safe_load(path, map_location="cpu")
+    state = obj.get("state_dict", obj) if isinstance(obj, dict) else None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(path, "expected a state dict of tensors (bare or under 'state_dict')")
+    state = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}
+    generator = Generator(GeneratorConfig(n_points=IBUG66.n_points, width=64, n_res=6, image_size=128))
+    load_state_strict(path, generator, state)
+    log.info("loaded the original GANnotation generator from %s", path)
+    return generator.to(device).eval(), original_meta()

@@ -1,0 +1,154 @@
+"""The GANnotation generator: image + K landmark heatmaps → the same face with the target landmarks.
+
+Architecture exactly as the original release's inference model (ESanchezLozano/GANnotation
+``model.py``; see reference/anchors.md §1.1), so its checkpoint loads strictly:
+
+- ``down_conv``: 7×7 conv (3 + K → w, no bias) + InstanceNorm(affine) + LeakyReLU(0.2), then two
+  4×4 stride-2 convs (w → 2w → 4w, no bias), each + InstanceNorm(affine) + LeakyReLU(0.2);
+- ``bottleneck``: N residual blocks, ``x + IN(conv2(LReLU(IN(conv1(x)))))`` with biased 3×3 convs
+  and non-affine InstanceNorm (no parameters);
+- ``feature_layer``: two 4×4 stride-2 transposed convs (4w → 2w → w, no bias) + IN(affine) + LReLU;
+- heads: ``colour_layer`` 7×7 conv → 3 channels + tanh, ``mask_layer`` 7×7 conv → 1 channel + sigmoid.
+
+The output blends the input image and the colour head with the mask:
+``out = M·I + (1 − M)·C``, computed as ``C + M·(I − C)`` (the release's ``mask*(x − col) + col``;
+the two are equal algebraically, the latter matches the release to the last bit).
+
+With K = 66, w = 64 and 6 blocks the network has 8,621,888 parameters (≈8.62 M).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from gannotate.errors import ShapeError
+
+__all__ = ["GeneratorConfig", "Generator", "ResidualBlock"]
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """Generator hyper-parameters.
+
+    Attributes:
+        n_points: K, the number of heatmap channels (68 for ibug68, 66 for the original release).
+        width: channels after the first conv (w); the bottleneck has 4w.
+        n_res: number of residual blocks in the bottleneck.
+        image_size: nominal input/output size (any size divisible by 4 runs; saved as metadata).
+    """
+
+    n_points: int = 68  # K heatmap channels
+    width: int = 64  # w: channels of the first conv; 4w in the bottleneck
+    n_res: int = 6  # residual blocks
+    image_size: int = 128  # nominal H = W
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class ResidualBlock(nn.Module):
+    """``x + IN(conv2(LReLU(IN(conv1(x)))))``; 3×3 biased convs, non-affine IN (as the release)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, kernel_size=3, padding=1)
+        self.bn1 = nn.InstanceNorm2d(channels)
+        self.prelu = nn.LeakyReLU(0.2, inplace=True)
+        self.conv2 = nn.Conv2d(channels, channels, kernel_size=3, padding=1)
+        self.bn2 = nn.InstanceNorm2d(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.bn2(self.conv2(self.prelu(self.bn1(self.conv1(x)))))
+
+
+def _norm_act(channels: int) -> list[nn.Module]:
+    return [nn.InstanceNorm2d(channels, affine=True), nn.LeakyReLU(0.2, inplace=True)]
+
+
+class Generator(nn.Module):
+    """Landmark-conditioned generator with a colour head and a blending mask.
+
+    Args:
+        cfg: a :class:`GeneratorConfig` (default: the paper generator, K = 68).
+
+    Convention: images are float NCHW in the checkpoint's value range (ours: [-1, 1]); heatmaps are
+    (B, K, H, W) in [0, 1] in the same pixel frame as the image (see ``gannotate.heatmaps``).
+    """
+
+    def __init__(self, cfg: GeneratorConfig | None = None):
+        super().__init__()
+        self.cfg = cfg = cfg or GeneratorConfig()
+        w = cfg.width
+        down: list[nn.Module] = [nn.Conv2d(3 + cfg.n_points, w, kernel_size=7, padding=3, bias=False)]
+        down += _norm_act(w)
+        for mult in (1, 2):
+            down += [nn.Conv2d(w * mult, w * mult * 2, kernel_size=4, stride=2, padding=1, bias=False)]
+            down += _norm_act(w * mult * 2)
+        self.down_conv = nn.Sequential(*down)
+        self.bottleneck = nn.Sequential(*[ResidualBlock(4 * w) for _ in range(cfg.n_res)])
+        up: list[nn.Module] = []
+        for mult in (4, 2):
+            up += [nn.ConvTranspose2d(w * mult, w * mult // 2, kernel_size=4, stride=2, padding=1, bias=False)]
+            up += _norm_act(w * mult // 2)
+        self.feature_layer = nn.Sequential(*up)
+        self.colour_layer = nn.Sequential(nn.Conv2d(w, 3, kernel_size=7, padding=3, bias=False), nn.Tanh())
+        self.mask_layer = nn.Sequential(nn.Conv2d(w, 1, kernel_size=7, padding=3, bias=False), nn.Sigmoid())
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """N(0, 0.02) conv weights, zero biases, IN scale 1 / shift 0 (the release's ``init_weights``)."""
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+                nn.init.normal_(m.weight, 0.0, 0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.InstanceNorm2d) and m.affine:
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def _check(self, image: torch.Tensor, heatmaps: torch.Tensor) -> None:
+        k = self.cfg.n_points
+        if image.ndim != 4 or image.shape[1] != 3:
+            raise ShapeError(f"image: expected shape (B, 3, H, W), got {tuple(image.shape)}")
+        if heatmaps.ndim != 4 or heatmaps.shape[1] != k:
+            raise ShapeError(
+                f"heatmaps: expected shape (B, {k}, H, W) for this {k}-point generator, "
+                f"got {tuple(heatmaps.shape)}"
+            )
+        if heatmaps.shape[0] != image.shape[0] or heatmaps.shape[2:] != image.shape[2:]:
+            raise ShapeError(
+                f"image {tuple(image.shape)} and heatmaps {tuple(heatmaps.shape)} differ in batch or size"
+            )
+        if image.shape[2] % 4 or image.shape[3] % 4:
+            raise ShapeError(f"image size must be divisible by 4, got {tuple(image.shape[2:])}")
+
+    def forward_parts(
+        self, image: torch.Tensor, heatmaps: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Run the network and return every part of the blend.
+
+        Args:
+            image: (B, 3, H, W) source image, H and W divisible by 4.
+            heatmaps: (B, K, H, W) target-landmark heatmaps in [0, 1].
+
+        Returns:
+            ``(out, colour, mask)``: (B, 3, H, W) blended output, (B, 3, H, W) colour head in
+            [-1, 1], (B, 1, H, W) mask in [0, 1]; ``out = colour + mask·(image − colour)``.
+
+        Raises:
+            ShapeError: on a wrong channel count (e.g. 68 heatmaps for a 66-point model) or size.
+        """
+        self._check(image, heatmaps)
+        x = torch.cat([image, heatmaps.to(image.dtype)], dim=1)  # (B, 3 + K, H, W)
+        features = self.feature_layer(self.bottleneck(self.down_conv(x)))  # (B, w, H, W)
+        colour = self.colour_layer(features)
+        mask = self.mask_layer(features)
+        out = mask * (image - colour) + colour
+        return out, colour, mask
+
+    def forward(self, image: torch.Tensor, heatmaps: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) image + (B, K, H, W) heatmaps → (B, 3, H, W) image with those landmarks."""
+        return self.forward_parts(image, heatmaps)[0]
