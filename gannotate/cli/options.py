@@ -9,6 +9,7 @@ from typing import Any, Callable
 import click
 
 from gannotate.errors import GannotateError
+from shape_model.errors import ShapeModelError
 
 __all__ = ["RangeType", "seed_option", "fail_on_gannotate_error", "EXIT_FAILURES", "EXIT_FATAL"]
 
@@ -52,13 +53,13 @@ def seed_option(f: Callable) -> Callable:
 
 
 def fail_on_gannotate_error(f: Callable) -> Callable:
-    """Turn a GannotateError into a one-line message on stderr and exit code 3 (no traceback)."""
+    """Turn a GannotateError (or shape_model's ShapeModelError) into one line on stderr and exit code 3."""
 
     @functools.wraps(f)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return f(*args, **kwargs)
-        except GannotateError as e:
+        except (GannotateError, ShapeModelError) as e:
             click.echo(f"error: {e}", err=True)
             sys.exit(EXIT_FATAL)
 

@@ -20,15 +20,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 
 from gannotate.errors import CheckpointError, SchemeError
+from gannotate.io.atomic import atomic_path
 from gannotate.heatmaps import DEFAULT_SIGMA, LEGACY_SIGMA
 from gannotate.landmarks import IBUG66, scheme_for
 from gannotate.models.generator import Generator, GeneratorConfig
@@ -128,14 +127,8 @@ def save_generator(path: str | Path, generator: Generator, meta: Mapping[str, An
         "state_dict": {k: v.detach().cpu().clone() for k, v in generator.state_dict().items()},
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 
