@@ -1,0 +1,151 @@
+"""Run a trained detector on photos: crop from a face box, predict, map back to the photo.
+
+A :class:`Detector` crops each face exactly as training did (``data.crop_transform_for_box``: the
+landmark box made square and grown by the checkpoint's ``margin``) and maps the predicted points
+back with the crop's inverse. With a box that is only *near* the landmark box (from a face
+detector), ``refine`` re-crops on the predicted landmarks' own box and predicts again, which brings
+the crop back to what the network was trained on.
+
+Convention: images uint8 (H, W, 3) RGB; boxes ``(x0, y0, x1, y1)`` in 0-based pixel coordinates;
+points float32 (K, 2) ``(x, y)`` 0-based pixel centres, in the photo.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from gannotate.detector.data import crop_transform_for_box, crop_transform_for_points, iter_annotated, to_tensor
+from gannotate.detector.model import LandmarkNet, load_checkpoint
+from gannotate.errors import GannotateError, check_points
+from gannotate.geometry import Affine, landmark_box
+from gannotate.landmarks import Scheme, get_scheme
+
+__all__ = ["DEFAULT_CHECKPOINT", "Detector", "PredictionResult", "predict_folder"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "assets" / "detector.pt"
+"""The shipped detector (trained by recipes/train_detector.py on AFW + Helen train, real faces only)."""
+
+
+@dataclass
+class Detector:
+    """A loaded detector.
+
+    Attributes:
+        net: the network (eval mode).
+        meta: checkpoint metadata (scheme, margin, input_size, ...).
+        device: where the network runs.
+        batch_size: crops per forward pass.
+
+    Example:
+        >>> det = Detector.load()                          # the shipped checkpoint
+        >>> pts = det.predict(image, box=(x0, y0, x1, y1))  # (68, 2) in the photo
+    """
+
+    net: LandmarkNet
+    meta: dict
+    device: torch.device
+    batch_size: int = 64
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, device: str = "cpu", batch_size: int = 64) -> "Detector":
+        """Load ``path`` (None → :data:`DEFAULT_CHECKPOINT`)."""
+        net, meta = load_checkpoint(DEFAULT_CHECKPOINT if path is None else path, device)
+        return cls(net, meta, torch.device(device), batch_size)
+
+    @property
+    def scheme(self) -> Scheme:
+        return get_scheme(self.meta["scheme"])
+
+    @property
+    def input_size(self) -> int:
+        return int(self.net.cfg.input_size)
+
+    @property
+    def margin(self) -> float:
+        return float(self.meta["margin"])
+
+    def predict_crops(self, crops: np.ndarray) -> np.ndarray:
+        """(B, S, S, 3) uint8 RGB crops → (B, K, 2) float32 points in crop pixels."""
+        out = []
+        for start in range(0, len(crops), self.batch_size):
+            x = to_tensor(crops[start: start + self.batch_size], self.device)
+            out.append(self.net.predict_points(x).cpu().numpy())
+        k = self.net.cfg.n_points
+        return np.concatenate(out).astype(np.float32) if out else np.zeros((0, k, 2), np.float32)
+
+    def predict_boxes(self, images: Sequence[np.ndarray], boxes: np.ndarray, refine: int = 0) -> np.ndarray:
+        """Predict one face per (image, landmark box) pair.
+
+        Args:
+            images: B photos (H, W, 3) uint8 RGB (the same array may repeat for several faces).
+            boxes: (B, 4) ``(x0, y0, x1, y1)`` landmark boxes (or detector boxes mapped to them).
+            refine: extra passes that re-crop on the previous prediction's landmark box.
+
+        Returns:
+            (B, K, 2) float32 points in photo pixels.
+        """
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        if len(images) != len(boxes):
+            raise GannotateError(f"got {len(images)} images but {len(boxes)} boxes")
+        transforms = [crop_transform_for_box(b, self.input_size, self.margin) for b in boxes]
+        points = self._predict_transforms(images, transforms)
+        for _ in range(refine):
+            transforms = [crop_transform_for_points(p, self.input_size, self.margin) for p in points]
+            points = self._predict_transforms(images, transforms)
+        return points
+
+    def predict_from_points(self, images: Sequence[np.ndarray], points: np.ndarray) -> np.ndarray:
+        """Predict with the landmark box of reference points (ground truth, or a previous estimate).
+
+        ``points`` (B, K', 2) may be in any scheme: only their box is used.
+        """
+        pts = check_points(points)
+        pts = pts[None] if pts.ndim == 2 else pts
+        return self.predict_boxes(images, np.array([landmark_box(p) for p in pts]))
+
+    def predict(self, image: np.ndarray, box: Sequence[float], refine: int = 0) -> np.ndarray:
+        """One face: (H, W, 3) photo and its landmark box → (K, 2) points (wraps :meth:`predict_boxes`)."""
+        return self.predict_boxes([image], np.asarray(box)[None], refine)[0]
+
+    def _predict_transforms(self, images: Sequence[np.ndarray], transforms: list[Affine]) -> np.ndarray:
+        crops = np.stack([t.warp(im, self.input_size) for im, t in zip(images, transforms)]) if transforms else \
+            np.zeros((0, self.input_size, self.input_size, 3), np.uint8)
+        pred = self.predict_crops(crops)
+        return np.stack([t.inverse().apply(p) for t, p in zip(transforms, pred)]) if len(pred) else pred
+
+
+@dataclass(frozen=True)
+class PredictionResult:
+    """What :func:`predict_folder` did: written .pts paths and the faces it skipped (``Failure``)."""
+
+    written: list
+    failures: list
+
+
+def predict_folder(
+    source: str | Path, out_dir: str | Path, detector: Detector, convert: bool = False
+) -> PredictionResult:
+    """Predict every annotated face of a folder / list file, cropping on its ground-truth landmark box.
+
+    Writes ``out_dir/<key>.pts`` (1-based on disk), mirroring the input's relative layout, so
+    ``gannotate evaluate nme --predictions out_dir --truth source`` matches them by relative stem.
+
+    Raises:
+        SchemeError: when the truth has another scheme than the detector and ``convert`` is off.
+    """
+    from gannotate.io.pts import write_pts
+
+    failures: list = []
+    written = []
+    for key, image, truth in iter_annotated(source, detector.scheme, failures, convert):
+        pred = detector.predict_from_points([image], truth)[0]
+        written.append(write_pts(Path(out_dir) / f"{key}.pts", pred))
+    return PredictionResult(written, failures)
