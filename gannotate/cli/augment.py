@@ -121,11 +121,12 @@ _quiet = click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @_device
 @click.option("--model", "model_path", type=click.Path(exists=True, path_type=Path), default=None, help="Shape model .npz [default: shipped].")
 @click.option("--resume/--no-resume", default=True, show_default=True, help="Skip samples already in OUT/dataset.h5 (--no-resume starts over).")
+@click.option("--annotate", is_flag=True, help="Images without a landmark file: find the face (YuNet) and annotate it with the shipped detector.")
 @seed_option
 @_quiet
 @fail_on_gannotate_error
 def augment(input_path, out, n, poses, pose_sampling, pitch, roll, expression, size, margin, batch_size, workers,
-            formats, shard, renderer, generator, device, model_path, resume, seed, quiet):  # type: ignore[no-untyped-def]
+            formats, shard, renderer, generator, device, model_path, resume, annotate, seed, quiet):  # type: ignore[no-untyped-def]
     """Grow a dataset: each input face rendered at N target shapes (poses, expression), landmarks as ground truth.
 
     Writes OUT/dataset.h5, OUT/images/*.png+.pts, OUT/manifest.json and OUT/preview.png. Re-running with the
@@ -140,7 +141,7 @@ def augment(input_path, out, n, poses, pose_sampling, pitch, roll, expression, s
         plan=PlanConfig(n=n, yaw=poses, sampling=pose_sampling, pitch=pitch, roll=roll, expression=expression, seed=seed),
         size=size, margin=DEFAULT_MARGIN if margin is None else margin, batch_size=batch_size, workers=workers,
         formats=_formats(formats), shard=shard, renderer=renderer, generator=generator, device=device,
-        model_path=model_path, resume=resume, command=_command_line(),
+        model_path=model_path, resume=resume, annotate=annotate, command=_command_line(),
     )
     _run_and_report(run_augment, cfg, "augment", quiet)
 
