@@ -39,6 +39,8 @@ LEGACY_SIGMA = 1.75
 
 HEATMAP_MODES = ("exact", "legacy")
 
+_TAIL = 1.1e-19  # ≈ √(float32's smallest normal): a product of two kept values is never denormal
+_TAIL_LOG = math.log(_TAIL)
 _LEGACY_HALF = 3  # the release calls draw_gaussian(sigma=1): window 6·1 + 1 = 7, half-width 3
 _LEGACY_WINDOW = 2 * _LEGACY_HALF + 1
 
@@ -56,7 +58,12 @@ def _exact_profiles(coord: torch.Tensor, n: int, sigma: float) -> torch.Tensor:
     """(B, K) centres → (B, K, n) values of exp(-(u - c)² / 2σ²) at pixel centres u = 0..n-1."""
     grid = torch.arange(n, device=coord.device, dtype=coord.dtype)
     d = grid - coord[..., None]  # (B, K, n)
-    return d.square_().mul_(-0.5 / (sigma * sigma)).exp_()  # in place: no (B, K, n) temporaries
+    # In place (no (B, K, n) temporaries). Tails are clamped and then zeroed below √(min normal):
+    # exp into denormals, and products of two tails, run on the CPU's slow path (≈2× the whole render).
+    g = d.square_().mul_(-0.5 / (sigma * sigma)).clamp_min_(_TAIL_LOG).exp_()
+    if g.requires_grad:  # exp's backward needs its output untouched
+        return torch.nn.functional.threshold(g, _TAIL, 0.0)
+    return torch.nn.functional.threshold_(g, _TAIL, 0.0)
 
 
 def _legacy_profiles(coord: torch.Tensor, n: int, dtype: torch.dtype) -> torch.Tensor:
