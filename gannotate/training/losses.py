@@ -1,0 +1,267 @@
+"""The paper's loss terms as pure tensor functions, and the object that weighs and applies them.
+
+Convention: images are float NCHW tensors in [-1, 1]; heatmaps are (B, K, H, W) in [0, 1];
+discriminator outputs are raw scores (B,) or (B, 1) (no sigmoid: the hinge acts on scores).
+
+Every function reduces with a *mean* over all elements (batch, channels, pixels), so a term's
+value does not depend on the batch size or the image size and the paper's weights transfer from
+128² to the 64² CPU preset. The paper writes ‖·‖²; the mean of squares is that norm divided by the
+element count, a constant factor the weights absorb.
+
+Triple consistency (Sanchez & Valstar): with Î = G(I; H(s_t)), the loss
+‖G(Î; H(s_n)) − G(I; H(s_n))‖² lets gradients flow through *both* branches, as the released
+training code does (``training/GANnotation.py``): the two-step and the one-step renderings are
+pulled towards each other rather than one being a fixed target.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+from typing import Callable, Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = [
+    "d_hinge",
+    "g_hinge",
+    "pixel_l2",
+    "total_variation",
+    "self_consistency",
+    "triple_consistency",
+    "identity_l1",
+    "gram_matrix",
+    "perceptual",
+    "LossWeights",
+    "TripleConsistencyLoss",
+    "FeatureNet",
+]
+
+log = logging.getLogger(__name__)
+
+#: A frozen feature extractor: image (B, 3, H, W) in [-1, 1] → list of (B, C_l, H_l, W_l) features.
+FeatureNet = Callable[[Tensor], Sequence[Tensor]]
+
+
+# ---------------------------------------------------------------------------------------------
+# Pure loss terms
+# ---------------------------------------------------------------------------------------------
+
+
+def d_hinge(real_scores: Tensor, fake_scores: Tensor) -> Tensor:
+    """Discriminator hinge loss E[relu(1 − D(I))] + E[relu(1 + D(Î))] (a scalar)."""
+    return F.relu(1.0 - real_scores).mean() + F.relu(1.0 + fake_scores).mean()
+
+
+def g_hinge(fake_scores: Tensor) -> Tensor:
+    """Generator hinge loss −E[D(Î)] (a scalar)."""
+    return -fake_scores.mean()
+
+
+def pixel_l2(x: Tensor, y: Tensor) -> Tensor:
+    """Mean squared difference of two (B, C, H, W) tensors (the paper's ‖x − y‖², mean-reduced)."""
+    return (x - y).pow(2).mean()
+
+
+def total_variation(x: Tensor) -> Tensor:
+    """Anisotropic total variation of (B, C, H, W) images: mean |∂x| + mean |∂y| (neighbour differences)."""
+    dx = (x[..., :, 1:] - x[..., :, :-1]).abs().mean()
+    dy = (x[..., 1:, :] - x[..., :-1, :]).abs().mean()
+    return dx + dy
+
+
+def self_consistency(back: Tensor, original: Tensor) -> Tensor:
+    """‖G(G(I; H(s_t)); H(s_i)) − I‖²: rendering the result back to the input's shape recovers the input."""
+    return pixel_l2(back, original)
+
+
+def triple_consistency(two_step: Tensor, one_step: Tensor) -> Tensor:
+    """‖G(Î; H(s_n)) − G(I; H(s_n))‖², gradient through both arguments (see the module docstring)."""
+    return pixel_l2(two_step, one_step)
+
+
+def identity_l1(feats_a: Sequence[Tensor], feats_b: Sequence[Tensor]) -> Tensor:
+    """Σ_l mean |Φ_l(a) − Φ_l(b)| over paired feature lists (layer l: (B, ...))."""
+    if len(feats_a) != len(feats_b) or not feats_a:
+        raise ValueError(f"identity_l1: need equal, non-empty feature lists, got {len(feats_a)} and {len(feats_b)}")
+    return torch.stack([(a - b).abs().mean() for a, b in zip(feats_a, feats_b)]).sum()
+
+
+def gram_matrix(f: Tensor) -> Tensor:
+    """Gram matrix of (B, C, H, W) features → (B, C, C), normalised by C·H·W (as in style transfer)."""
+    b, c, h, w = f.shape
+    flat = f.reshape(b, c, h * w)
+    return flat @ flat.transpose(1, 2) / float(c * h * w)  # (B, C, C)
+
+
+def perceptual(
+    feats_a: Sequence[Tensor],
+    feats_b: Sequence[Tensor],
+    gram_layer: int | None = 2,
+    norm: str = "l1",
+) -> Tensor:
+    """The paper's eq. 9: Σ_l ‖Φ_l(a) − Φ_l(b)‖ + ‖Gram(Φ_g(a)) − Gram(Φ_g(b))‖.
+
+    Args:
+        feats_a, feats_b: feature lists, e.g. VGG-19 relu1_2, relu2_2, relu3_3, relu4_3.
+        gram_layer: index of the layer whose Gram matrices are compared (2 = relu3_3), or None.
+        norm: ``"l1"`` (mean absolute) or ``"l2"`` (mean squared), used for both parts.
+    """
+    if len(feats_a) != len(feats_b) or not feats_a:
+        raise ValueError(f"perceptual: need equal, non-empty feature lists, got {len(feats_a)} and {len(feats_b)}")
+    if norm not in ("l1", "l2"):
+        raise ValueError(f"perceptual: norm must be 'l1' or 'l2', got {norm!r}")
+
+    def dist(x: Tensor, y: Tensor) -> Tensor:
+        d = x - y
+        return d.abs().mean() if norm == "l1" else d.pow(2).mean()
+
+    total = torch.stack([dist(a, b) for a, b in zip(feats_a, feats_b)]).sum()
+    if gram_layer is not None:
+        total = total + dist(gram_matrix(feats_a[gram_layer]), gram_matrix(feats_b[gram_layer]))
+    return total
+
+
+# ---------------------------------------------------------------------------------------------
+# The weighted objective
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Weights of the generator objective (the paper's values by default); 0 switches a term off."""
+
+    adv: float = 1.0  # hinge adversarial term −E[D(Î)]
+    pix: float = 10.0  # ‖Î − I_t‖² against the target frame/view
+    self_: float = 100.0  # self-consistency ‖G(Î; H(s_i)) − I‖²
+    triple: float = 100.0  # triple consistency ‖G(Î; H(s_n)) − G(I; H(s_n))‖²
+    identity: float = 1.0  # Σ_l ‖Φ_l(I) − Φ_l(Î)‖₁ with the identity network
+    perceptual: float = 10.0  # eq. 9 with VGG-19 (features + Gram at relu3_3) against I_t
+    tv: float = 1e-4  # total variation of Î
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+class TripleConsistencyLoss:
+    """Computes and back-propagates the GANnotation objective, one phase at a time.
+
+    The batch is a mapping with ``image_a``, ``image_t``, ``image_n`` (B, 3, H, W) in [-1, 1]
+    (input I, target I_t, third view I_n) and ``heat_a``, ``heat_t``, ``heat_n`` (B, K, H, W) in
+    [0, 1], the heatmaps of their landmarks.
+
+    Networks that are missing (``identity_net``/``perceptual_net`` None) switch their term off;
+    :attr:`disabled` says which and why, so the trainer can log and record it.
+
+    Args:
+        G: generator, ``G(image, heatmaps) -> image``.
+        D: discriminator, ``D(image) -> scores``.
+        weights: the loss weights.
+        identity_net: frozen feature extractor for the identity term, or None.
+        perceptual_net: frozen feature extractor (4 layers) for the perceptual term, or None.
+        disabled_reasons: why a network is missing, e.g. ``{"identity": "no SFace weights"}``.
+        autocast: context-manager factory wrapping forward passes (AMP on CUDA), or None.
+    """
+
+    def __init__(
+        self,
+        G: torch.nn.Module,
+        D: torch.nn.Module,
+        weights: LossWeights = LossWeights(),
+        identity_net: FeatureNet | None = None,
+        perceptual_net: FeatureNet | None = None,
+        disabled_reasons: Mapping[str, str] | None = None,
+        autocast: Callable[[], object] | None = None,
+    ):
+        self.G, self.D, self.w = G, D, weights
+        self.identity_net, self.perceptual_net = identity_net, perceptual_net
+        self.autocast = autocast
+        reasons = dict(disabled_reasons or {})
+        self.disabled: dict[str, str] = {}
+        for name, net, weight in (
+            ("identity", identity_net, weights.identity),
+            ("perceptual", perceptual_net, weights.perceptual),
+        ):
+            if weight == 0:
+                self.disabled[name] = "weight is 0"
+            elif net is None:
+                self.disabled[name] = reasons.get(name, "no feature network given")
+        for name, why in self.disabled.items():
+            log.warning("%s loss is OFF: %s", name, why)
+
+    def _ctx(self):
+        return self.autocast() if self.autocast is not None else nullcontext()
+
+    def accumulate_gradients(self, phase: str, batch: Mapping[str, Tensor], scale: float = 1.0) -> dict[str, float]:
+        """Run one phase's forward passes and ``backward()`` its weighted loss (gradients accumulate).
+
+        Args:
+            phase: ``"G"`` (generator objective; D's parameters get no gradient) or ``"D"``.
+            batch: the triplet batch described in the class docstring.
+            scale: multiplies the loss before backward (e.g. 1/accumulation steps).
+
+        Returns:
+            Every term by name (``Loss/G/pix``, ``Loss/G/triple``, ``Loss/D/real`` ...), unweighted,
+            plus the weighted total (``Loss/G/total`` or ``Loss/D/total``), as Python floats.
+        """
+        if phase == "G":
+            terms, total = self._generator_terms(batch)
+        elif phase == "D":
+            terms, total = self._discriminator_terms(batch)
+        else:
+            raise ValueError(f"phase must be 'G' or 'D', got {phase!r}")
+        (total * scale).backward()
+        out = {k: float(v.detach()) for k, v in terms.items()}
+        out[f"Loss/{phase}/total"] = float(total.detach())
+        return out
+
+    def _generator_terms(self, batch: Mapping[str, Tensor]) -> tuple[dict[str, Tensor], Tensor]:
+        G, D, w = self.G, self.D, self.w
+        img_a, img_t = batch["image_a"], batch["image_t"]
+        h_a, h_t, h_n = batch["heat_a"], batch["heat_t"], batch["heat_n"]
+        for p in D.parameters():
+            p.requires_grad_(False)
+        try:
+            with self._ctx():
+                fake = G(img_a, h_t)  # Î = G(I; H(s_t))   (B, 3, H, W)
+                terms: dict[str, Tensor] = {}
+                if w.adv:
+                    terms["adv"] = g_hinge(D(fake).float())
+                if w.pix:
+                    terms["pix"] = pixel_l2(fake.float(), img_t.float())
+                if w.self_:
+                    terms["self"] = self_consistency(G(fake, h_a).float(), img_a.float())
+                if w.triple:
+                    terms["triple"] = triple_consistency(G(fake, h_n).float(), G(img_a, h_n).float())
+                if w.tv:
+                    terms["tv"] = total_variation(fake.float())
+                if "identity" not in self.disabled:
+                    terms["identity"] = identity_l1(
+                        [f.float() for f in self.identity_net(img_a)], [f.float() for f in self.identity_net(fake)]
+                    )
+                if "perceptual" not in self.disabled:
+                    terms["perceptual"] = perceptual(
+                        [f.float() for f in self.perceptual_net(img_t)], [f.float() for f in self.perceptual_net(fake)]
+                    )
+        finally:
+            for p in D.parameters():
+                p.requires_grad_(True)
+        weight_of = {"adv": w.adv, "pix": w.pix, "self": w.self_, "triple": w.triple, "tv": w.tv,
+                     "identity": w.identity, "perceptual": w.perceptual}
+        total = sum(weight_of[k] * v for k, v in terms.items())
+        return {f"Loss/G/{k}": v for k, v in terms.items()}, total
+
+    def _discriminator_terms(self, batch: Mapping[str, Tensor]) -> tuple[dict[str, Tensor], Tensor]:
+        with torch.no_grad(), self._ctx():
+            fake = self.G(batch["image_a"], batch["heat_t"])
+        with self._ctx():
+            real_scores = self.D(batch["image_t"]).float()
+            fake_scores = self.D(fake.detach()).float()
+        real = F.relu(1.0 - real_scores).mean()
+        fake_term = F.relu(1.0 + fake_scores).mean()
+        total = real + fake_term  # d_hinge, split so both halves are logged
+        return {"Loss/D/real": real, "Loss/D/fake": fake_term, "Loss/D/score_real": real_scores.mean(),
+                "Loss/D/score_fake": fake_scores.mean()}, total

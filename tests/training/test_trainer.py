@@ -1,0 +1,116 @@
+"""The training loop: one step moves G and D, resume is bit-exact, checkpoints are safe, budgets stop cleanly."""
+
+from __future__ import annotations
+
+import json
+import pickle
+
+import pytest
+import torch
+
+from gannotate.errors import CheckpointError
+from gannotate.training.config import PRESETS, TrainConfig, get_preset
+from gannotate.training.trainer import build_networks, load_checkpoint, train
+
+
+def _smoke(**kw) -> TrainConfig:
+    return get_preset("smoke", **kw)
+
+
+@pytest.fixture(scope="module")
+def one_step(tiny_cache, tmp_path_factory):
+    """A smoke run of one step (shared by the tests that only read its outputs)."""
+    return train(_smoke(), tmp_path_factory.mktemp("one") / "run", tiny_cache, max_steps=1)
+
+
+def test_one_step_changes_G_and_D(one_step):
+    cfg = _smoke()
+    torch.manual_seed(cfg.seed)
+    G0, D0 = build_networks(cfg, 68)
+    res = one_step
+    assert res.step == 1 and res.stopped_by == "max_steps"
+    ck = load_checkpoint(res.checkpoint)
+    for net, key in ((G0, "G"), (D0, "D")):
+        before = net.state_dict()
+        changed = [k for k, v in ck[key].items() if v.dtype.is_floating_point and not torch.equal(v, before[k])]
+        assert changed, f"{key} did not change"
+    row = json.loads((res.run_dir / "stats.jsonl").read_text().splitlines()[-1])
+    for k in ("Loss/G/pix", "Loss/G/triple", "Loss/G/self", "Loss/G/adv", "Loss/G/tv", "Loss/D/real", "steps_per_s"):
+        assert k in row
+    # the losses that have no network are OFF, and say why, in the checkpoint and in config.json
+    assert set(ck["disabled_losses"]) == {"identity", "perceptual"}
+    assert json.loads((res.run_dir / "config.json").read_text())["disabled_losses"] == ck["disabled_losses"]
+
+
+def test_resume_is_bit_exact(tiny_cache, tmp_path):
+    cfg = _smoke()
+    train(cfg, tmp_path / "a", tiny_cache, max_steps=2)
+    res_a = train(cfg, tmp_path / "a", tiny_cache, max_steps=3, resume=True)
+    res_b = train(cfg, tmp_path / "b", tiny_cache, max_steps=3)
+    assert res_a.step == res_b.step == 3
+    a, b = load_checkpoint(res_a.checkpoint), load_checkpoint(res_b.checkpoint)
+    for key in ("G", "D"):
+        for k in a[key]:
+            assert torch.equal(a[key][k], b[key][k]), f"{key}.{k} differs after resume"
+    sa = torch.cat([v["exp_avg"].flatten() for v in a["opt_G"]["state"].values()])
+    sb = torch.cat([v["exp_avg"].flatten() for v in b["opt_G"]["state"].values()])
+    assert torch.equal(sa, sb)
+
+
+def test_time_budget_stops_and_checkpoints(tiny_cache, tmp_path):
+    res = train(_smoke(), tmp_path / "run", tiny_cache, time_budget_min=0.0)
+    assert res.stopped_by == "time_budget" and res.step == 1
+    assert load_checkpoint(res.checkpoint)["step"] == 1
+
+
+class _Payload:
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+def test_pickle_checkpoint_with_payload_is_refused(tmp_path):
+    path = tmp_path / "evil.pt"
+    with open(path, "wb") as f:
+        pickle.dump({"kind": "gannotate-train", "G": _Payload()}, f)
+    with pytest.raises(CheckpointError, match="refused"):
+        load_checkpoint(path)
+
+
+def test_foreign_checkpoint_is_refused(tmp_path):
+    torch.save({"state_dict": {}}, tmp_path / "x.pt")
+    with pytest.raises(CheckpointError, match="not a gannotate"):
+        load_checkpoint(tmp_path / "x.pt")
+
+
+class TestConfig:
+    def test_round_trip(self):
+        cfg = PRESETS["small"]
+        assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+
+    def test_paper_schedule(self):
+        cfg = PRESETS["paper"]
+        assert cfg.lr_at(0) == 1e-4 and cfg.lr_at(200_000) == pytest.approx(1e-6)
+        assert cfg.lr_at(100_000) == pytest.approx((1e-4 + 1e-6) / 2) and cfg.lr_at(290_000) == pytest.approx(1e-6)
+        assert (cfg.beta1, cfg.beta2, cfg.batch_size, cfg.image_size, cfg.g_width, cfg.g_res) == (0.5, 0.9999, 16, 128, 64, 6)
+        w = cfg.weights
+        assert (w.adv, w.pix, w.self_, w.triple, w.identity, w.perceptual, w.tv) == (1, 10, 100, 100, 1, 10, 1e-4)
+
+    def test_unknown_preset(self):
+        from gannotate.errors import GannotateError
+
+        with pytest.raises(GannotateError, match="smoke"):
+            get_preset("huge")
+
+
+def test_export_generator_round_trip(one_step, tmp_path):
+    from gannotate.models.checkpoint import load_generator
+    from gannotate.training.trainer import export_generator
+
+    res = one_step
+    out = export_generator(res.checkpoint, tmp_path / "g.pt")
+    G, meta = load_generator(out)
+    assert meta["scheme"] == "ibug68" and meta["image_size"] == 16 and meta["heatmap_mode"] == "exact"
+    assert meta["step"] == 1 and json.loads(meta["training_data"])["n_photos"] == 3
+    assert set(json.loads(meta["disabled_losses"])) == {"identity", "perceptual"}
+    saved = load_checkpoint(res.checkpoint)["G"]
+    assert all(torch.equal(v, saved[k]) for k, v in G.state_dict().items())
