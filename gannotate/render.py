@@ -258,66 +258,12 @@ class WarpRenderer:
 # --------------------------------------------------------------------------------------------
 
 
-class GANRenderer:
-    """A trained landmark-guided generator behind the :class:`Renderer` interface.
+def __getattr__(name: str):  # GANRenderer lives in render_gan so that the warp path never imports torch
+    if name == "GANRenderer":
+        from gannotate.render_gan import GANRenderer
 
-    The generator sees the crop in [-1, 1] and one Gaussian heatmap per target landmark, rendered
-    with the heatmap settings stored in the checkpoint's meta (mode, sigma), at the generator's
-    image size; crops of another size are resized in and out.
-
-    Args:
-        checkpoint: path written by ``gannotate.models.checkpoint.save_generator``.
-        device: torch device string ("cpu", "cuda").
-        batch_size: most images per forward pass (memory bound).
-    """
-
-    name = "gan"
-
-    def __init__(self, checkpoint: str | Path, device: str = "cpu", batch_size: int = 16):
-        try:
-            from gannotate.models.checkpoint import load_generator
-        except ImportError as e:
-            raise CheckpointError(checkpoint, f"the generator code is not available ({e})") from e
-        self.checkpoint = Path(checkpoint)
-        self.device = device
-        self.batch_size = int(batch_size)
-        self.generator, self.meta = load_generator(self.checkpoint, device)
-        self.generator.eval()
-        self.image_size = int(self.meta.get("image_size", 128))
-
-    def render(self, images: np.ndarray, source_points: np.ndarray, target_points: np.ndarray) -> np.ndarray:
-        """Generate a batch: ``images`` (B, H, W, 3) uint8, points (B, K, 2) in the image frame → uint8."""
-        import torch
-
-        from gannotate import heatmaps
-
-        imgs, _src, tgt = _check_batch(images, source_points, target_points)
-        b, h, w = imgs.shape[:3]
-        size = self.image_size
-        scale = np.array([size / w, size / h], np.float32)
-        # pixel edges map to pixel edges: x' = (x + 0.5)·s - 0.5
-        tgt_g = (tgt + 0.5) * scale - 0.5
-        scheme = self.meta.get("scheme")
-        if scheme is not None and get_scheme(scheme).n_points != tgt_g.shape[1]:
-            tgt_g = np.ascontiguousarray(to_scheme(tgt_g, scheme))  # e.g. 68 → 66 for the original release
-        out = np.empty_like(imgs)
-        mode = self.meta.get("heatmap_mode", "exact")
-        sigma = self.meta.get("heatmap_sigma")
-        kwargs = {"mode": mode} if sigma is None else {"mode": mode, "sigma": float(sigma)}
-        with torch.no_grad():
-            for i in range(0, b, self.batch_size):
-                chunk = imgs[i : i + self.batch_size]
-                if (h, w) != (size, size):
-                    chunk = np.stack([cv2.resize(x, (size, size), interpolation=cv2.INTER_AREA) for x in chunk])
-                x = torch.from_numpy(chunk).to(self.device).permute(0, 3, 1, 2).float() / 127.5 - 1.0  # (B,3,H,W)
-                pts = torch.from_numpy(tgt_g[i : i + self.batch_size]).to(self.device)
-                hm = heatmaps.render(pts, size, **kwargs)  # (B, K, H, W) in [0, 1]
-                y = self.generator(x, hm)
-                y = ((y.clamp(-1, 1) + 1.0) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
-                if (h, w) != (size, size):
-                    y = np.stack([cv2.resize(z, (w, h), interpolation=cv2.INTER_LINEAR) for z in y])
-                out[i : i + len(y)] = y
-        return out
+        return GANRenderer
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 RENDERERS = ("warp", "gan")
@@ -339,5 +285,7 @@ def make_renderer(name: str, generator: str | Path | None = None, device: str = 
             )
         if not Path(generator).is_file():
             raise CheckpointError(generator, "no such file")
+        from gannotate.render_gan import GANRenderer
+
         return GANRenderer(generator, device=device, batch_size=batch_size)
     raise GannotateError(f"unknown renderer {name!r}; choose one of {list(RENDERERS)}")

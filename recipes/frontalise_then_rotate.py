@@ -32,10 +32,11 @@ def main() -> None:
     ap.add_argument("--renderer", default="warp", choices=["warp", "gan"])
     ap.add_argument("--generator", type=Path, default=None)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--seed", type=int, default=0, help="recorded in the outputs (the recipe draws nothing at random)")
     args = ap.parse_args()
     cfg = FrontaliseConfig(
         out=args.out, input=args.input, yaws=tuple(float(y) for y in args.yaws.split(",")), size=args.size,
-        renderer=args.renderer, generator=args.generator, device=args.device,
+        renderer=args.renderer, generator=args.generator, device=args.device, seed=args.seed,
     )
     result = run_frontalise(cfg)
     with DatasetReader(args.out / "progressive.h5") as p, DatasetReader(args.out / "one_to_one.h5") as o:

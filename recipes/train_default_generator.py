@@ -41,6 +41,7 @@ def main() -> None:
     ap.add_argument("--identity", choices=["sface", "none"], default="sface")
     ap.add_argument("--vgg19-weights", default=None)
     ap.add_argument("--threads", type=int, default=1, help="CPU threads (shared machines: keep it low)")
+    ap.add_argument("--seed", type=int, default=0, help="seeds initialisation and every batch")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
@@ -50,7 +51,7 @@ def main() -> None:
         prepare_cache(args.cache, photos=shared / "300w_afw_helen_spinkoo/image_for_pts.txt",
                       photos_root=shared / "300w_afw_helen_spinkoo/images", videos=shared / "videos_300vw_style",
                       command="recipes/train_default_generator.py")
-    cfg = get_preset(args.preset, batch_size=args.batch_size, perceptual_weights=args.vgg19_weights)
+    cfg = get_preset(args.preset, batch_size=args.batch_size, perceptual_weights=args.vgg19_weights, seed=args.seed)
     if args.identity == "none":
         cfg = replace(cfg, identity_net=None)
     run_dir = args.run_dir or Path("outputs/train") / args.preset

@@ -8,7 +8,7 @@ import pytest
 
 from gannotate.errors import CheckpointError, GannotateError, ShapeError
 from gannotate.geometry import crop_face, similarity
-from gannotate.render import GANRenderer, Renderer, WarpRenderer, make_renderer, warp_one
+from gannotate.render import Renderer, WarpRenderer, make_renderer, warp_one
 
 
 @pytest.fixture(scope="module")
@@ -108,20 +108,3 @@ class TestMakeRenderer:
     def test_unknown(self):
         with pytest.raises(GannotateError, match="warp"):
             make_renderer("nerf")
-
-
-class TestGANRenderer:
-    def test_tiny_generator_batched(self, tmp_path, face):
-        torch = pytest.importorskip("torch")
-        from gannotate.models.checkpoint import save_generator
-        from gannotate.models.generator import Generator, GeneratorConfig
-
-        torch.manual_seed(0)
-        path = save_generator(tmp_path / "g.pt", Generator(GeneratorConfig(n_points=68, width=4, n_res=1, image_size=32)))
-        r = GANRenderer(path, batch_size=2)
-        image, pts = face
-        imgs, src = np.stack([image] * 3), np.stack([pts] * 3)
-        out = r.render(imgs, src, src + 1.0)
-        assert out.shape == imgs.shape and out.dtype == np.uint8
-        one = r.render(imgs[:1], src[:1], src[:1] + 1.0)
-        assert np.array_equal(out[0], one[0])  # batching does not change results
