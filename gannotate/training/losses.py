@@ -159,7 +159,8 @@ class TripleConsistencyLoss:
     Args:
         G: generator, ``G(image, heatmaps) -> image``.
         D: discriminator, ``D(image) -> scores``.
-        weights: the loss weights.
+        weights: the loss weights, kept as :attr:`w`; the trainer replaces :attr:`w` before each step
+            (``TrainConfig.weights_at``: the consistency warm-up). A weight of 0 skips its term.
         identity_net: frozen feature extractor for the identity term, or None.
         perceptual_net: frozen feature extractor (4 layers) for the perceptual term, or None.
         disabled_reasons: why a network is missing, e.g. ``{"identity": "no SFace weights"}``.

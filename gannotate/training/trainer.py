@@ -354,6 +354,8 @@ def train(
         for k in "atn":
             b[f"heat_{k}"] = render(batch[f"points_{k}"])
 
+        loss.w = cfg.weights_at(step)  # consistency warm-up: a function of the step only
+
         # Discriminator phase, then generator phase.
         t1 = time.perf_counter()
         opt_D.zero_grad(set_to_none=True)
@@ -370,6 +372,7 @@ def train(
         comp["G"] += t3 - t2
         step += 1
         stats["paired"] = float(batch["paired"])
+        stats["Weight/self"], stats["Weight/triple"] = loss.w.self_, loss.w.triple
         for k, v in stats.items():
             window.setdefault(k, []).append(v)
         n_window += 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from click.testing import CliRunner
 
 from gannotate.cli import main
@@ -15,9 +17,10 @@ def test_prepare_run_export(face_folder, tmp_path):
     assert "4 photos, 0 frames" in r.output
     run_dir = tmp_path / "run"
     r = runner.invoke(main, ["train", "run", "--cache", str(cache), "--preset", "smoke", "--run-dir", str(run_dir),
-                             "--max-steps", "1", "--identity", "none"])
+                             "--max-steps", "1", "--identity", "none", "--consistency-warmup", "7"])
     assert r.exit_code == 0, r.output
     assert "step 1 (max_steps)" in r.output and "perceptual loss was OFF" in r.output
+    assert json.loads((run_dir / "config.json").read_text())["config"]["consistency_warmup_steps"] == 7
     r = runner.invoke(main, ["export-generator", str(run_dir / "checkpoint.pt"), str(tmp_path / "g.pt")])
     assert r.exit_code == 0, r.output and (tmp_path / "g.pt").is_file()
 

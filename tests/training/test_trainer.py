@@ -37,6 +37,7 @@ def test_one_step_changes_G_and_D(one_step):
     row = json.loads((res.run_dir / "stats.jsonl").read_text().splitlines()[-1])
     for k in ("Loss/G/pix", "Loss/G/triple", "Loss/G/self", "Loss/G/adv", "Loss/G/tv", "Loss/D/real", "steps_per_s"):
         assert k in row
+    assert row["Weight/self"] == row["Weight/triple"] == 100.0  # no warm-up: the paper's weights from step 0
     # the losses that have no network are OFF, and say why, in the checkpoint and in config.json
     assert set(ck["disabled_losses"]) == {"identity", "perceptual"}
     assert json.loads((res.run_dir / "config.json").read_text())["disabled_losses"] == ck["disabled_losses"]
@@ -55,6 +56,23 @@ def test_resume_is_bit_exact(tiny_cache, tmp_path):
     sa = torch.cat([v["exp_avg"].flatten() for v in a["opt_G"]["state"].values()])
     sb = torch.cat([v["exp_avg"].flatten() for v in b["opt_G"]["state"].values()])
     assert torch.equal(sa, sb)
+
+
+def test_consistency_warmup_is_logged_and_resumes_exactly(tiny_cache, tmp_path):
+    cfg = _smoke(consistency_warmup_steps=4)
+    train(cfg, tmp_path / "a", tiny_cache, max_steps=3)
+    res_a = train(cfg, tmp_path / "a", tiny_cache, max_steps=6, resume=True)
+    res_b = train(cfg, tmp_path / "b", tiny_cache, max_steps=6)
+    rows = [json.loads(line) for line in (res_b.run_dir / "stats.jsonl").read_text().splitlines()]
+    assert [r["Weight/self"] for r in rows] == [0.0, 25.0, 50.0, 75.0, 100.0, 100.0]
+    assert [r["Weight/triple"] for r in rows] == [0.0, 25.0, 50.0, 75.0, 100.0, 100.0]
+    assert "Loss/G/self" not in rows[0] and "Loss/G/self" in rows[1]  # weight 0 at step 0: the term is skipped
+    assert [r["Weight/self"] for r in map(json.loads, (res_a.run_dir / "stats.jsonl").read_text().splitlines())] == [
+        r["Weight/self"] for r in rows]
+    a, b = load_checkpoint(res_a.checkpoint), load_checkpoint(res_b.checkpoint)
+    for key in ("G", "D"):
+        for k in a[key]:
+            assert torch.equal(a[key][k], b[key][k]), f"{key}.{k} differs after resume"
 
 
 def test_time_budget_stops_and_checkpoints(tiny_cache, tmp_path):
@@ -94,6 +112,20 @@ class TestConfig:
         assert (cfg.beta1, cfg.beta2, cfg.batch_size, cfg.image_size, cfg.g_width, cfg.g_res) == (0.5, 0.9999, 16, 128, 64, 6)
         w = cfg.weights
         assert (w.adv, w.pix, w.self_, w.triple, w.identity, w.perceptual, w.tv) == (1, 10, 100, 100, 1, 10, 1e-4)
+
+    def test_consistency_warmup_ramp(self):
+        base = PRESETS["paper"]
+        cfg = get_preset("paper", consistency_warmup_steps=1000)
+        for step, k in ((0, 0.0), (1, 0.001), (500, 0.5), (999, 0.999), (1000, 1.0), (5000, 1.0)):
+            w = cfg.weights_at(step)
+            assert w.self_ == pytest.approx(100 * k, abs=1e-12) and w.triple == pytest.approx(100 * k, abs=1e-12)
+            assert (w.adv, w.pix, w.identity, w.perceptual, w.tv) == (1, 10, 1, 10, 1e-4)  # only the two ramp
+        assert cfg.weights_at(1000) == base.weights
+
+    def test_no_warmup_changes_nothing(self):
+        cfg = PRESETS["paper"]
+        assert cfg.consistency_warmup_steps == 0
+        assert all(cfg.weights_at(s) is cfg.weights for s in (0, 1, 10, 10**6))
 
     def test_unknown_preset(self):
         from gannotate.errors import GannotateError
