@@ -33,6 +33,7 @@ from gannotate.io.folder_writer import FolderWriter
 from gannotate.io.hdf5 import COORD_ORIGIN, DatasetReader
 from gannotate.io.images import write_image
 from gannotate.landmarks import Scheme, get_scheme, scheme_for
+from gannotate.registry import Registry
 
 __all__ = [
     "register_exporter",
@@ -49,26 +50,19 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 Exporter = Callable[[DatasetReader, Path], Path]
-_EXPORTERS: dict[str, Exporter] = {}
+_EXPORTERS: Registry[Exporter] = Registry("export format")
 HRNET_CSV_NAME = "face_landmarks.csv"
 COCO_JSON_NAME = "annotations.json"
 
 
 def register_exporter(name: str) -> Callable[[Exporter], Exporter]:
     """Decorator: register ``fn(reader, out_dir) -> Path`` under ``name`` (a ``--format`` choice)."""
-
-    def deco(fn: Exporter) -> Exporter:
-        if name in _EXPORTERS:
-            raise ValueError(f"exporter {name!r} is already registered")
-        _EXPORTERS[name] = fn
-        return fn
-
-    return deco
+    return _EXPORTERS.register(name)
 
 
 def list_exporters() -> list[str]:
     """Names of the registered export formats, sorted."""
-    return sorted(_EXPORTERS)
+    return sorted(_EXPORTERS.names())
 
 
 def export(dataset_path: str | Path, fmt: str, out_dir: str | Path) -> Path:
@@ -81,10 +75,7 @@ def export(dataset_path: str | Path, fmt: str, out_dir: str | Path) -> Path:
         GannotateError: unknown format (the message lists the valid ones).
         DatasetError: the dataset cannot be read.
     """
-    try:
-        fn = _EXPORTERS[fmt]
-    except KeyError:
-        raise GannotateError(f"unknown export format {fmt!r}; choose one of {list_exporters()}") from None
+    fn = _EXPORTERS.get(fmt)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with DatasetReader(dataset_path) as reader:
