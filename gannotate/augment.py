@@ -32,7 +32,7 @@ import numpy as np
 
 from gannotate import __version__
 from gannotate.errors import DatasetError, GannotateError, InputFileError
-from gannotate.geometry import crop_face, landmark_box
+from gannotate.geometry import Crop, crop_face, landmark_box
 from gannotate.io.folders import Failure
 from gannotate.landmarks import get_scheme
 from gannotate.plan import Plan, PlanConfig, plan_face
@@ -49,6 +49,7 @@ __all__ = [
     "find_sources",
     "prepare_face",
     "crop_for_augment",
+    "load_crop",
     "run_augment",
     "check_writable",
     "load_shape_model",
@@ -210,28 +211,45 @@ def _annotated_sources(root: Path, failures: list[Failure]) -> tuple[list[Source
     return srcs, [f for f in failures if f.reason != MISSING_LANDMARKS]
 
 
-def crop_for_augment(image: np.ndarray, points: np.ndarray, size: int, margin: float):
-    """Paper-style square crop with a margin relative to the face: box + ``margin``·side on each side."""
+def crop_for_augment(image: np.ndarray, points: np.ndarray, size: int, margin: float, min_face: float = 0.0) -> Crop:
+    """Paper-style square crop with a margin relative to the face: box + ``margin``·side on each side.
+
+    Raises:
+        GannotateError: the landmark box is smaller than ``min_face`` px.
+    """
     x0, y0, x1, y1 = landmark_box(points)
     side = max(x1 - x0, y1 - y0)
+    if side < min_face:
+        raise GannotateError(f"face too small: landmark box {side:.0f} px < {min_face:.0f} px")
     return crop_face(image, points, size=size, margin=margin * side, mode="paper")
+
+
+def load_crop(source: Source, size: int, margin: float, min_face: float = MIN_FACE_PX) -> Crop | Failure:
+    """Load and crop one face; a bad input becomes a :class:`Failure` (naming file and line), never an exception."""
+    try:
+        image, points = source.load()
+        return crop_for_augment(image, points, size, margin, min_face)
+    except (GannotateError, ShapeModelError) as e:  # InputFileError is a GannotateError
+        return _failure(source, e)
+
+
+def _failure(source: Source, e: Exception) -> Failure:
+    """The manifest entry for an error raised while preparing ``source``."""
+    if isinstance(e, InputFileError):
+        reason = e.reason if e.line is None else f"line {e.line}: {e.reason}"
+        return Failure(e.path if e.path else source.path, reason)
+    return Failure(source.path, str(e))
 
 
 def prepare_face(source: Source, model: Any, cfg: AugmentConfig) -> PreparedFace | Failure:
     """Load, check, crop and plan one face; a bad input becomes a :class:`Failure`, never an exception."""
+    crop = load_crop(source, cfg.size, cfg.margin, cfg.min_face)
+    if isinstance(crop, Failure):
+        return crop
     try:
-        image, points = source.load()
-        x0, y0, x1, y1 = landmark_box(points)
-        side = max(x1 - x0, y1 - y0)
-        if side < cfg.min_face:
-            return Failure(source.path, f"face too small: landmark box {side:.0f} px < {cfg.min_face:.0f} px")
-        crop = crop_for_augment(image, points, cfg.size, cfg.margin)
         plan = plan_face(model, crop.points, source.key, cfg.plan)
-    except InputFileError as e:
-        reason = e.reason if e.line is None else f"line {e.line}: {e.reason}"
-        return Failure(e.path if e.path else source.path, reason)
     except (GannotateError, ShapeModelError) as e:
-        return Failure(source.path, str(e))
+        return _failure(source, e)
     return PreparedFace(source, crop.image, crop.points, plan)
 
 
@@ -376,7 +394,6 @@ def run_augment(
     sources, failures = find_sources(cfg.input, scheme.n_points, cfg.annotate)
     i, n = cfg.shard
     sources = sources[i::n]
-    n_params = 6 + int(model.n_expression)
     attrs = {
         "renderer": renderer.name,
         "model_sha256": model_sha,
@@ -394,26 +411,32 @@ def run_augment(
         folder = FolderWriter(out)
     n_skipped = 0
     with DatasetWriter(
-        out / "dataset.h5", scheme=scheme.name, image_size=cfg.size, n_params=n_params, attrs=attrs, resume=cfg.resume
+        out / "dataset.h5", scheme=scheme.name, image_size=cfg.size, n_params=model.n_params, attrs=attrs, resume=cfg.resume
     ) as writer:
         _check_same_settings(writer, attrs)
         done = writer.done_pairs()
         n_skipped = len(done)
         progress.start(len(sources) * cfg.plan.n, n_skipped)
         sink = _Sink(writer, folder, renderer, cfg.batch_size, progress)
-        n_ok = 0
-        for item in _prepared(sources, model, cfg):
+        row_of = {k: r for r, k in enumerate(writer.sources)}
+        complete = {r for r in row_of.values() if all((r, t) in done for t in range(cfg.plan.n))}
+        pending = [src for src in sources if row_of.get(src.key) not in complete]  # resume: skip finished faces
+        n_ok = len(sources) - len(pending)
+        crops: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # a few source crops, kept for the preview
+        for item in _prepared(pending, model, cfg):
             if isinstance(item, Failure):
                 log.warning("%s: %s", item.path, item.reason)
                 failures.append(item)
                 continue
             n_ok += 1
+            if len(crops) < cfg.preview_sources:
+                crops[item.source.key] = (item.crop, item.points)
             s = writer.add_source(item.source.key)
             todo = [t for t in range(len(item.plan)) if (s, t) not in done]
             sink.add(item, s, todo)
         sink.flush()
         n_total = int(writer.n_samples)
-    preview = _write_preview(out, sources, model, cfg, scheme) if n_total else None
+    preview = _write_preview(out, sources, cfg, scheme, crops) if n_total else None
     result = AugmentResult(out, n_ok, sink.written, n_skipped, n_total, failures, out / "manifest.json", preview)
     _write_manifest(result, cfg, model_sha, renderer.name, len(sources), time.time() - t0)
     return result
@@ -474,8 +497,14 @@ def _write_manifest(result: AugmentResult, cfg: AugmentConfig, model_sha: str, r
     atomic_write_text(result.manifest, json.dumps(manifest, indent=2) + "\n")
 
 
-def _write_preview(out: Path, sources: list[Source], model: Any, cfg: AugmentConfig, scheme: Any) -> Path | None:
-    """Contact sheet: per row one source crop, then ``preview_targets`` results spread over its plan."""
+def _write_preview(
+    out: Path, sources: list[Source], cfg: AugmentConfig, scheme: Any, crops: dict[str, tuple[np.ndarray, np.ndarray]]
+) -> Path | None:
+    """Contact sheet: per row one source crop, then ``preview_targets`` results spread over its plan.
+
+    ``crops`` holds source crops already made by the run; others (faces finished by an earlier
+    run) are loaded and cropped again, never re-planned.
+    """
     from gannotate.io.hdf5 import DatasetReader
     from gannotate.io.images import write_image
     from gannotate.preview import contact_sheet
@@ -491,18 +520,21 @@ def _write_preview(out: Path, sources: list[Source], model: Any, cfg: AugmentCon
                 break
             if source.key not in row_of:
                 continue
-            face = prepare_face(source, model, cfg)
-            if isinstance(face, Failure):
-                continue
+            if source.key not in crops:
+                crop = load_crop(source, cfg.size, cfg.margin, cfg.min_face)
+                if isinstance(crop, Failure):
+                    continue
+                crops[source.key] = (crop.image, crop.points)
+            crop_image, crop_points = crops[source.key]
             mine = np.nonzero(reader.source_index == row_of[source.key])[0]
             mine = mine[np.argsort(reader.target_index[mine], kind="stable")]
             k = min(cfg.preview_targets, len(mine))
             pick = mine[np.unique(np.linspace(0, len(mine) - 1, k).round().astype(int))]
-            images += [face.crop] + [reader.images[r] for r in pick]
-            points += [face.points] + [reader.landmarks[r] for r in pick]
+            images += [crop_image] + [reader.images[r] for r in pick]
+            points += [crop_points] + [reader.landmarks[r] for r in pick]
             labels += [source.key.rsplit("/", 1)[-1][:12]] + [f"yaw {reader.pose[r, 0]:+.0f}" for r in pick]
             pad = cfg.preview_targets - len(pick)  # keep one source per row
-            images += [np.zeros_like(face.crop)] * pad
+            images += [np.zeros_like(crop_image)] * pad
             points += [None] * pad
             labels += [""] * pad
             rows += 1

@@ -31,12 +31,12 @@ from gannotate.augment import (
     Failure,
     Progress,
     check_writable,
-    crop_for_augment,
     find_sources,
+    load_crop,
     load_shape_model,
     versions,
 )
-from gannotate.errors import GannotateError, InputFileError
+from gannotate.errors import GannotateError
 from gannotate.landmarks import get_scheme
 from gannotate.plan import pose_of
 from gannotate.render import Renderer, make_renderer
@@ -164,13 +164,12 @@ def run_frontalise(cfg: FrontaliseConfig, progress: Progress | None = None, rend
     with DatasetWriter(out / "progressive.h5", attrs={**attrs, "mode": "progressive"}, **kw) as prog_w, \
             DatasetWriter(out / "one_to_one.h5", attrs={**attrs, "mode": "one_to_one"}, **kw) as one_w:
         for source in sources:
-            try:
-                image, points = source.load()
-                crop = crop_for_augment(image, points, cfg.size, cfg.margin)
-                face = frontalise_face(renderer, model, crop.image, crop.points, cfg.yaws)
-            except InputFileError as e:
-                failures.append(Failure(e.path, e.reason))
+            crop = load_crop(source, cfg.size, cfg.margin)
+            if isinstance(crop, Failure):
+                failures.append(crop)
                 continue
+            try:
+                face = frontalise_face(renderer, model, crop.image, crop.points, cfg.yaws)
             except (GannotateError, ShapeModelError) as e:
                 failures.append(Failure(source.path, str(e)))
                 continue

@@ -91,13 +91,11 @@ class Affine:
     ) -> np.ndarray:
         """Resample ``image`` (H, W[, C]) into a ``size`` output (int → square, or (width, height))."""
         w, h = (size, size) if isinstance(size, (int, np.integer)) else size
-        interp = interpolation
         if interpolation == cv2.INTER_LINEAR and self.scale < 0.5:
-            interp = cv2.INTER_AREA  # strong downscale: avoid aliasing (warpAffine ignores AREA, so pre-blur)
-            sigma = 0.5 / self.scale * 0.5
+            # strong downscale: warpAffine has no area filter, so blur first to avoid aliasing
+            sigma = 0.25 / self.scale
             image = cv2.GaussianBlur(image, (0, 0), sigmaX=sigma, sigmaY=sigma)
-            interp = cv2.INTER_LINEAR
-        return cv2.warpAffine(image, self.matrix_2x3, (int(w), int(h)), flags=interp, borderMode=border)
+        return cv2.warpAffine(image, self.matrix_2x3, (int(w), int(h)), flags=interpolation, borderMode=border)
 
 
 def similarity(scale: float = 1.0, theta_deg: float = 0.0, tx: float = 0.0, ty: float = 0.0) -> Affine:

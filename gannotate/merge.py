@@ -38,9 +38,20 @@ def merge_outputs(out: Path, shard_dirs: list[Path]) -> AugmentResult:
     from gannotate.preview import preview_dataset
 
     check_writable(out)
+    resolved = [Path(d).resolve() for d in shard_dirs]
+    if Path(out).resolve() in resolved:
+        raise DatasetError(out, "cannot merge into one of the shards being merged (it would be overwritten)")
+    if len(set(resolved)) != len(resolved):
+        raise DatasetError(out, "a shard folder is given twice")
     readers = [DatasetReader(Path(d) / "dataset.h5") for d in shard_dirs]
     try:
         first = readers[0]
+        seen: dict[str, Path] = {}
+        for r in readers:  # shards partition the sources: a face in two shards would duplicate samples
+            for key in r.sources:
+                if key in seen:
+                    raise DatasetError(r.path, f"cannot merge: source {key!r} is also in {seen[key]} (overlapping shards)")
+                seen[key] = r.path
         for r in readers[1:]:
             diff = [k for k in MERGE_SAME_ATTRS if str(r.attrs.get(k)) != str(first.attrs.get(k))]
             if diff:

@@ -130,9 +130,7 @@ def plan_face(model: Any, points: np.ndarray, key: str, cfg: PlanConfig) -> Plan
         changes["pitch"] = cfg.pitch[0] + (cfg.pitch[1] - cfg.pitch[0]) * pitch_u
     if cfg.roll is not None:
         changes["theta"] = cfg.roll[0] + (cfg.roll[1] - cfg.roll[0]) * roll_u
-    sigma = cfg.expression
-    if sigma is None:
-        sigma = float(getattr(model, "default_expression_scale", DEFAULT_EXPRESSION_SCALE))
+    sigma = DEFAULT_EXPRESSION_SCALE if cfg.expression is None else cfg.expression
     std = np.asarray(model.expression_std, dtype=np.float64)
     changes["expression"] = np.asarray(tgt.expression, dtype=np.float64) + sigma * std * noise
     tgt = replace(tgt, **changes)

@@ -96,6 +96,17 @@ class TestRunAugment:
         again = run_augment(AugmentConfig(out=tmp_path / "r", **cfg))  # nothing left to do
         assert (again.n_written, again.n_total) == (0, 20)
 
+    def test_resume_does_not_prepare_finished_faces(self, tmp_path, face_folder, monkeypatch):
+        import gannotate.augment as aug
+
+        cfg = AugmentConfig(out=tmp_path / "r", input=face_folder, plan=PlanConfig(n=2), size=64)
+        first = run_augment(cfg)
+        planned = []
+        monkeypatch.setattr(aug, "plan_face", lambda *a, **k: planned.append(a) or pytest.fail("re-planned"))
+        again = run_augment(cfg)
+        assert planned == [] and again.n_sources == first.n_sources == 4
+        assert (tmp_path / "r" / "preview.png").is_file()  # the preview still shows every face
+
     def test_resume_refuses_other_settings(self, tmp_path, face_folder):
         run_augment(AugmentConfig(out=tmp_path / "o", input=face_folder, plan=PlanConfig(n=2), size=64))
         from gannotate.errors import DatasetError
@@ -215,3 +226,10 @@ def test_shards_merge_to_the_whole(tmp_path, face_folder):
     assert km == kw and np.array_equal(im, iw) and np.array_equal(lm, lw)
     assert len(list((tmp_path / "m" / "images").glob("*.png"))) == 12
     assert (tmp_path / "m" / "preview.png").is_file() and (tmp_path / "m" / "manifest.json").is_file()
+    # merging a shard twice, or into a shard, would duplicate or destroy samples: refused
+    twice = runner.invoke(main, ["merge", str(tmp_path / "m2"), str(tmp_path / "s0"), str(tmp_path / "s0")])
+    assert twice.exit_code == 3 and "given twice" in twice.output
+    into = runner.invoke(main, ["merge", str(tmp_path / "s0"), str(tmp_path / "s0"), str(tmp_path / "s1")])
+    assert into.exit_code == 3 and len(DatasetReader(tmp_path / "s0" / "dataset.h5")) > 0
+    overlap = runner.invoke(main, ["merge", str(tmp_path / "m3"), str(tmp_path / "s0"), str(tmp_path / "whole")])
+    assert overlap.exit_code == 3 and "overlapping shards" in overlap.output

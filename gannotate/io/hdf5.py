@@ -236,6 +236,11 @@ class DatasetWriter:
         im = np.asarray(images)
         b = im.shape[0] if im.ndim == 4 else -1
         k, s, p = self.scheme.n_points, self.image_size, self.n_params
+        for name, idx in (("source_index", source_index), ("target_index", target_index)):
+            if np.ndim(idx) > 1 or (np.ndim(idx) == 1 and len(idx) != max(b, 0)):
+                raise DatasetError(self.path, f"append: {name} has shape {np.shape(idx)}, expected ({max(b, 0)},) or a scalar")
+        if b >= 0 and np.size(params) % max(b, 1):
+            raise DatasetError(self.path, f"append: params has shape {np.shape(params)}, expected ({b}, {p})")
         arrays = {
             "images": (im, (b, s, s, 3), np.uint8),
             "landmarks": (np.asarray(landmarks, np.float32), (b, k, 2), np.float32),

@@ -107,6 +107,10 @@ class TestLayout:
                 w.append(im, lm, pa, po, [0, 1], ti)
             with pytest.raises(DatasetError, match="uint8"):
                 w.append(im.astype(np.float32), lm, pa, po, si, ti)
+            with pytest.raises(DatasetError, match="target_index has shape"):
+                w.append(im, lm, pa, po, si, [0, 1, 2])  # a wrong length is a DatasetError, not numpy's ValueError
+            with pytest.raises(DatasetError, match="params has shape"):
+                w.append(im, lm, pa[:, :-1].ravel()[:-1], po, si, ti)
             assert w.n_samples == 0
 
 
