@@ -56,6 +56,8 @@ class Scheme:
     groups: Mapping[str, tuple[int, ...]]
     outer_eye_corners: tuple[int, int]
     edges: tuple[tuple[int, ...], ...] = field(default=())
+    parent: str | None = None  # the scheme this one was derived from by :meth:`without`
+    keep: tuple[int, ...] = ()  # indices into ``parent`` that give this scheme's points
 
     def __post_init__(self) -> None:
         if sorted(self.flip_index) != list(range(self.n_points)):
@@ -80,14 +82,14 @@ class Scheme:
         groups = {g: tuple(new_of_old[i] for i in idx if i in new_of_old) for g, idx in self.groups.items()}
         edges = tuple(tuple(new_of_old[i] for i in e if i in new_of_old) for e in self.edges)
         corners = (new_of_old[self.outer_eye_corners[0]], new_of_old[self.outer_eye_corners[1]])
-        return Scheme(name, len(keep), tuple(flip), groups, corners, edges)
+        return Scheme(name, len(keep), tuple(flip), groups, corners, edges, parent=self.name, keep=tuple(keep))
 
     def keep_index_from(self, parent: "Scheme") -> np.ndarray:
-        """Indices into ``parent`` that give this scheme's points (only for derived schemes)."""
+        """Indices into ``parent`` that give this scheme's points (itself, or a scheme it derives from)."""
         if self.name == parent.name:
             return np.arange(parent.n_points)
-        if (parent.name, self.name) == ("ibug68", "ibug66"):
-            return np.asarray([i for i in range(68) if i not in (60, 64)])
+        if self.parent == parent.name:
+            return np.asarray(self.keep)
         raise SchemeError(parent.name, self.name)
 
 
