@@ -149,18 +149,18 @@ def _export_ljson(reader: DatasetReader, out: Path) -> Path:
     return out
 
 
-def _box(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(min, max) corners of each (N, K, 2) landmark set → two (N, 2) arrays."""
-    return points.min(axis=1), points.max(axis=1)
+def _box(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Landmark boxes of (N, K, 2) points: min and max corners and centre (N, 2), and the
+    HRNet/MMPose ``scale`` = longest box side / 200 (N,)."""
+    lo, hi = points.min(axis=1), points.max(axis=1)
+    return lo, hi, (lo + hi) / 2.0, (hi - lo).max(axis=1) / 200.0
 
 
 @register_exporter("hrnet-csv")
 def _export_hrnet_csv(reader: DatasetReader, out: Path) -> Path:
     names = _write_images(reader, out)
     pts1 = reader.landmarks.astype(np.float64) + 1.0  # HRNet's 300W csvs are 1-based
-    lo, hi = _box(pts1)
-    centre = (lo + hi) / 2.0
-    scale = (hi - lo).max(axis=1) / 200.0
+    _, _, centre, scale = _box(pts1)
     k = pts1.shape[1]
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -204,7 +204,7 @@ def _export_coco(reader: DatasetReader, out: Path) -> Path:
     sch = _scheme_of(reader)
     names = _write_images(reader, out)
     pts = reader.landmarks.astype(np.float64)
-    lo, hi = _box(pts)
+    lo, hi, centre, scale = _box(pts)
     k = pts.shape[1]
     h, w = reader.images.shape[1:3]
     kp = np.concatenate([pts, np.full((len(pts), k, 1), 2.0)], axis=2).reshape(len(pts), -1)  # (N, 3K)
@@ -221,8 +221,8 @@ def _export_coco(reader: DatasetReader, out: Path) -> Path:
             "bbox": [round(v, 4) for v in (lo[i, 0], lo[i, 1], bw, bh)],
             "area": round(bw * bh, 4),
             "iscrowd": 0,
-            "center": [round(v, 4) for v in ((lo[i] + hi[i]) / 2).tolist()],
-            "scale": round(max(bw, bh) / 200.0, 6),
+            "center": [round(v, 4) for v in centre[i].tolist()],
+            "scale": round(float(scale[i]), 6),
             "pose": [round(float(v), 4) for v in reader.pose[i]],
             "source": reader.sources[int(reader.source_index[i])] if reader.sources else "",
         })
