@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import pickle
+import struct
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -36,6 +37,7 @@ __all__ = [
     "FORMAT_VERSION",
     "REQUIRED_META",
     "safe_load",
+    "unwrap_state_dict",
     "load_state_strict",
     "save_generator",
     "load_generator",
@@ -73,8 +75,27 @@ def safe_load(path: str | Path, map_location: str | torch.device = "cpu") -> Any
             "refused: the file holds pickled objects or code that a weights-only load does not allow "
             f"({first[:200]}); only tensors and plain containers are accepted",
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError, AttributeError, KeyError) as e:
+    except (RuntimeError, EOFError, OSError, ValueError, AttributeError, KeyError, struct.error) as e:
         raise CheckpointError(path, f"not a readable torch checkpoint: {type(e).__name__}: {e}"[:400]) from None
+
+
+def unwrap_state_dict(obj: Any, path: str | Path, what: str = "") -> dict[str, torch.Tensor]:
+    """The state dict inside a loaded file: bare or under ``'state_dict'``, ``module.`` prefixes stripped.
+
+    Args:
+        obj: what :func:`safe_load` returned.
+        path: the file (for the error message).
+        what: the network, for the error message (e.g. ``"VGG19"``).
+
+    Raises:
+        CheckpointError: no dict of tensors, bare or under ``'state_dict'``.
+    """
+    state = obj.get("state_dict", obj) if isinstance(obj, dict) else None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        name = f"{what} " if what else ""
+        raise CheckpointError(path, f"expected a {name}state dict of tensors (bare or under 'state_dict')")
+    # DataParallel / DDP save their wrapped module's keys as ``module.<key>``
+    return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}
 
 
 def _scheme_name(n_points: int) -> str:
@@ -227,10 +248,7 @@ def load_original_gannotation(
     """
     path = Path(path)
     obj = safe_load(path, map_location="cpu")
-    state = obj.get("state_dict", obj) if isinstance(obj, dict) else None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(path, "expected a state dict of tensors (bare or under 'state_dict')")
-    state = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}
+    state = unwrap_state_dict(obj, path)
     generator = Generator(GeneratorConfig(n_points=IBUG66.n_points, width=64, n_res=6, image_size=128))
     load_state_strict(path, generator, state)
     log.info("loaded the original GANnotation generator from %s", path)

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gannotate.errors import CheckpointError, ShapeError
-from gannotate.models.checkpoint import load_state_strict, safe_load
+from gannotate.models.checkpoint import load_state_strict, safe_load, unwrap_state_dict
 
 __all__ = [
     "SFace",
@@ -71,11 +71,7 @@ def _user_state(path: str | Path | None, what: str, option: str, drop: Sequence[
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(path, f"{what} weights file not found (pass a readable file with {option})")
-    obj = safe_load(path)
-    state = obj.get("state_dict", obj) if isinstance(obj, dict) else None
-    if not isinstance(state, dict):
-        raise CheckpointError(path, f"expected a {what} state dict (bare or under 'state_dict')")
-    state = {(k[7:] if k.startswith("module.") else k): v for k, v in state.items()}
+    state = unwrap_state_dict(safe_load(path), path, what)
     return path, {k: v for k, v in state.items() if not k.startswith(tuple(drop))}
 
 

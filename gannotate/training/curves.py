@@ -12,6 +12,8 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from gannotate.io.images import write_image
+
 __all__ = ["read_stats", "smooth", "draw_curves"]
 
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
@@ -103,6 +105,5 @@ def draw_curves(
     cv2.putText(head, title, (10, 21), _FONT, 0.55, _INK, 1, cv2.LINE_AA)
     fig = np.concatenate([head, *panels], axis=0)
     if out_png is not None:
-        Path(out_png).parent.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(out_png), cv2.cvtColor(fig, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 9])
+        write_image(out_png, fig)  # RGB, atomic; creates the folder
     return fig

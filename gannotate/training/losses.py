@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from gannotate.models.features import gram_matrix  # re-exported: the perceptual loss's style term
+
 __all__ = [
     "d_hinge",
     "g_hinge",
@@ -88,13 +90,6 @@ def identity_l1(feats_a: Sequence[Tensor], feats_b: Sequence[Tensor]) -> Tensor:
     if len(feats_a) != len(feats_b) or not feats_a:
         raise ValueError(f"identity_l1: need equal, non-empty feature lists, got {len(feats_a)} and {len(feats_b)}")
     return torch.stack([(a - b).abs().mean() for a, b in zip(feats_a, feats_b)]).sum()
-
-
-def gram_matrix(f: Tensor) -> Tensor:
-    """Gram matrix of (B, C, H, W) features → (B, C, C), normalised by C·H·W (as in style transfer)."""
-    b, c, h, w = f.shape
-    flat = f.reshape(b, c, h * w)
-    return flat @ flat.transpose(1, 2) / float(c * h * w)  # (B, C, C)
 
 
 def perceptual(

@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import cv2
 import numpy as np
 import torch
 import torch.distributed as dist
@@ -37,6 +36,8 @@ import torch.distributed as dist
 from gannotate import heatmaps
 from gannotate.errors import CheckpointError, GannotateError
 from gannotate.io.atomic import atomic_path, atomic_write_text
+from gannotate.io.images import write_image
+from gannotate.models.checkpoint import safe_load
 from gannotate.models.discriminator import Discriminator, DiscriminatorConfig
 from gannotate.models.generator import Generator, GeneratorConfig
 from gannotate.training.cache import TrainingCache
@@ -176,12 +177,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         CheckpointError: missing file, unsafe or corrupt content, or not a gannotate training checkpoint.
     """
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(path, "checkpoint not found")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # torch raises UnpicklingError/RuntimeError for unsafe or corrupt files
-        raise CheckpointError(path, f"refused or unreadable (only tensors and plain values load): {e}") from None
+    ckpt = safe_load(path, map_location)
     if not isinstance(ckpt, dict) or ckpt.get("kind") != "gannotate-train":
         raise CheckpointError(path, "not a gannotate training checkpoint (no kind='gannotate-train')")
     if ckpt.get("format_version") != CHECKPOINT_FORMAT:
@@ -215,11 +211,7 @@ def _sample_grid(G: torch.nn.Module, batch: dict[str, torch.Tensor], render: Cal
         two = G(G(batch["image_a"], render(batch["points_n"])), render(batch["points_t"]))
     cols = [_to_uint8(batch["image_a"]), _to_uint8(batch["image_t"]), _to_uint8(gen), _to_uint8(two)]
     rows = [np.concatenate([c[i] for c in cols], axis=1) for i in range(cols[0].shape[0])]
-    grid = np.concatenate(rows, axis=0)
-    with atomic_path(path) as tmp:
-        if not cv2.imwrite(str(tmp) + ".png", cv2.cvtColor(grid, cv2.COLOR_RGB2BGR)):
-            raise GannotateError(f"could not write sample grid {path}")
-        os.replace(str(tmp) + ".png", tmp)
+    write_image(path, np.concatenate(rows, axis=0))  # RGB, atomic
 
 
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
@@ -288,7 +280,7 @@ def train(
     data_summary = cache.summary()
     tcfg = cfg.triplet_config()
     per_rank = cfg.batch_size // world
-    dataset = TripletBatches(cache_path, tcfg, seed=cfg.seed, samples=range(rank * per_rank, (rank + 1) * per_rank))
+    dataset = TripletBatches(cache, tcfg, seed=cfg.seed, samples=range(rank * per_rank, (rank + 1) * per_rank))
     render = heatmap_renderer(cfg, device)
 
     # Networks and optimisers.

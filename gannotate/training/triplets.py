@@ -20,6 +20,7 @@ torch batch holds images (B, 3, H, W) float32 in [-1, 1] and points (B, K, 2) in
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -69,10 +70,16 @@ class TripletSampler:
             return True
         return bool(rng.random() < self.cfg.paired_ratio)
 
-    def _view(self, index: int, rng: np.random.Generator, perturb: bool, mirror: bool) -> tuple[np.ndarray, np.ndarray]:
-        """One cropped view of cache entry ``index``: ((S, S, 3) uint8, (K, 2) float32)."""
+    def _view(
+        self, index: int, rng: np.random.Generator, perturb: bool, mirror: bool, img: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One cropped view of cache entry ``index``: ((S, S, 3) uint8, (K, 2) float32).
+
+        ``img``: the entry's decoded image when the caller already has it (read-only here), else decoded.
+        """
         c, cfg = self.cache, self.cfg
-        img, pts = c.decode(index), c.landmarks[index]
+        img = c.decode(index) if img is None else img
+        pts = c.landmarks[index]
         t = Affine(np.eye(3))
         if mirror:
             t = hflip_transform(img.shape[1])
@@ -128,7 +135,8 @@ class TripletSampler:
                 views = [self._view(int(j), rng, False, mirror) for j in idx]
             else:
                 j = int(rng.choice(self.cache.photos))
-                views = [self._view(j, rng, True, self.cfg.mirror and bool(rng.random() < 0.5)) for _ in range(3)]
+                img = self.cache.decode(j)  # once: the three views warp the same photo
+                views = [self._view(j, rng, True, self.cfg.mirror and bool(rng.random() < 0.5), img) for _ in range(3)]
             images.append(np.stack([v[0] for v in views]))
             points.append(np.stack([v[1] for v in views]))
         return {
@@ -157,7 +165,9 @@ class TripletBatches(torch.utils.data.Dataset):
     ``points_n`` (B, K, 2) float32 crop pixels; ``paired`` (bool tensor).
 
     Args:
-        cache_path: the training cache (opened lazily, so each worker process opens its own).
+        cache_path: the training cache's path (opened lazily, on first use), or an already opened
+            :class:`~gannotate.training.cache.TrainingCache` (fully in memory, so it also travels to
+            data-loader workers).
         cfg: sampling settings.
         seed: the run's seed.
         samples: which sample indices of every batch this process draws (rank r of N with batch B:
@@ -165,8 +175,17 @@ class TripletBatches(torch.utils.data.Dataset):
         length: number of steps this dataset covers.
     """
 
-    def __init__(self, cache_path, cfg: TripletConfig, seed: int = 0, samples: range = range(1), length: int = 1 << 30):
-        self.cache_path, self.cfg, self.seed, self.samples, self.length = cache_path, cfg, seed, samples, length
+    def __init__(
+        self,
+        cache_path: str | Path | TrainingCache,
+        cfg: TripletConfig,
+        seed: int = 0,
+        samples: range = range(1),
+        length: int = 1 << 30,
+    ):
+        self.cfg, self.seed, self.samples, self.length = cfg, seed, samples, length
+        self._cache = cache_path if isinstance(cache_path, TrainingCache) else None
+        self.cache_path = self._cache.path if self._cache is not None else cache_path
         self._sampler: TripletSampler | None = None
 
     def __len__(self) -> int:
@@ -178,7 +197,8 @@ class TripletBatches(torch.utils.data.Dataset):
     def batch(self, step: int, samples: range | list[int]) -> dict[str, torch.Tensor]:
         """Samples ``samples`` of batch ``step`` as tensors (step −1 is the fixed preview batch)."""
         if self._sampler is None:
-            self._sampler = TripletSampler(TrainingCache(self.cache_path), self.cfg)
+            cache = self._cache if self._cache is not None else TrainingCache(self.cache_path)
+            self._sampler = TripletSampler(cache, self.cfg)
         b = self._sampler.sample(self.seed, step, samples)
         ims = to_tensor_images(b["images"])  # (3, B, 3, S, S)
         pts = torch.from_numpy(b["points"])
