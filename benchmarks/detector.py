@@ -40,7 +40,7 @@ def _median_time(fn, repeats: int) -> float:
 @click.option("--out", type=click.Path(path_type=Path), default=Path(__file__).parent / "results" / "detector.json")
 @click.option("--seed", type=int, default=0, show_default=True)
 def main(threads, repeats, checkpoint, recipes, out, seed):
-    from gannotate.detector.data import AugmentConfig, FaceSet, sample_batch, to_tensor
+    from gannotate.detector.data import AugmentConfig, FaceSet, canvas_size, sample_batch, to_tensor
     from gannotate.detector.model import LandmarkNet, crop_to_heatmap
     from gannotate.detector.predict import DEFAULT_CHECKPOINT, Detector
     from gannotate.detector.train import detector_loss
@@ -51,7 +51,7 @@ def main(threads, repeats, checkpoint, recipes, out, seed):
     det = Detector.load(checkpoint)
     cfg = det.net.cfg
     faces = builtin_faces()
-    fs = FaceSet.from_faces(((f.name, f.image, f.points) for f in faces), IBUG68, 192)
+    fs = FaceSet.from_faces(((f.name, f.image, f.points) for f in faces), IBUG68, canvas_size(cfg.input_size, det.margin))
     images = [f.image for f in faces] * 8
     pts = np.stack([f.points for f in faces] * 8)
     result: dict = {

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 import cv2
 import numpy as np
@@ -30,6 +30,10 @@ import numpy as np
 from gannotate.errors import DatasetError, GannotateError, SchemeError
 from gannotate.landmarks import nme as nme_per_face
 from gannotate.landmarks import scheme_for, to_scheme
+from gannotate.registry import Registry
+
+if TYPE_CHECKING:
+    from gannotate.detector.predict import Detector
 
 __all__ = [
     "YAW_BINS",
@@ -78,24 +82,17 @@ class EvalInput:
     yaw: np.ndarray | None
 
 
-_METRICS: dict[str, Callable[[EvalInput], float | dict]] = {}
+_METRICS: Registry[Callable[[EvalInput], float | dict]] = Registry("metric")
 
 
 def register_metric(name: str) -> Callable:
     """Decorator: add ``fn(EvalInput) -> float | dict[str, float]`` to the registry under ``name``."""
-
-    def deco(fn: Callable[[EvalInput], float | dict]) -> Callable:
-        if name in _METRICS:
-            raise ValueError(f"metric {name!r} is already registered")
-        _METRICS[name] = fn
-        return fn
-
-    return deco
+    return _METRICS.register(name)
 
 
 def list_metrics() -> list[str]:
     """Names of the registered metrics, in registration order."""
-    return list(_METRICS)
+    return _METRICS.names()
 
 
 def failure_rate(nmes: np.ndarray, threshold: float) -> float:
@@ -167,9 +164,7 @@ def compute_metrics(e: EvalInput, names: Sequence[str] | None = None) -> dict:
     """Run registered metrics (all by default) → ``{name: value}``; dict-valued metrics are flattened as ``name/key``."""
     out: dict = {"n_faces": int(len(e.nme))}
     for name in names or list_metrics():
-        if name not in _METRICS:
-            raise GannotateError(f"unknown metric {name!r}; choose from {list_metrics()}")
-        v = _METRICS[name](e)
+        v = _METRICS.get(name)(e)
         if isinstance(v, dict):
             out.update({f"{name}/{k}": x for k, x in v.items()})
         else:
@@ -244,20 +239,23 @@ def evaluate_folders(predictions: str | Path, truth: str | Path, convert: bool =
     return rep
 
 
-def evaluate_detector(checkpoint: str | Path | None, truth: str | Path, convert: bool = False,
+def evaluate_detector(checkpoint: str | Path | Detector | None, truth: str | Path, convert: bool = False,
                       device: str = "cpu") -> EvalReport:
-    """Run a detector on a folder / list file of annotated photos (ground-truth landmark-box crops) and score it."""
-    from gannotate.detector.data import iter_annotated
-    from gannotate.detector.predict import Detector
+    """Run a detector on a folder / list file of annotated photos (ground-truth landmark-box crops) and score it.
 
-    det = Detector.load(checkpoint, device)
+    ``checkpoint`` is a checkpoint path (None → the shipped detector) or an already loaded
+    :class:`~gannotate.detector.predict.Detector` (then ``device`` is ignored). Photos are read and
+    predicted in chunks (``predict_annotated``), so only the points of all faces are held in memory.
+    """
+    from gannotate.detector.predict import Detector, predict_annotated
+
+    det = checkpoint if isinstance(checkpoint, Detector) else Detector.load(checkpoint, device)
     failures: list = []
-    loaded = list(iter_annotated(truth, det.scheme, failures, convert))
+    loaded = list(predict_annotated(truth, det, failures, convert))
     if not loaded:
         raise DatasetError(truth, "no readable annotated faces")
-    keys, images, truths = zip(*loaded)
-    truths_arr = np.stack(truths)
-    rep = evaluate_points(det.predict_from_points(images, truths_arr), truths_arr, keys)
+    keys, preds, truths = zip(*loaded)
+    rep = evaluate_points(np.stack(preds), np.stack(truths), keys)
     rep.failures = failures
     return rep
 
@@ -395,7 +393,7 @@ def fidelity(dataset: str | Path, checkpoint: str | Path | None = None, real: st
             preds.append(det.predict_from_points(list(images), targets)), truths.append(targets)
     gen = evaluate_points(np.concatenate(preds), np.concatenate(truths)).summary
     if real is not None:
-        real_nme, source = float(evaluate_detector(checkpoint, real, convert, device).summary["nme"]), str(real)
+        real_nme, source = float(evaluate_detector(det, real, convert).summary["nme"]), str(real)
     elif "val_nme" in det.meta:
         real_nme, source = float(det.meta["val_nme"]), "checkpoint meta val_nme"
     else:

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from gannotate.annotate import Annotator, FaceFinder, calibrate_box_map
-from gannotate.detector.data import AugmentConfig, load_training_faces, split_by_photo, write_list_file
+from gannotate.detector.data import AugmentConfig, canvas_size, load_training_faces, split_by_photo, write_list_file
 from gannotate.detector.model import DetectorConfig, load_checkpoint, save_checkpoint
 from gannotate.detector.train import TrainConfig, train
 from gannotate.evaluate import compare_checkpoints
@@ -102,7 +102,7 @@ def main(data, out, arms, steps, batch_size, width, time_budget, val_fraction, g
     cfg = TrainConfig(steps=steps, batch_size=batch_size, seed=seed, num_threads=threads, time_budget_s=time_budget,
                       device="cuda" if torch.cuda.is_available() else "cpu")
     net_cfg = DetectorConfig(width=width)
-    canvas = int(round(net_cfg.input_size * 1.8 / (1 + 2 * cfg.margin) / 8)) * 8
+    canvas = canvas_size(net_cfg.input_size, cfg.margin)
     val_faces, _ = load_training_faces([val_list], "ibug68", canvas)
 
     # Train each arm (same network, steps and seed; only the data differ).
@@ -134,6 +134,7 @@ def main(data, out, arms, steps, batch_size, width, time_budget, val_fraction, g
     ckpts = {a: c for a, c in ckpts.items() if c.is_file()}
     report = compare_checkpoints(ckpts, val_list, out / "ced.png")
     summary = {"arms": report.summary, "train_time_s": {}, "steps_done": {}}
+    calibration = None  # (box map, faces matched): the same for every arm, so fitted once, when first needed
     for arm, ckpt in ckpts.items():
         net, meta = load_checkpoint(ckpt)
         summary["train_time_s"][arm], summary["steps_done"][arm] = meta.get("train_time_s"), meta.get("steps_done")
@@ -141,7 +142,9 @@ def main(data, out, arms, steps, batch_size, width, time_budget, val_fraction, g
         # YuNet-box → landmark-box map fitted on training photos.
         extra = {"val_nme": round(report.summary[arm]["nme"], 4), "val_faces": len(val_pairs)}
         if "yunet_box_map" not in meta and calibration_faces > 0:
-            bmap, n_matched = _calibrate(train_list, calibration_faces)
+            if calibration is None:
+                calibration = _calibrate(train_list, calibration_faces)
+            bmap, n_matched = calibration
             extra |= {"yunet_box_map": bmap, "yunet_box_map_faces": n_matched}
         save_checkpoint(ckpt, net, {**meta, **extra})
     if "real" in ckpts and calibration_faces > 0:

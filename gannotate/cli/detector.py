@@ -47,11 +47,12 @@ def detector() -> None:
 def train_cmd(sources, out, val, preset, steps, batch_size, width, heatmap_size, scheme, time_budget, convert, device, seed):
     """Train on SOURCES: any mix of augment .h5 datasets and folders / list files of photos with .pts."""
     from gannotate.detector import AugmentConfig, DetectorConfig, PRESETS, load_training_faces, train
+    from gannotate.detector.data import canvas_size
 
     cfg = replace(PRESETS[preset], seed=seed, device=device, time_budget_s=time_budget)
     cfg = replace(cfg, steps=steps or cfg.steps, batch_size=batch_size or cfg.batch_size)
     net_cfg = DetectorConfig(width=width, heatmap_size=int(heatmap_size))
-    canvas = int(round(net_cfg.input_size * 1.8 / (1 + 2 * cfg.margin) / 8)) * 8
+    canvas = canvas_size(net_cfg.input_size, cfg.margin)
     faces, failures = load_training_faces(sources, scheme, canvas, convert)
     _report_failures(failures)
     val_faces = load_training_faces([val], scheme, canvas, convert)[0] if val else None

@@ -28,6 +28,7 @@ from gannotate.landmarks import Scheme, get_scheme, scheme_for, to_scheme
 
 __all__ = [
     "CANVAS_FACTOR",
+    "canvas_size",
     "AugmentConfig",
     "FaceSet",
     "crop_transform_for_box",
@@ -48,6 +49,15 @@ log = logging.getLogger(__name__)
 
 CANVAS_FACTOR = 1.8
 """Canvas side / landmark-box side: room for the crop margin, 15 % zoom-out and 30° rotation."""
+
+
+def canvas_size(input_size: int, margin: float) -> int:
+    """Canvas side (pixels, a multiple of 8) that keeps a network crop at about canvas resolution.
+
+    A crop of ``input_size`` pixels spans ``1 + 2·margin`` landmark-box sides; the canvas spans
+    :data:`CANVAS_FACTOR` of them, so the canvas is sampled at the same pixels per box side.
+    """
+    return int(round(input_size * CANVAS_FACTOR / (1 + 2 * margin) / 8)) * 8
 
 
 @dataclass(frozen=True)

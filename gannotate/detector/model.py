@@ -22,6 +22,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from gannotate.errors import CheckpointError
+from gannotate.io.atomic import atomic_path
+from gannotate.models.checkpoint import safe_load
 
 __all__ = [
     "DetectorConfig",
@@ -168,7 +170,6 @@ def save_checkpoint(path: str | Path, net: LandmarkNet, meta: dict) -> Path:
     faces the way training did; the network config is added here.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format_version": CHECKPOINT_FORMAT,
         "kind": "gannotate.detector",
@@ -176,9 +177,8 @@ def save_checkpoint(path: str | Path, net: LandmarkNet, meta: dict) -> Path:
         "meta": dict(meta),
         "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
     }
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
     return path
 
 
@@ -192,9 +192,9 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
     if not path.is_file():
         raise CheckpointError(path, "no such detector checkpoint")
     try:
-        payload = torch.load(path, map_location=device, weights_only=True)
-    except Exception as e:  # unpickling errors have no common base class
-        raise CheckpointError(path, f"cannot be loaded safely ({type(e).__name__}: {e})") from e
+        payload = safe_load(path, map_location=device)
+    except CheckpointError as e:
+        raise CheckpointError(path, f"cannot be loaded safely ({e.reason})") from None
     if not isinstance(payload, dict) or payload.get("kind") != "gannotate.detector":
         raise CheckpointError(path, "not a gannotate detector checkpoint (no kind='gannotate.detector')")
     if payload.get("format_version") != CHECKPOINT_FORMAT:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -26,7 +26,7 @@ from gannotate.errors import GannotateError, check_points
 from gannotate.geometry import Affine, landmark_box
 from gannotate.landmarks import Scheme, get_scheme
 
-__all__ = ["DEFAULT_CHECKPOINT", "Detector", "PredictionResult", "predict_folder"]
+__all__ = ["DEFAULT_CHECKPOINT", "Detector", "PredictionResult", "predict_annotated", "predict_folder"]
 
 log = logging.getLogger(__name__)
 
@@ -144,8 +144,35 @@ def predict_folder(
     from gannotate.io.pts import write_pts
 
     failures: list = []
-    written = []
-    for key, image, truth in iter_annotated(source, detector.scheme, failures, convert):
-        pred = detector.predict_from_points([image], truth)[0]
-        written.append(write_pts(Path(out_dir) / f"{key}.pts", pred))
+    written = [write_pts(Path(out_dir) / f"{key}.pts", pred)
+               for key, pred, _ in predict_annotated(source, detector, failures, convert)]
     return PredictionResult(written, failures)
+
+
+def predict_annotated(
+    source: str | Path, detector: Detector, failures: list, convert: bool = False
+) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    """Yield ``(key, prediction, truth)`` for each annotated face of a folder / list file, lazily.
+
+    Each face is cropped on its ground-truth landmark box. Faces are read and predicted in chunks of
+    ``detector.batch_size`` (one forward pass each), so at most one chunk of full-size photos is in
+    memory at a time. Unreadable files are appended to ``failures`` (see ``iter_annotated``).
+
+    Raises:
+        SchemeError: when the truth has another scheme than the detector and ``convert`` is off.
+    """
+    chunk: list = []
+
+    def flush() -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+        keys, images, truths = zip(*chunk)
+        truths_arr = np.stack(truths)
+        preds = detector.predict_from_points(images, truths_arr)
+        chunk.clear()
+        yield from zip(keys, preds, truths_arr)
+
+    for face in iter_annotated(source, detector.scheme, failures, convert):
+        chunk.append(face)
+        if len(chunk) >= max(1, detector.batch_size):
+            yield from flush()
+    if chunk:
+        yield from flush()

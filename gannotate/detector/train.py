@@ -6,8 +6,9 @@ spatial softmax and a normalised Gaussian rendered at the target by ``gannotate.
 The coordinate term optimises what NME measures; the heatmap term keeps each map unimodal, which
 soft-argmax needs (a second mode drags the mean between the two).
 
-A run directory holds ``config.json``, ``stats.jsonl`` (one row per ``log_every`` steps) and
-``checkpoint.pt``, rewritten every ``checkpoint_every`` steps so a killed run leaves a usable model.
+A run directory holds ``config.json``, ``stats.jsonl`` (one row per ``log_every`` steps, plus a row
+holding ``val_nme`` at each checkpoint step) and ``checkpoint.pt``, rewritten every
+``checkpoint_every`` steps (independently of ``log_every``) so a killed run leaves a usable model.
 """
 
 from __future__ import annotations
@@ -198,14 +199,18 @@ def train(
         last = step + 1 == cfg.steps
         elapsed = time.time() - t0
         out_of_time = cfg.time_budget_s > 0 and elapsed > cfg.time_budget_s
-        if (step + 1) % cfg.log_every == 0 or last or out_of_time:
-            row = {"step": step + 1, "time_s": round(elapsed, 1), "lr": opt.param_groups[0]["lr"],
-                   "loss": float(loss.detach()), **parts, "mean_err_px": float(np.mean(running))}
+        log_now = (step + 1) % cfg.log_every == 0 or last or out_of_time
+        checkpoint_now = (step + 1) % cfg.checkpoint_every == 0 or last or out_of_time
+        row = {"step": step + 1, "time_s": round(elapsed, 1)}
+        if checkpoint_now:  # independent of log_every: a checkpoint step always gets a stats row
+            save_checkpoint(ckpt, net, {**ckpt_meta, "steps_done": step + 1, "train_time_s": round(elapsed, 1), "time_budget_hit": out_of_time})
+            if val is not None and len(val):
+                row["val_nme"] = float(np.mean(evaluate_faceset(net, val, cfg.margin)))
+        if log_now:
+            row.update({"lr": opt.param_groups[0]["lr"], "loss": float(loss.detach()), **parts,
+                        "mean_err_px": float(np.mean(running))})
             running = []
-            if (step + 1) % cfg.checkpoint_every == 0 or last or out_of_time:
-                save_checkpoint(ckpt, net, {**ckpt_meta, "steps_done": step + 1, "train_time_s": round(elapsed, 1), "time_budget_hit": out_of_time})
-                if val is not None and len(val):
-                    row["val_nme"] = float(np.mean(evaluate_faceset(net, val, cfg.margin)))
+        if log_now or checkpoint_now:
             stats.write(json.dumps(row) + "\n")
             stats.flush()
             log.info("step %d %s", step + 1, row)

@@ -46,3 +46,20 @@ def test_smoke_run_is_deterministic(tmp_path, faceset):
     assert json.loads((tmp_path / "a" / "config.json").read_text())["net"]["width"] == 8
     nmes = evaluate_faceset(net_a, faceset, 0.1)
     assert nmes.shape == (4,) and np.all(np.isfinite(nmes))
+
+
+def test_checkpoints_do_not_wait_for_log_steps(tmp_path, faceset, monkeypatch):
+    import sys
+
+    train_mod = sys.modules[train.__module__]  # the package re-exports a function named ``train``
+
+    saved = []
+    real_save = train_mod.save_checkpoint
+    monkeypatch.setattr(train_mod, "save_checkpoint", lambda path, net, meta: (saved.append(meta["steps_done"]), real_save(path, net, meta))[1])
+    cfg = replace(PRESETS["smoke"], steps=7, log_every=3, checkpoint_every=2, num_threads=1)
+    train(faceset, tmp_path / "run", cfg, DetectorConfig(width=8, blocks=1), val=faceset)
+    assert saved == [2, 4, 6, 7]
+    rows = [json.loads(line) for line in (tmp_path / "run" / "stats.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [2, 3, 4, 6, 7]
+    assert [r["step"] for r in rows if "val_nme" in r] == [2, 4, 6, 7]
+    assert [r["step"] for r in rows if "loss" in r] == [3, 6, 7]
