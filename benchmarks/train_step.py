@@ -27,7 +27,7 @@ from _common import RESULTS_DIR, best_ms, cpu_description, emit  # noqa: E402
 
 from gannotate.training.cache import CacheWriter  # noqa: E402
 from gannotate.training.config import get_preset  # noqa: E402
-from gannotate.training.trainer import build_training, heatmap_renderer  # noqa: E402
+from gannotate.training.trainer import build_training, device_batch, heatmap_renderer  # noqa: E402
 from gannotate.training.triplets import TripletBatches  # noqa: E402
 
 
@@ -65,10 +65,9 @@ def main() -> dict:
     identity, reasons = loss.identity_net, loss.disabled
     autocast = loss.autocast
 
+    channels_last = on_cuda and cfg.channels_last  # as the trainer does
     raw = data[0]
-    b = {k: v.to(device) for k, v in raw.items() if k.startswith("image")}
-    for k in "atn":
-        b[f"heat_{k}"] = render(raw[f"points_{k}"])
+    b = device_batch(raw, device, render, channels_last)
     sync = torch.cuda.synchronize if on_cuda else (lambda: None)
 
     def timed(fn):
@@ -95,10 +94,7 @@ def main() -> dict:
     step_counter = iter(range(1, 1 << 30))
 
     def whole_step():
-        r = data[next(step_counter)]
-        bb = {k: v.to(device) for k, v in r.items() if k.startswith("image")}
-        for k in "atn":
-            bb[f"heat_{k}"] = render(r[f"points_{k}"])
+        bb = device_batch(data[next(step_counter)], device, render, channels_last)
         opt_D.zero_grad(set_to_none=True)
         loss.accumulate_gradients("D", bb)
         opt_D.step()

@@ -47,6 +47,7 @@ from gannotate.training.triplets import TripletBatches
 
 __all__ = [
     "train",
+    "device_batch",
     "TrainResult",
     "load_checkpoint",
     "build_networks",
@@ -83,6 +84,19 @@ def build_networks(cfg: TrainConfig, n_points: int) -> tuple[Generator, Discrimi
     G = Generator(GeneratorConfig(n_points=n_points, width=cfg.g_width, n_res=cfg.g_res, image_size=cfg.image_size))
     D = Discriminator(DiscriminatorConfig(image_size=cfg.image_size, width=cfg.d_width))
     return G, D
+
+
+def device_batch(
+    batch: dict[str, torch.Tensor], device: torch.device, render: Callable, channels_last: bool = False
+) -> dict[str, torch.Tensor]:
+    """A loader batch → what the loss takes: images on ``device`` (channels_last on request) and
+    heatmaps ``heat_a/t/n`` rendered from ``points_a/t/n``. The trainer and the benchmark share it."""
+    b = {k: v.to(device, non_blocking=True) for k, v in batch.items() if k.startswith("image")}
+    if channels_last:
+        b = {k: v.contiguous(memory_format=torch.channels_last) for k, v in b.items()}
+    for k in "atn":
+        b[f"heat_{k}"] = render(batch[f"points_{k}"])
+    return b
 
 
 def heatmap_renderer(cfg: TrainConfig, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -340,11 +354,7 @@ def train(
         for opt in (opt_G, opt_D):
             for g in opt.param_groups:
                 g["lr"] = lr
-        b = {k: v.to(device, non_blocking=True) for k, v in batch.items() if k.startswith("image")}
-        if on_cuda and cfg.channels_last:
-            b = {k: v.contiguous(memory_format=torch.channels_last) for k, v in b.items()}
-        for k in "atn":
-            b[f"heat_{k}"] = render(batch[f"points_{k}"])
+        b = device_batch(batch, device, render, channels_last=on_cuda and cfg.channels_last)
 
         loss.w = cfg.weights_at(step)  # consistency warm-up: a function of the step only
 
