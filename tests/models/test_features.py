@@ -43,6 +43,20 @@ class TestSFace:
         feats["embedding"].sum().backward()
         assert images.grad is not None and torch.isfinite(images.grad).all() and images.grad.abs().sum() > 0
 
+    def test_perceptual_taps_are_the_body_maps_with_vgg_shapes(self, sface):
+        images = torch.rand(2, 3, 64, 64) * 2 - 1
+        feats = sface.perceptual_features(images)
+        assert list(feats) == list(SFace.PERCEPTUAL_LAYERS)
+        # VGG-19 relu1_2 … relu4_3 at 112²: 64@112, 128@56, 256@28, 512@14
+        assert [tuple(f.shape[1:]) for f in feats.values()] == [(64, 112, 112), (128, 56, 56), (256, 28, 28), (512, 14, 14)]
+        x = (SFace.prepare(images) - 127.5) * 0.0078125
+        for name, unit in sface.body.named_children():
+            x = unit(x)
+            if name in feats:
+                torch.testing.assert_close(feats[name], x)
+            if name == SFace.PERCEPTUAL_LAYERS[-1]:
+                break
+
     def test_bad_file(self, tmp_path):
         bad = tmp_path / "x.onnx"
         bad.write_bytes(b"garbage")

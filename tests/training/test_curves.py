@@ -28,3 +28,13 @@ def test_reference_line_widens_the_range(tmp_path):
     s = {"step": np.arange(5.0), "a": np.array([1.0, 1.1, 1.2, 1.1, 1.0])}
     fig = draw_curves(s, ["a"], references={"a": 3.0}, panel_size=(300, 120))
     assert fig.shape == (150, 300, 3)
+
+
+def test_reference_series_is_drawn_in_the_reference_colour():
+    s = {"step": np.arange(5.0), "a": np.array([1.0, 1.1, 1.2, 1.1, 1.0]), "r": np.full(5, 2.0)}
+    with_ref = draw_curves(s, ["a"], references={"a": "r"}, panel_size=(300, 120))
+    without = draw_curves(s, ["a"], panel_size=(300, 120))
+    red = lambda f: ((f[..., 0] > 150) & (f[..., 2] < 100)).sum()  # noqa: E731  (_REF is (200, 60, 40))
+    assert red(with_ref) > red(without) + 50
+    # a reference column that does not exist is ignored, not an error
+    assert draw_curves(s, ["a"], references={"a": "nope"}, panel_size=(300, 120)).shape == without.shape

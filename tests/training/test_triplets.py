@@ -72,3 +72,14 @@ def test_to_tensor_images_range():
     t = to_tensor_images(np.array([[[0, 255, 127]]], np.uint8))
     assert t.shape == (3, 1, 1)
     np.testing.assert_allclose(t.flatten().numpy(), [-1.0, 1.0, 127 / 127.5 - 1], atol=1e-6)
+
+
+@pytest.mark.parametrize("paired_ratio", [0.0, 1.0])
+def test_a_triplet_is_mirrored_whole_or_not_at_all(dot_cache, paired_ratio):
+    """Point 0 is drawn red: after a mirror the red dot is where the re-ordered point 16 lies."""
+    cfg = TripletConfig(image_size=128, paired_ratio=paired_ratio, min_frame_gap=1)
+    b = TripletSampler(TrainingCache(dot_cache), cfg).sample(seed=5, step=0, samples=range(16))
+    flags = np.array([[_colour_at(b["images"][v, i], b["points"][v, i, 16])[0] > 200 for v in range(3)]
+                      for i in range(16)])
+    assert (flags == flags[:, :1]).all()  # one decision per triplet
+    assert flags[:, 0].any() and not flags[:, 0].all()  # both occur
