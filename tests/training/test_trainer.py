@@ -143,6 +143,13 @@ class TestConfig:
         w = cfg.weights
         assert (w.adv, w.pix, w.self_, w.triple, w.identity, w.perceptual, w.tv) == (1, 10, 100, 100, 1, 10, 1e-4)
 
+    def test_small_preset_differs_from_the_paper_only_in_the_consistency_weights(self):
+        paper, small = PRESETS["paper"].weights, PRESETS["small"].weights
+        assert (small.self_, small.triple) == (10, 10)
+        assert (small.adv, small.pix, small.identity, small.perceptual, small.tv) == (
+            paper.adv, paper.pix, paper.identity, paper.perceptual, paper.tv)
+        assert PRESETS["paper"].perceptual_net == PRESETS["small"].perceptual_net == "auto"
+
     def test_consistency_warmup_ramp(self):
         base = PRESETS["paper"]
         cfg = get_preset("paper", consistency_warmup_steps=1000)
