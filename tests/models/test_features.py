@@ -143,3 +143,22 @@ class TestLightCNN:
         torch.save({"conv1.filter.weight": torch.zeros(1)}, tmp_path / "bad.pth")
         with pytest.raises(CheckpointError, match="missing keys"):
             LightCNN29v2.from_file(tmp_path / "bad.pth")
+
+
+@needs_sface
+def test_shared_pass_gives_each_loss_its_layers_from_one_pass(sface, monkeypatch):
+    identity, perceptual = sface.shared_pass()
+    images = torch.rand(2, 3, 64, 64) * 2 - 1
+    calls = []
+    real = sface.perceptual_features
+    monkeypatch.setattr(sface, "perceptual_features", lambda x, identity=False: calls.append(x) or real(x, identity))
+    other = torch.rand(2, 3, 64, 64) * 2 - 1
+    ida, pa = identity(images), perceptual(other)
+    pb, idb = perceptual(images), identity(other)  # both hits: the last two inputs are remembered
+    assert len(calls) == 2
+    ref = sface(images)
+    torch.testing.assert_close(ida[1], ref["embedding"])
+    torch.testing.assert_close(ida[0], ref["spatial"])
+    assert [f.shape[1] for f in pb] == [64, 128, 256, 512]
+    torch.testing.assert_close(pa[3], real(other)["conv_12"])
+    assert len(idb) == 2
