@@ -111,9 +111,9 @@ def main() -> dict:
         "Adam steps (G + D)": timed(adam),
     }
     if identity is not None:
-        ms["identity net forward (2 batches)"] = timed(lambda: (identity(b["image_a"]), identity(b["image_t"])))
+        ms["identity net forward (2 batches)"] = timed(lambda: (identity(b["image_a"].clone()), identity(b["image_t"].clone())))  # clones: no shared-pass hits
     if perceptual is not None:
-        ms["perceptual net forward (2 batches)"] = timed(lambda: (perceptual(b["image_t"]), perceptual(b["image_a"])))
+        ms["perceptual net forward (2 batches)"] = timed(lambda: (perceptual(b["image_t"].clone()), perceptual(b["image_a"].clone())))
     step_ms = timed(whole_step)
     ms["whole step"] = step_ms
     result = {
