@@ -509,9 +509,7 @@ def _write_preview(
     from gannotate.io.images import write_image
     from gannotate.preview import contact_sheet
 
-    images: list[np.ndarray] = []
-    points: list[np.ndarray | None] = []
-    labels: list[str] = []
+    rows_of_cells: list[list[tuple[np.ndarray, np.ndarray | None, str]]] = []  # (image, points, label)
     with DatasetReader(out / "dataset.h5") as reader:
         row_of = {k: i for i, k in enumerate(reader.sources)}
         rows = 0
@@ -530,15 +528,14 @@ def _write_preview(
             mine = mine[np.argsort(reader.target_index[mine], kind="stable")]
             k = min(cfg.preview_targets, len(mine))
             pick = mine[np.unique(np.linspace(0, len(mine) - 1, k).round().astype(int))]
-            images += [crop_image] + [reader.images[r] for r in pick]
-            points += [crop_points] + [reader.landmarks[r] for r in pick]
-            labels += [source.key.rsplit("/", 1)[-1][:12]] + [f"yaw {reader.pose[r, 0]:+.0f}" for r in pick]
-            pad = cfg.preview_targets - len(pick)  # keep one source per row
-            images += [np.zeros_like(crop_image)] * pad
-            points += [None] * pad
-            labels += [""] * pad
+            row = [(crop_image, crop_points, source.key.rsplit("/", 1)[-1][:12])]
+            row += [(reader.images[r], reader.landmarks[r], f"yaw {reader.pose[r, 0]:+.0f}") for r in pick]
+            rows_of_cells.append(row)
             rows += 1
-    if not images:
+    if not rows_of_cells:
         return None
-    sheet = contact_sheet(images, points, ncols=cfg.preview_targets + 1, cell=cfg.size, labels=labels, scheme=scheme)
+    ncols = max(len(row) for row in rows_of_cells)  # as wide as the longest row, not preview_targets + 1
+    cells = [c for row in rows_of_cells for c in row + [(np.zeros_like(row[0][0]), None, "")] * (ncols - len(row))]
+    images, points, labels = (list(x) for x in zip(*cells))
+    sheet = contact_sheet(images, points, ncols=ncols, cell=cfg.size, labels=labels, scheme=scheme)
     return write_image(out / "preview.png", sheet)
