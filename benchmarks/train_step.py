@@ -94,7 +94,7 @@ def main() -> dict:
     step_counter = iter(range(1, 1 << 30))
 
     def whole_step():
-        bb = device_batch(data[next(step_counter)], device, render, channels_last)
+        bb = loss.with_fake(device_batch(data[next(step_counter)], device, render, channels_last))
         opt_D.zero_grad(set_to_none=True)
         loss.accumulate_gradients("D", bb)
         opt_D.step()

@@ -216,6 +216,16 @@ class TripleConsistencyLoss:
         out[f"Loss/{phase}/total"] = float(total.detach())
         return out
 
+    def with_fake(self, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """``batch`` plus ``"fake"`` = Î = G(I; H(s_t)), with its graph, for both phases of one step.
+
+        Why: the D phase needs Î (detached) and the G phase needs it with gradients; computing it
+        once saves one of the step's five generator forwards. The values are those the D phase
+        would compute itself (G does not change between the two phases), so the step is the same.
+        """
+        with self._ctx():
+            return {**batch, "fake": self.G(batch["image_a"], batch["heat_t"])}
+
     def _generator_terms(self, batch: Mapping[str, Tensor]) -> tuple[dict[str, Tensor], Tensor]:
         G, D, w = self.G, self.D, self.w
         img_a, img_t = batch["image_a"], batch["image_t"]
@@ -224,7 +234,7 @@ class TripleConsistencyLoss:
             p.requires_grad_(False)
         try:
             with self._ctx():
-                fake = G(img_a, h_t)  # Î = G(I; H(s_t))   (B, 3, H, W)
+                fake = batch["fake"] if "fake" in batch else G(img_a, h_t)  # Î = G(I; H(s_t))   (B, 3, H, W)
                 terms: dict[str, Tensor] = {}
                 if w.adv:
                     terms["adv"] = g_hinge(D(fake).float())
@@ -257,8 +267,11 @@ class TripleConsistencyLoss:
         return stats, total
 
     def _discriminator_terms(self, batch: Mapping[str, Tensor]) -> tuple[dict[str, Tensor], Tensor]:
-        with torch.no_grad(), self._ctx():
-            fake = self.G(batch["image_a"], batch["heat_t"])
+        if "fake" in batch:
+            fake = batch["fake"]
+        else:
+            with torch.no_grad(), self._ctx():
+                fake = self.G(batch["image_a"], batch["heat_t"])
         with self._ctx():
             real_scores = self.D(batch["image_t"]).float()
             fake_scores = self.D(fake.detach()).float()

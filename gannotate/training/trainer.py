@@ -390,8 +390,9 @@ def train(
 
         loss.w = cfg.weights_at(step)  # consistency warm-up: a function of the step only
 
-        # Discriminator phase, then generator phase.
+        # Discriminator phase, then generator phase, both on one Î = G(I; H(s_t)).
         t1 = time.perf_counter()
+        b = loss.with_fake(b)
         opt_D.zero_grad(set_to_none=True)
         stats = loss.accumulate_gradients("D", b)
         _all_reduce_grads(list(D.parameters()), world)

@@ -131,6 +131,24 @@ class TestTripleConsistencyLoss:
         stats = loss.accumulate_gradients("G", _batch())
         assert stats["Loss/G/identity"] > 0 and stats["Loss/G/perceptual"] > 0 and not loss.disabled
 
+    def test_shared_fake_gives_the_same_step(self):
+        """with_fake() computes Î once for both phases; the gradients equal those of two separate passes."""
+        grads = []
+        for shared in (False, True):
+            torch.manual_seed(0)
+            G, D = _ToyG(), _ToyD()
+            opt_D = torch.optim.Adam(D.parameters(), lr=0.1)
+            loss = L.TripleConsistencyLoss(G, D)
+            b = loss.with_fake(_batch()) if shared else _batch()
+            stats = loss.accumulate_gradients("D", b)
+            opt_D.step()  # D changes between the phases, as in the trainer
+            stats |= loss.accumulate_gradients("G", b)
+            grads.append((stats, [p.grad.clone() for p in (*G.parameters(), *D.parameters())]))
+        (sa, ga), (sb, gb) = grads
+        assert sa == sb
+        for a, b in zip(ga, gb):
+            assert torch.equal(a, b)
+
     def test_zero_weight_switches_a_term_off(self):
         G, D = _ToyG(), _ToyD()
         loss = L.TripleConsistencyLoss(G, D, L.LossWeights(triple=0.0))
