@@ -36,7 +36,7 @@ from gannotate.geometry import Crop, crop_face, landmark_box
 from gannotate.io.folders import Failure
 from gannotate.landmarks import get_scheme
 from gannotate.plan import Plan, PlanConfig, plan_face
-from gannotate.render import Renderer, make_renderer
+from gannotate.render import Renderer, RendererSpec, make_renderer
 from shape_model.errors import ShapeModelError
 
 __all__ = [
@@ -82,9 +82,7 @@ class AugmentConfig:
     workers: int = 1                            # threads decoding/cropping/planning ahead of the renderer
     formats: tuple[str, ...] = ("h5", "pts")    # "h5" always written (resume needs it); "pts" adds a folder
     shard: tuple[int, int] = (0, 1)             # (i, n): this run takes sources i, i+n, i+2n, ...
-    renderer: str = "warp"                      # "warp" or "gan"
-    generator: Path | None = None               # checkpoint for the gan renderer
-    device: str = "cpu"
+    renderer: RendererSpec = field(default_factory=RendererSpec)  # which renderer, with its options
     scheme: str = "ibug68"
     model_path: Path | None = None              # shape model .npz; None → the shipped one
     resume: bool = True                         # continue an existing OUT/dataset.h5 (False: start over)
@@ -241,28 +239,34 @@ def _failure(source: Source, e: Exception) -> Failure:
     return Failure(source.path, str(e))
 
 
-def prepare_face(source: Source, model: Any, cfg: AugmentConfig) -> PreparedFace | Failure:
-    """Load, check, crop and plan one face; a bad input becomes a :class:`Failure`, never an exception."""
+def prepare_face(source: Source, model: Any, cfg: AugmentConfig, renderer: Renderer | None = None) -> PreparedFace | Failure:
+    """Load, check, crop and plan one face; a bad input becomes a :class:`Failure`, never an exception.
+
+    A renderer with a per-face model (profile: a 3D fit) may refuse the face here through its
+    ``prepare(crop, points)``, so the face is a named failure and the rest of the run goes on.
+    """
     crop = load_crop(source, cfg.size, cfg.margin, cfg.min_face)
     if isinstance(crop, Failure):
         return crop
     try:
         plan = plan_face(model, crop.points, source.key, cfg.plan)
+        if renderer is not None and hasattr(renderer, "prepare"):
+            renderer.prepare(crop.image, crop.points)
     except (GannotateError, ShapeModelError) as e:
         return _failure(source, e)
     return PreparedFace(source, crop.image, crop.points, plan)
 
 
-def _prepared(sources: list[Source], model: Any, cfg: AugmentConfig) -> Iterator[PreparedFace | Failure]:
+def _prepared(sources: list[Source], model: Any, cfg: AugmentConfig, renderer: Renderer | None = None) -> Iterator[PreparedFace | Failure]:
     """Prepare faces in input order, ``cfg.workers`` threads ahead of the consumer (bounded memory)."""
     if cfg.workers == 1:
         for s in sources:
-            yield prepare_face(s, model, cfg)
+            yield prepare_face(s, model, cfg, renderer)
         return
     from joblib import Parallel, delayed
 
     par = Parallel(n_jobs=cfg.workers, prefer="threads", return_as="generator", pre_dispatch="2*n_jobs")
-    yield from par(delayed(prepare_face)(s, model, cfg) for s in sources)
+    yield from par(delayed(prepare_face)(s, model, cfg, renderer) for s in sources)
 
 
 # --------------------------------------------------------------------------------------------
@@ -389,7 +393,7 @@ def run_augment(
     else:
         model_sha = "custom"
     if renderer is None:
-        renderer = make_renderer(cfg.renderer, cfg.generator, cfg.device, cfg.batch_size)
+        renderer = make_renderer(cfg.renderer)
 
     sources, failures = find_sources(cfg.input, scheme.n_points, cfg.annotate)
     i, n = cfg.shard
@@ -403,6 +407,7 @@ def run_augment(
         "plan": json.dumps(_jsonable(asdict(cfg.plan))),
         "crop_margin": cfg.margin,
         "shard": f"{i}/{n}",
+        **getattr(renderer, "dataset_attrs", {}),
     }
     folder = None
     if "pts" in cfg.formats:
@@ -423,7 +428,7 @@ def run_augment(
         pending = [src for src in sources if row_of.get(src.key) not in complete]  # resume: skip finished faces
         n_ok = len(sources) - len(pending)
         crops: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # a few source crops, kept for the preview
-        for item in _prepared(pending, model, cfg):
+        for item in _prepared(pending, model, cfg, renderer):
             if isinstance(item, Failure):
                 log.warning("%s: %s", item.path, item.reason)
                 failures.append(item)

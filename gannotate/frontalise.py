@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ from gannotate.augment import (
 from gannotate.errors import GannotateError
 from gannotate.landmarks import get_scheme
 from gannotate.plan import pose_of
-from gannotate.render import Renderer, make_renderer
+from gannotate.render import Renderer, RendererSpec, make_renderer
 from shape_model.errors import ShapeModelError
 
 __all__ = ["FrontaliseConfig", "FrontalisedFace", "FrontaliseResult", "frontalise_face", "face_grid", "run_frontalise"]
@@ -56,9 +56,7 @@ class FrontaliseConfig:
     yaws: tuple[float, ...] = (-60.0, -30.0, 30.0, 60.0)  # view yaws, degrees
     size: int = 128                                       # crop side
     margin: float = DEFAULT_MARGIN                        # crop margin, fraction of the landmark box side
-    renderer: str = "warp"
-    generator: Path | None = None
-    device: str = "cpu"
+    renderer: RendererSpec = field(default_factory=RendererSpec)  # which renderer, with its options
     batch_size: int = 16
     model_path: Path | None = None
     scheme: str = "ibug68"
@@ -153,7 +151,7 @@ def run_frontalise(cfg: FrontaliseConfig, progress: Progress | None = None, rend
     check_writable(out)
     scheme = get_scheme(cfg.scheme)
     model, model_sha = load_shape_model(cfg.model_path)
-    renderer = renderer or make_renderer(cfg.renderer, cfg.generator, cfg.device, cfg.batch_size)
+    renderer = renderer or make_renderer(cfg.renderer)
     sources, failures = find_sources(cfg.input, scheme.n_points)
     if progress is not None:
         progress.start(len(sources), 0)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gannotate.render import list_renderers, spec_from_cli
 from gannotate.frontalise import FrontaliseConfig, run_frontalise
 from gannotate.io.hdf5 import DatasetReader
 
@@ -29,14 +30,15 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("outputs/frontalise"))
     ap.add_argument("--yaws", default="-60,-30,30,60")
     ap.add_argument("--size", type=int, default=128)
-    ap.add_argument("--renderer", default="warp", choices=["warp", "gan"])
+    ap.add_argument("--renderer", default="warp", choices=list_renderers())
     ap.add_argument("--generator", type=Path, default=None)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--seed", type=int, default=0, help="recorded in the outputs (the recipe draws nothing at random)")
     args = ap.parse_args()
     cfg = FrontaliseConfig(
         out=args.out, input=args.input, yaws=tuple(float(y) for y in args.yaws.split(",")), size=args.size,
-        renderer=args.renderer, generator=args.generator, device=args.device, seed=args.seed,
+        renderer=spec_from_cli(args.renderer, generator=args.generator, device=args.device if args.renderer == "gan" else None),
+        seed=args.seed,
     )
     result = run_frontalise(cfg)
     with DatasetReader(args.out / "progressive.h5") as p, DatasetReader(args.out / "one_to_one.h5") as o:

@@ -8,7 +8,7 @@ import pytest
 
 from gannotate.errors import CheckpointError, GannotateError, ShapeError
 from gannotate.geometry import crop_face, similarity
-from gannotate.render import Renderer, WarpRenderer, make_renderer, warp_one
+from gannotate.render import Renderer, RendererSpec, WarpRenderer, lookup, make_renderer, spec_from_cli, warp_one
 
 
 @pytest.fixture(scope="module")
@@ -97,14 +97,53 @@ class TestMakeRenderer:
     def test_warp(self):
         assert make_renderer("warp").name == "warp"
 
-    def test_gan_without_generator_says_what_to_do(self):
+    def test_gan_without_generator_says_what_to_do(self, monkeypatch):
+        import gannotate.render.gan as gan
+
+        monkeypatch.setattr(gan, "shipped_generator", lambda: None)
         with pytest.raises(GannotateError, match="--generator"):
             make_renderer("gan")
 
     def test_gan_missing_file(self, tmp_path):
         with pytest.raises(CheckpointError):
-            make_renderer("gan", tmp_path / "nope.pt")
+            make_renderer(RendererSpec.of("gan", generator=tmp_path / "nope.pt"))
 
     def test_unknown(self):
         with pytest.raises(GannotateError, match="warp"):
             make_renderer("nerf")
+
+    def test_option_the_renderer_does_not_take_is_refused(self):
+        with pytest.raises(GannotateError, match="takes no option"):
+            make_renderer(RendererSpec.of("warp", generator="g.pt"))
+        with pytest.raises(GannotateError, match="--generator has no effect"):
+            spec_from_cli("warp", generator="g.pt", device=None)
+
+    def test_registry_lists_every_renderer_and_stays_torch_free(self):
+        import subprocess
+        import sys
+
+        code = "import sys, gannotate.render as r; print(r.list_renderers()); assert 'torch' not in sys.modules"
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+        assert "'warp'" in out and "'gan'" in out
+
+    def test_spec_round_trips_as_plain_data(self, tmp_path):
+        import json
+        from dataclasses import asdict
+
+        spec = RendererSpec.of("gan", generator=tmp_path / "g.pt", device="cpu")
+        assert json.loads(json.dumps(asdict(spec)))["options"] == [["device", "cpu"], ["generator", str(tmp_path / "g.pt")]]
+
+
+class TestGeometry:
+    def test_warp_lookup_equals_render_and_mask_marks_stretch(self, face):
+        image, pts = face
+        tgt = pts.copy()
+        tgt[:17, 0] = pts[:17, 0] + (pts[:17, 0] - pts[:, 0].mean()) * 0.6  # widen the jaw: cheeks stretch
+        r = WarpRenderer()
+        geo = r.geometry(image[None], pts[None], tgt[None])
+        assert geo.grids.shape == (1, 1) + image.shape[:2] + (2,)
+        full = r.render_full(image[None], pts[None], tgt[None])
+        np.testing.assert_array_equal(full.images, r.render(image[None], pts[None], tgt[None]))
+        np.testing.assert_array_equal(lookup(image[None], geo), full.images)
+        assert full.residual is None and full.valid.dtype == np.uint8
+        assert full.valid.min() < 200 and full.valid.max() == 255  # stretched cheek is less valid than background

@@ -8,8 +8,10 @@ torch = pytest.importorskip("torch")
 from gannotate.augment import crop_for_augment  # noqa: E402
 from gannotate.models.checkpoint import save_generator  # noqa: E402
 from gannotate.models.generator import Generator, GeneratorConfig  # noqa: E402
-from gannotate.render import GANRenderer, make_renderer  # noqa: E402
-from gannotate.render_gan import generator_frame  # noqa: E402
+from gannotate.render import RendererSpec, make_renderer  # noqa: E402
+from gannotate.render.gan import GANRenderer  # noqa: E402
+from gannotate.render.gan import generator_frame  # noqa: E402
+from gannotate.generator_meta import GeneratorMeta  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +57,7 @@ class TestGANRenderer:
 
     def test_generator_sees_a_tight_paper_crop(self, face):
         _, pts = face
-        t = generator_frame(pts, (96, 96, 3), 128, {"crop_mode": "paper"})
+        t = generator_frame(pts, (96, 96, 3), 128, GeneratorMeta("ibug68"))
         p = t.apply(pts)
         side = max(np.ptp(p[:, 0]), np.ptp(p[:, 1]))
         assert 128 / 1.06 < side < 128 / 1.04  # box + 2.5% per side fills the input, as in training
@@ -73,8 +75,8 @@ class TestOriginalRelease:
         g = Generator(GeneratorConfig(n_points=66, width=64, n_res=6, image_size=128))
         path = tmp_path / "myGEN.pth"
         torch.save({"state_dict": {f"module.{k}": v for k, v in g.state_dict().items()}}, path)
-        r = make_renderer("gan", path)
-        assert r.meta["scheme"] == "ibug66" and r.meta["crop_mode"] == "legacy" and r.in_range == (0.0, 1.0)
+        r = make_renderer(RendererSpec.of("gan", generator=path))
+        assert r.meta.scheme == "ibug66" and r.meta.crop_mode == "legacy" and r.in_range == (0.0, 1.0)
         image, pts = face
         out = r.render(image[None], pts[None], pts[None] + 0.5)
         assert out.shape == (1, 96, 96, 3)

@@ -14,6 +14,9 @@ from gannotate.cli.options import EXIT_FAILURES, RangeType, fail_on_gannotate_er
 
 __all__ = ["augment", "merge", "frontalise"]
 
+#: The renderer a plain ``gannotate augment`` uses: the best one this build ships (README table).
+DEFAULT_RENDERER = "warp"
+
 
 class ShardType(click.ParamType):
     """``i/n`` with 0 ≤ i < n → ``(i, n)``."""
@@ -76,6 +79,14 @@ def _formats(value: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(("h5",) + items))  # h5 is always written: resume relies on it
 
 
+def _spec(renderer: str, generator: Path | None, device: str | None, batch_size: int) -> object:
+    """The renderer spec for the CLI's options (``--generator``/``--device`` only where they mean something)."""
+    from gannotate.render import renderer_options, spec_from_cli
+
+    batch = batch_size if "batch_size" in renderer_options(renderer) else None
+    return spec_from_cli(renderer, generator=generator, device=device, batch_size=batch)
+
+
 def _default_out() -> Path:
     return Path("outputs") / time.strftime("%Y%m%d-%H%M%S")
 
@@ -94,9 +105,21 @@ _margin = click.option(
     "--margin", type=click.FloatRange(0.0, 2.0), default=None,
     help="Crop margin as a fraction of the landmark box side [default: 0.25; the paper's +10 px is tighter].",
 )
-_renderer = click.option("--renderer", type=click.Choice(["warp", "gan"]), default="warp", show_default=True)
-_generator = click.option("--generator", type=click.Path(path_type=Path), default=None, help="Generator checkpoint for --renderer gan.")
-_device = click.option("--device", default="cpu", show_default=True, help="Torch device for --renderer gan.")
+def _renderer_names() -> list[str]:
+    from gannotate.render import list_renderers
+
+    return list_renderers()
+
+
+_renderer = click.option(
+    "--renderer", type=click.Choice(_renderer_names()), default=DEFAULT_RENDERER, show_default=True,
+    help="warp: 2D piecewise-affine; profile: 3D face profiling (300W-LP recipe); gan: trained generator.",
+)
+_generator = click.option(
+    "--generator", type=click.Path(path_type=Path), default=None,
+    help="Generator file for --renderer gan [default: the shipped refiner].",
+)
+_device = click.option("--device", default=None, help="Torch device for --renderer gan [default: cpu].")
 _batch = click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
 _quiet = click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 
@@ -140,7 +163,7 @@ def augment(input_path, out, n, poses, pose_sampling, pitch, roll, expression, s
         out=out, input=input_path,
         plan=PlanConfig(n=n, yaw=poses, sampling=pose_sampling, pitch=pitch, roll=roll, expression=expression, seed=seed),
         size=size, margin=DEFAULT_MARGIN if margin is None else margin, batch_size=batch_size, workers=workers,
-        formats=_formats(formats), shard=shard, renderer=renderer, generator=generator, device=device,
+        formats=_formats(formats), shard=shard, renderer=_spec(renderer, generator, device, batch_size),
         model_path=model_path, resume=resume, annotate=annotate, command=_command_line(),
     )
     _run_and_report(run_augment, cfg, "augment", quiet)
@@ -194,7 +217,7 @@ def frontalise(input_path, out, yaws, size, margin, renderer, generator, device,
         raise click.BadParameter(f"{yaws!r}: give 1+ yaws in [-90, 90]", param_hint="--yaws")
     cfg = FrontaliseConfig(
         out=out or _default_out(), input=input_path, yaws=yaw_list, size=size,
-        margin=DEFAULT_MARGIN if margin is None else margin, renderer=renderer, generator=generator,
-        device=device, batch_size=batch_size, model_path=model_path, seed=seed, command=_command_line(),
+        margin=DEFAULT_MARGIN if margin is None else margin, renderer=_spec(renderer, generator, device, batch_size),
+        batch_size=batch_size, model_path=model_path, seed=seed, command=_command_line(),
     )
     _run_and_report(run_frontalise, cfg, "frontalise", quiet)

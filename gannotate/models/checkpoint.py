@@ -10,10 +10,9 @@ Our format (``format_version`` 1) is a plain dict::
     {"format_version": 1, "kind": "gannotate.generator",
      "config": {GeneratorConfig fields}, "meta_json": "<JSON object>", "state_dict": {name: tensor}}
 
-``meta`` always holds ``scheme`` (e.g. "ibug68"), ``image_size``, ``heatmap_mode`` ("exact" |
-"legacy"), ``heatmap_sigma`` (px), ``crop_mode`` ("paper" | "legacy"), ``value_range`` (the input
-image range, e.g. [-1, 1]) and ``output_range``, plus whatever the caller adds (training summary,
-losses that were off and why, ...). It is stored as JSON text so that it round-trips exactly.
+``meta`` is a :class:`gannotate.generator_meta.GeneratorMeta` (scheme, image size, heatmap mode and σ,
+crop mode and relative margin, value ranges, kind ``paper``/``refine`` and the base renderer, and
+``info`` on how it was made), stored as JSON text so that it round-trips exactly.
 """
 
 from __future__ import annotations
@@ -32,6 +31,7 @@ from gannotate.io.atomic import atomic_path
 from gannotate.heatmaps import DEFAULT_SIGMA, LEGACY_SIGMA
 from gannotate.landmarks import IBUG66, scheme_for
 from gannotate.models.generator import Generator, GeneratorConfig
+from gannotate.generator_meta import GeneratorMeta
 
 __all__ = [
     "FORMAT_VERSION",
@@ -107,37 +107,41 @@ def _scheme_name(n_points: int) -> str:
 
 
 def _default_meta(cfg: GeneratorConfig) -> dict:
-    return {
-        "scheme": _scheme_name(cfg.n_points),
-        "image_size": cfg.image_size,
-        "heatmap_mode": "exact",
-        "heatmap_sigma": DEFAULT_SIGMA,
-        "crop_mode": "paper",
-        "value_range": [-1.0, 1.0],
-        "output_range": [-1.0, 1.0],
-    }
+    return {"scheme": _scheme_name(cfg.n_points), "image_size": cfg.image_size, "heatmap_sigma": DEFAULT_SIGMA}
 
 
-def save_generator(path: str | Path, generator: Generator, meta: Mapping[str, Any] | None = None) -> Path:
+def save_generator(
+    path: str | Path, generator: Generator, meta: GeneratorMeta | Mapping[str, Any] | None = None
+) -> Path:
     """Write a generator and its metadata atomically in our format.
 
     Args:
         path: output file (``.pt``); its folder is created.
         generator: the network (its ``cfg`` is stored; weights are saved on CPU).
-        meta: JSON-able metadata; missing keys of :data:`REQUIRED_META` get the paper defaults
-            (scheme from K, exact heatmaps with σ = DEFAULT_SIGMA, paper crop, [-1, 1]).
+        meta: a :class:`GeneratorMeta`, or a mapping of its fields (keys that are not fields go
+            into ``info``); missing fields get the paper defaults (scheme from K, exact heatmaps
+            with σ = DEFAULT_SIGMA, paper crop, [-1, 1]).
 
     Returns:
         ``path``.
 
     Raises:
-        CheckpointError: when ``meta`` is not JSON-able.
+        CheckpointError: when ``meta`` is invalid or not JSON-able.
     """
     path = Path(path)
-    full = _default_meta(generator.cfg)
-    full.update(dict(meta or {}))
+    if isinstance(meta, GeneratorMeta):
+        typed = meta
+    else:
+        full = _default_meta(generator.cfg)
+        full.update(dict(meta or {}))
+        try:
+            typed = GeneratorMeta.from_dict(full)
+        except (TypeError, ValueError) as e:
+            raise CheckpointError(path, f"invalid generator metadata: {e}") from None
+    if typed.image_size != generator.cfg.image_size:
+        typed = GeneratorMeta.from_dict({**typed.to_dict(), "image_size": generator.cfg.image_size})
     try:
-        meta_json = json.dumps(full, sort_keys=True)
+        meta_json = json.dumps(typed.to_dict(), sort_keys=True)
     except (TypeError, ValueError) as e:
         raise CheckpointError(path, f"metadata is not JSON-serialisable: {e}") from None
     payload = {
@@ -180,11 +184,11 @@ def load_state_strict(path: str | Path, model: torch.nn.Module, state: Mapping[s
     model.load_state_dict(state, strict=True)
 
 
-def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tuple[Generator, dict]:
+def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tuple[Generator, GeneratorMeta]:
     """Load a generator saved by :func:`save_generator`, in eval mode on ``device``.
 
     Returns:
-        ``(generator, meta)``; ``meta`` holds at least :data:`REQUIRED_META`.
+        ``(generator, meta)``.
 
     Raises:
         CheckpointError: missing/unsafe/corrupt file, another format or version, or keys that do not
@@ -201,39 +205,38 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tupl
         )
     try:
         cfg = GeneratorConfig(**obj["config"])
-        meta = json.loads(obj["meta_json"])
+        raw = json.loads(obj["meta_json"])
         state = obj["state_dict"]
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(path, f"malformed checkpoint: {type(e).__name__}: {e}") from None
-    lacking = [k for k in REQUIRED_META if k not in meta]
+    lacking = [k for k in REQUIRED_META if k not in raw]
     if lacking:
         raise CheckpointError(path, f"metadata lacks {lacking}")
+    try:
+        meta = GeneratorMeta.from_dict(raw)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(path, f"invalid generator metadata: {e}") from None
     generator = Generator(cfg)
     load_state_strict(path, generator, state)
     return generator.to(device).eval(), meta
 
 
-def original_meta() -> dict:
+def original_meta() -> GeneratorMeta:
     """Input rules of the original release (reference/anchors.md §1.1): 66 points, legacy maps and crop.
 
     The release's demo feeds images in [0, 1] (``/255``, no normalisation) and maps its output with
     ``0.5·(G + 1)``, i.e. reads the output as [-1, 1]; both are recorded so a renderer can follow.
     """
-    return {
-        "scheme": IBUG66.name,
-        "image_size": 128,
-        "heatmap_mode": "legacy",
-        "heatmap_sigma": LEGACY_SIGMA,
-        "crop_mode": "legacy",
-        "value_range": [0.0, 1.0],
-        "output_range": [-1.0, 1.0],
-        "source": "ESanchezLozano/GANnotation release (CC BY-NC 4.0)",
-    }
+    return GeneratorMeta(
+        scheme=IBUG66.name, image_size=128, heatmap_mode="legacy", heatmap_sigma=LEGACY_SIGMA, crop_mode="legacy",
+        value_range=(0.0, 1.0), output_range=(-1.0, 1.0),
+        info={"source": "ESanchezLozano/GANnotation release (CC BY-NC 4.0)"},
+    )
 
 
 def load_original_gannotation(
     path: str | Path, device: str | torch.device = "cpu"
-) -> tuple[Generator, dict]:
+) -> tuple[Generator, GeneratorMeta]:
     """Load the original GANnotation release checkpoint into the K = 66 generator, strictly.
 
     Accepts ``{'state_dict': {...}}`` (the release) or a bare state dict (its training code), with or

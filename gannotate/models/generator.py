@@ -15,6 +15,11 @@ The output blends the input image and the colour head with the mask:
 the two are equal algebraically, the latter matches the release to the last bit).
 
 With K = 66, w = 64 and 6 blocks the network has 8,621,888 parameters (≈8.62 M).
+
+The same family serves as a **refiner** over a geometric render (``extra_channels`` > 0): the
+"image" is then the render P of the source at the target landmarks, the extra channels carry its
+validity mask V, and the blend ``M·P + (1 − M)·C`` keeps what the render got right while the
+colour head repaints what it could not (revealed cheek, seams, holes).
 """
 
 from __future__ import annotations
@@ -38,12 +43,15 @@ class GeneratorConfig:
         width: channels after the first conv (w); the bottleneck has 4w.
         n_res: number of residual blocks in the bottleneck.
         image_size: nominal input/output size (any size divisible by 4 runs; saved as metadata).
+        extra_channels: conditioning planes besides image and heatmaps (1 for a refiner: the
+            render's validity mask; 0 for the paper generator).
     """
 
     n_points: int = 68  # K heatmap channels
     width: int = 64  # w: channels of the first conv; 4w in the bottleneck
     n_res: int = 6  # residual blocks
     image_size: int = 128  # nominal H = W
+    extra_channels: int = 0  # refiner: + validity mask
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -82,7 +90,7 @@ class Generator(nn.Module):
         super().__init__()
         self.cfg = cfg = cfg or GeneratorConfig()
         w = cfg.width
-        down: list[nn.Module] = [nn.Conv2d(3 + cfg.n_points, w, kernel_size=7, padding=3, bias=False)]
+        down: list[nn.Module] = [nn.Conv2d(3 + cfg.extra_channels + cfg.n_points, w, kernel_size=7, padding=3, bias=False)]
         down += _norm_act(w)
         for mult in (1, 2):
             down += [nn.Conv2d(w * mult, w * mult * 2, kernel_size=4, stride=2, padding=1, bias=False)]
@@ -109,8 +117,13 @@ class Generator(nn.Module):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
 
-    def _check(self, image: torch.Tensor, heatmaps: torch.Tensor) -> None:
+    def _check(self, image: torch.Tensor, heatmaps: torch.Tensor, extra: torch.Tensor | None) -> None:
         k = self.cfg.n_points
+        n_extra = 0 if extra is None else int(extra.shape[1])
+        if n_extra != self.cfg.extra_channels:
+            raise ShapeError(
+                f"this generator takes {self.cfg.extra_channels} extra conditioning channel(s), got {n_extra}"
+            )
         if image.ndim != 4 or image.shape[1] != 3:
             raise ShapeError(f"image: expected shape (B, 3, H, W), got {tuple(image.shape)}")
         if heatmaps.ndim != 4 or heatmaps.shape[1] != k:
@@ -126,13 +139,14 @@ class Generator(nn.Module):
             raise ShapeError(f"image size must be divisible by 4, got {tuple(image.shape[2:])}")
 
     def forward_parts(
-        self, image: torch.Tensor, heatmaps: torch.Tensor
+        self, image: torch.Tensor, heatmaps: torch.Tensor, extra: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Run the network and return every part of the blend.
 
         Args:
             image: (B, 3, H, W) source image, H and W divisible by 4.
             heatmaps: (B, K, H, W) target-landmark heatmaps in [0, 1].
+            extra: (B, E, H, W) conditioning planes (a refiner's validity mask), E = ``extra_channels``.
 
         Returns:
             ``(out, colour, mask)``: (B, 3, H, W) blended output, (B, 3, H, W) colour head in
@@ -141,14 +155,15 @@ class Generator(nn.Module):
         Raises:
             ShapeError: on a wrong channel count (e.g. 68 heatmaps for a 66-point model) or size.
         """
-        self._check(image, heatmaps)
-        x = torch.cat([image, heatmaps.to(image.dtype)], dim=1)  # (B, 3 + K, H, W)
+        self._check(image, heatmaps, extra)
+        parts = [image] + ([] if extra is None else [extra.to(image.dtype)]) + [heatmaps.to(image.dtype)]
+        x = torch.cat(parts, dim=1)  # (B, 3 + E + K, H, W)
         features = self.feature_layer(self.bottleneck(self.down_conv(x)))  # (B, w, H, W)
         colour = self.colour_layer(features)
         mask = self.mask_layer(features)
         out = mask * (image - colour) + colour
         return out, colour, mask
 
-    def forward(self, image: torch.Tensor, heatmaps: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) image + (B, K, H, W) heatmaps → (B, 3, H, W) image with those landmarks."""
-        return self.forward_parts(image, heatmaps)[0]
+    def forward(self, image: torch.Tensor, heatmaps: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, 3, H, W) image + (B, K, H, W) heatmaps (+ extra planes) → (B, 3, H, W) image with those landmarks."""
+        return self.forward_parts(image, heatmaps, extra)[0]

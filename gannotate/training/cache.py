@@ -258,6 +258,16 @@ class TrainingCache:
         keys = ("scheme", "n_paired", "n_unpaired", "n_clips", "n_photos", "n_rejected_frames", "store_size", "sources")
         return {k: self.attrs.get(k) for k in keys} | {"path": self.path.name}
 
+    def margin_rel(self, margin_px: float) -> float:
+        """A paper-crop margin of ``margin_px`` source pixels as a fraction of the landmark box side (median).
+
+        Training adds a fixed number of *photo* pixels; a renderer sees crops of unknown resolution, so
+        the generator file records the relative margin the training data had.
+        """
+        side_crop = np.ptp(self.landmarks, axis=1).max(axis=1)  # (N,) box side in stored-crop px
+        side_src = side_crop / np.maximum(self.scale, 1e-9)
+        return float(np.median(margin_px / np.maximum(side_src, 1e-9)))
+
 
 def prepare_cache(
     out: str | Path,

@@ -323,7 +323,7 @@ def train(
 
     # Data.
     cache = TrainingCache(cache_path)
-    data_summary = cache.summary()
+    data_summary = cache.summary() | {"crop_margin_rel": cache.margin_rel(cfg.triplets.margin)}
     tcfg = cfg.triplet_config()
     per_rank = cfg.batch_size // world
     dataset = TripletBatches(cache, tcfg, seed=cfg.seed, samples=range(rank * per_rank, (rank + 1) * per_rank))
@@ -453,24 +453,34 @@ def train(
 
 
 def export_generator(checkpoint_path: str | Path, out_path: str | Path) -> Path:
-    """Write the generator of a training checkpoint as a generator-only file with metadata.
+    """Write the generator of a training checkpoint as a generator-only file with :class:`GeneratorMeta`.
 
-    Metadata: scheme, image_size, heatmap_mode, heatmap_sigma, crop_mode, value_range, the step,
-    the disabled losses, the networks behind the feature losses and the training data summary.
+    The crop margin is written as ``crop_margin_rel`` (the training margin in photo pixels over the
+    training boxes' median side), which is what the renderer reads; older checkpoints without it
+    get the paper's 0.025 with a warning.
     """
+    from gannotate.generator_meta import PAPER_MARGIN_REL, GeneratorMeta
     from gannotate.models.checkpoint import save_generator
 
     ckpt = load_checkpoint(checkpoint_path)
     cfg = TrainConfig.from_dict(ckpt["config"])
     G, _ = build_networks(cfg, _n_points_of(ckpt))
     G.load_state_dict(ckpt["G"])
-    meta = {
-        "scheme": ckpt.get("scheme"), "image_size": cfg.image_size, "heatmap_mode": cfg.heatmap_mode,
-        "heatmap_sigma": cfg.sigma_px(), "crop_mode": "paper", "crop_margin": cfg.triplets.margin,
-        "step": int(ckpt["step"]), "disabled_losses": json.dumps(ckpt.get("disabled_losses", {})),
-        "loss_networks": json.dumps(ckpt.get("loss_networks", {})),
-        "training_data": ckpt.get("data"), "train_config": json.dumps(cfg.to_dict(), default=str),
-    }
+    data = json.loads(ckpt.get("data") or "{}")
+    margin_rel = data.get("crop_margin_rel")
+    if margin_rel is None:
+        log.warning("%s: no crop_margin_rel recorded; using the paper's %.3f", checkpoint_path, PAPER_MARGIN_REL)
+        margin_rel = PAPER_MARGIN_REL
+    meta = GeneratorMeta(
+        scheme=str(ckpt.get("scheme")), image_size=cfg.image_size, heatmap_mode=cfg.heatmap_mode,
+        heatmap_sigma=cfg.sigma_px(), crop_mode="paper", crop_margin_rel=float(margin_rel),
+        info={
+            "step": int(ckpt["step"]), "crop_margin_px": cfg.triplets.margin,
+            "disabled_losses": json.dumps(ckpt.get("disabled_losses", {})),
+            "loss_networks": json.dumps(ckpt.get("loss_networks", {})),
+            "training_data": ckpt.get("data"), "train_config": json.dumps(cfg.to_dict(), default=str),
+        },
+    )
     save_generator(out_path, G, meta)
     return Path(out_path)
 

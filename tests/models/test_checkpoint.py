@@ -59,9 +59,9 @@ class TestOwnFormat:
         assert g2.cfg == SMALL and not g2.training
         for k, v in g.state_dict().items():
             assert torch.equal(v, g2.state_dict()[k])
-        assert all(k in meta for k in REQUIRED_META)
-        assert meta["scheme"] == "ibug68" and meta["heatmap_sigma"] == 2.0 and meta["training"] == {"steps": 3}
-        assert meta["value_range"] == [-1.0, 1.0]
+        assert all(hasattr(meta, k) for k in REQUIRED_META)
+        assert meta.scheme == "ibug68" and meta.heatmap_sigma == 2.0 and meta.info["training"] == {"steps": 3}
+        assert meta.value_range == (-1.0, 1.0)
         x, h = torch.rand(1, 3, 16, 16), torch.rand(1, 68, 16, 16)
         torch.testing.assert_close(g.eval()(x, h), g2(x, h), rtol=0, atol=0)
         assert list(tmp_path.joinpath("sub").iterdir()) == [path]  # no temporary left behind
@@ -96,7 +96,7 @@ class TestOriginalRelease:
         state = _release_state("module.")
         torch.save({"state_dict": state, "epoch": 7}, tmp_path / "myGEN.pth")
         g, meta = load_original_gannotation(tmp_path / "myGEN.pth")
-        assert g.cfg.n_points == 66 and meta["scheme"] == "ibug66" and meta["heatmap_mode"] == "legacy"
+        assert g.cfg.n_points == 66 and meta.scheme == "ibug66" and meta.heatmap_mode == "legacy"
         for k, v in g.state_dict().items():
             assert torch.equal(v, state["module." + k])
 
@@ -153,7 +153,7 @@ def test_release_end_to_end(tmp_path):
     torch.save({"state_dict": state}, tmp_path / "myGEN.pth")
     g, meta = load_original_gannotation(tmp_path / "myGEN.pth")
     pts = torch.rand(2, 66, 2) * 100 + 14
-    maps = render(pts, meta["image_size"], meta["heatmap_sigma"], meta["heatmap_mode"])
+    maps = render(pts, meta.image_size, meta.heatmap_sigma, meta.heatmap_mode)
     with torch.no_grad():
         out = g(torch.rand(2, 3, 128, 128), maps)  # the release took images in [0, 1]
     assert out.shape == (2, 3, 128, 128) and torch.isfinite(out).all()

@@ -185,8 +185,21 @@ def test_export_generator_round_trip(one_step, tmp_path):
     res = one_step
     out = export_generator(res.checkpoint, tmp_path / "g.pt")
     G, meta = load_generator(out)
-    assert meta["scheme"] == "ibug68" and meta["image_size"] == 16 and meta["heatmap_mode"] == "exact"
-    assert meta["step"] == 1 and json.loads(meta["training_data"])["n_photos"] == 3
-    assert set(json.loads(meta["disabled_losses"])) == {"identity", "perceptual"}
+    assert meta.scheme == "ibug68" and meta.image_size == 16 and meta.heatmap_mode == "exact"
+    assert meta.info["step"] == 1 and json.loads(meta.info["training_data"])["n_photos"] == 3
+    assert set(json.loads(meta.info["disabled_losses"])) == {"identity", "perceptual"}
     saved = load_checkpoint(res.checkpoint)["G"]
     assert all(torch.equal(v, saved[k]) for k, v in G.state_dict().items())
+
+
+def test_export_writes_the_training_margin_the_renderer_reads(one_step, tmp_path):
+    """Regression: the trainer wrote ``crop_margin`` (px) and the renderer read ``crop_margin_rel`` (unset)."""
+    from gannotate.generator_meta import PAPER_MARGIN_REL
+    from gannotate.render.gan import GANRenderer
+    from gannotate.training.trainer import export_generator
+
+    ckpt = load_checkpoint(one_step.checkpoint)
+    want = json.loads(ckpt["data"])["crop_margin_rel"]
+    assert want > 0 and abs(want - PAPER_MARGIN_REL) > 1e-3  # the tiny test photos make a margin unlike the default
+    r = GANRenderer(export_generator(one_step.checkpoint, tmp_path / "g.pt"))
+    assert r.meta.crop_margin_rel == pytest.approx(want)

@@ -1,0 +1,48 @@
+"""Renderers: put the face of a crop onto new landmarks, one file per renderer behind one protocol.
+
+``base`` holds the protocol, the batch check, :class:`Geometry` + :func:`lookup` and the registry;
+``warp`` (2D piecewise-affine), ``profile`` (3D face profiling, the 300W-LP recipe) and ``gan``
+(trained generator or refiner) each register themselves here. Nothing imported here imports torch:
+the GAN renderer loads the network code when it is built; ``resample`` (the differentiable torch
+lookup) is imported explicitly by whoever needs it.
+"""
+
+from gannotate.render.base import (
+    GeometricRenderer,
+    Geometry,
+    Renderer,
+    RendererSpec,
+    check_batch,
+    list_renderers,
+    lookup,
+    make_renderer,
+    register_renderer,
+    renderer_options,
+    spec_from_cli,
+)
+from gannotate.render.warp import WarpRenderer, build_mesh, warp_maps, warp_one
+from gannotate.render import gan as _gan  # noqa: F401  (registers "gan")
+
+try:  # the profile renderer registers itself when its module is present
+    from gannotate.render import profile as _profile  # noqa: F401
+except ImportError as _e:  # pragma: no cover - only while the module is being built
+    if "gannotate.render.profile" not in str(_e) and "profile" not in str(_e):
+        raise
+
+__all__ = [
+    "Renderer",
+    "GeometricRenderer",
+    "Geometry",
+    "RendererSpec",
+    "check_batch",
+    "lookup",
+    "register_renderer",
+    "make_renderer",
+    "list_renderers",
+    "renderer_options",
+    "spec_from_cli",
+    "WarpRenderer",
+    "build_mesh",
+    "warp_maps",
+    "warp_one",
+]

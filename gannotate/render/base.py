@@ -1,0 +1,250 @@
+"""The renderer seam: one protocol, a batch check, a registry of named renderers and their specs.
+
+A renderer puts the face of a crop onto new landmarks::
+
+    render(images, source_points, target_points) -> images
+
+with images uint8 ``(B, H, W, 3)`` RGB and points float32 ``(B, K, 2)`` ``(x, y)``, 0-based pixel
+centres, in the frame of the given images.
+
+*Geometric* renderers (warp, profile) are factored as geometry, then a texture lookup:
+:meth:`GeometricRenderer.geometry` turns the landmarks into a :class:`Geometry` — per output
+pixel, up to L source positions with blend weights, and a validity mask — and :func:`lookup`
+samples the image there. Why: the GAN refiner needs the same geometry batched and
+differentiable (``gannotate.render.resample`` runs the lookup with ``grid_sample``), and the
+dataset can record the validity mask (1 = the pixel shows surface the source really saw).
+
+Why a registry with frozen specs: ``AugmentConfig`` and ``FrontaliseConfig`` hold one
+:class:`RendererSpec` (name + options) whatever the renderer, it lands in the manifest as plain
+data, and a new renderer is one file plus one ``register_renderer`` call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol, runtime_checkable
+
+import cv2
+import numpy as np
+
+from gannotate.errors import GannotateError, ShapeError, check_points
+from gannotate.registry import Registry
+
+__all__ = [
+    "Renderer",
+    "GeometricRenderer",
+    "Geometry",
+    "RenderOutput",
+    "RendererSpec",
+    "check_batch",
+    "lookup",
+    "register_renderer",
+    "make_renderer",
+    "list_renderers",
+    "renderer_options",
+    "spec_from_cli",
+]
+
+
+@runtime_checkable
+class Renderer(Protocol):
+    """What ``augment`` and ``frontalise`` need from a renderer."""
+
+    name: str
+
+    def render(self, images: np.ndarray, source_points: np.ndarray, target_points: np.ndarray) -> np.ndarray:
+        """Render ``images`` (B, H, W, 3) uint8 with ``source_points`` (B, K, 2) onto ``target_points``.
+
+        Returns:
+            (B, H, W, 3) uint8, same H and W as the input.
+        """
+        ...
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Where each output pixel reads the source, for a batch.
+
+    Attributes:
+        grids: (B, L, H, W, 2) float32 source positions (x, y) in source pixels, 0-based centres.
+        weights: (B, L, H, W) float32 blend weight of each layer; they sum to 1 where the layers
+            cover the pixel (a pixel no layer covers keeps weight 0 and reads the fill).
+        valid: (B, H, W) float32 in [0, 1]: 1 = the pixel shows surface the source saw directly,
+            0 = invented (mirrored, filled, or background stretched over a hole).
+        fill: (B, H, W, 3) float32 colour for the weight the layers leave over (1 − Σ weights), or
+            None when the layers always sum to 1.
+    """
+
+    grids: np.ndarray
+    weights: np.ndarray
+    valid: np.ndarray
+    fill: np.ndarray | None = None
+
+    @property
+    def n_layers(self) -> int:
+        return int(self.grids.shape[1])
+
+
+@dataclass(frozen=True)
+class RenderOutput:
+    """What a geometric renderer returns besides pixels, for the dataset and the refiner.
+
+    Attributes:
+        images: (B, H, W, 3) uint8.
+        valid: (B, H, W) uint8 validity mask, 255 = surface the source saw directly (see :class:`Geometry`).
+        residual: (B,) float32 landmark error of the renderer's model before its final 2D correction,
+            as NME (fraction of the outer-eye-corner distance), or None when it has no model (warp: exact).
+    """
+
+    images: np.ndarray
+    valid: np.ndarray
+    residual: np.ndarray | None = None
+
+
+@runtime_checkable
+class GeometricRenderer(Renderer, Protocol):
+    """A renderer whose output is :func:`lookup` of its :meth:`geometry` (warp, profile)."""
+
+    def geometry(
+        self, images: np.ndarray, source_points: np.ndarray, target_points: np.ndarray
+    ) -> Geometry:
+        """The :class:`Geometry` for a batch (images given for renderers whose fill reads colours)."""
+        ...
+
+    def render_full(self, images: np.ndarray, source_points: np.ndarray, target_points: np.ndarray) -> RenderOutput:
+        """Images with their validity masks (and model residuals where the renderer has a model)."""
+        ...
+
+
+def check_batch(images: np.ndarray, source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Validate a render batch at the public boundary; return (images, source, target) as arrays.
+
+    Raises:
+        ShapeError: wrong image shape or dtype, or points that do not match the batch.
+        LandmarkError-like ``GannotateError``: non-finite points (from ``check_points``).
+    """
+    imgs = np.asarray(images)
+    if imgs.ndim != 4 or imgs.shape[-1] != 3 or imgs.dtype != np.uint8:
+        raise ShapeError(f"images: expected (B, H, W, 3) uint8, got {imgs.shape} {imgs.dtype}")
+    src = check_points(source, name="source_points")
+    tgt = check_points(target, name="target_points")
+    if src.ndim != 3 or src.shape != tgt.shape or src.shape[0] != imgs.shape[0]:
+        raise ShapeError(
+            f"source_points and target_points: expected (B, K, 2) with B={imgs.shape[0]}, "
+            f"got {src.shape} and {tgt.shape}"
+        )
+    return imgs, src, tgt
+
+
+def lookup(images: np.ndarray, geometry: Geometry) -> np.ndarray:
+    """Sample ``images`` (B, H, W, 3) uint8 at ``geometry``: Σ_l w_l · bilinear(image, grid_l) + rest · fill.
+
+    Out-of-image positions replicate the border (``grid_sample``'s ``padding_mode="border"``), so the
+    torch lookup in ``gannotate.render.resample`` gives the same values.
+    """
+    b, n_layers, h, w = geometry.weights.shape
+    out = np.empty((b, h, w, 3), np.uint8)
+    for i in range(b):
+        acc = np.zeros((h, w, 3), np.float32)
+        for layer in range(n_layers):
+            wgt = geometry.weights[i, layer]
+            if not wgt.any():
+                continue
+            grid = geometry.grids[i, layer]
+            sample = cv2.remap(images[i], grid[..., 0], grid[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            acc += wgt[..., None] * sample.astype(np.float32)
+        if geometry.fill is not None:
+            acc += (1.0 - geometry.weights[i].sum(0))[..., None] * geometry.fill[i]
+        out[i] = np.clip(acc + 0.5, 0, 255).astype(np.uint8)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# registry
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RendererSpec:
+    """A renderer by name with its options, frozen so configs stay hashable and go into manifests.
+
+    Attributes:
+        name: a registered renderer ("warp", "profile", "gan", ...).
+        options: ((key, value), ...) passed to the renderer's factory as keyword arguments; values
+            are plain data (str, int, float, bool, None) so the spec round-trips through JSON.
+    """
+
+    name: str = "warp"
+    options: tuple[tuple[str, Any], ...] = field(default_factory=tuple)
+
+    @classmethod
+    def of(cls, name: str, **options: Any) -> "RendererSpec":
+        """``RendererSpec.of("gan", generator="G.pt")``; None-valued options are dropped (= defaults)."""
+        opts = tuple(sorted((k, str(v) if hasattr(v, "__fspath__") else v) for k, v in options.items() if v is not None))
+        return cls(name, opts)
+
+    def kwargs(self) -> dict[str, Any]:
+        return dict(self.options)
+
+
+@dataclass(frozen=True)
+class _Entry:
+    factory: Callable[..., Renderer]
+    options: tuple[str, ...]  # option names the factory accepts
+    help: str
+
+
+_RENDERERS: Registry[Callable[..., Any]] = Registry("renderer")
+
+
+def register_renderer(name: str, options: tuple[str, ...] = (), help: str = "") -> Callable[[Callable[..., Renderer]], Callable[..., Renderer]]:
+    """Decorator registering a renderer factory under ``name``; ``options`` are the keyword options it takes."""
+
+    def deco(factory: Callable[..., Renderer]) -> Callable[..., Renderer]:
+        _RENDERERS.register(name)(_Entry(factory, tuple(options), help))  # type: ignore[arg-type]
+        return factory
+
+    return deco
+
+
+def list_renderers() -> list[str]:
+    """Registered renderer names, in registration order (the CLI's ``--renderer`` choices)."""
+    return _RENDERERS.names()
+
+
+def renderer_options(name: str) -> tuple[str, ...]:
+    """Option names the renderer ``name`` accepts."""
+    return _RENDERERS.get(name).options  # type: ignore[attr-defined]
+
+
+def make_renderer(spec: RendererSpec | str) -> Renderer:
+    """Build the renderer a spec names.
+
+    Raises:
+        GannotateError: unknown name, an option the renderer does not take, or a renderer that cannot
+            be set up (e.g. ``gan`` without a usable generator file).
+    """
+    spec = RendererSpec(spec) if isinstance(spec, str) else spec
+    entry: _Entry = _RENDERERS.get(spec.name)  # type: ignore[assignment]
+    bad = sorted(set(spec.kwargs()) - set(entry.options))
+    if bad:
+        raise GannotateError(f"renderer {spec.name!r} takes no option(s) {bad}; it takes {list(entry.options)}")
+    return entry.factory(**spec.kwargs())
+
+
+def spec_from_cli(name: str, **given: Any) -> RendererSpec:
+    """A spec from command-line values: keeps the options ``name`` takes, refuses set ones it does not.
+
+    ``given`` holds every renderer option the CLI offers (None = not set by the user); an option that
+    is set but meaningless for this renderer (``--generator`` with ``--renderer warp``) is an error,
+    not silently dropped.
+
+    Raises:
+        GannotateError: unknown renderer, or an option set that it does not take.
+    """
+    takes = renderer_options(name)
+    stray = sorted(k for k, v in given.items() if v is not None and k not in takes)
+    if stray:
+        flags = ", ".join("--" + k.replace("_", "-") for k in stray)
+        raise GannotateError(f"{flags} has no effect with --renderer {name} (it takes {list(takes) or 'no options'})")
+    return RendererSpec.of(name, **{k: v for k, v in given.items() if k in takes})
