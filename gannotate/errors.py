@@ -2,6 +2,14 @@
 
 Every message says what was expected, what arrived and, where it helps, what to do.
 ``assert`` stays for internal invariants; user input raises one of these.
+
+Exit codes of the ``gannotate`` command (``gannotate.cli.options`` maps errors to them):
+
+- 0 success; 1 the run finished but some inputs failed (listed in the manifest);
+- 2 usage error (bad option value, refused weights file, ``--device cuda`` without CUDA);
+- 3 a fatal :class:`GannotateError` (bad model, unwritable output, disk full, file in use, ...);
+- 4 :class:`DatasetCorruptError`: stored data no longer matches its checksums (flipped bytes on
+  disk or in transit); re-create the dataset, nothing downstream should trust it.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ __all__ = [
     "ShapeError",
     "CheckpointError",
     "DatasetError",
+    "DatasetCorruptError",
     "check_shape",
     "check_points",
 ]
@@ -82,6 +91,23 @@ class DatasetError(GannotateError):
         self.path = str(path)
         self.reason = reason
         super().__init__(f"{self.path}: {reason}")
+
+
+class DatasetCorruptError(DatasetError):
+    """Committed samples whose bytes no longer match the checksum stored when they were written.
+
+    A separate class (and exit code 4) because the remedy differs from other dataset errors: the
+    file opened fine, but some of its content is wrong; ``rows`` names the damaged samples.
+    """
+
+    def __init__(self, path: str | Path, rows: Sequence[int], what: str = "images"):
+        self.rows = [int(r) for r in rows]
+        shown = ", ".join(str(r) for r in self.rows[:10]) + (", ..." if len(self.rows) > 10 else "")
+        super().__init__(
+            path,
+            f"corrupt: {what} of {len(self.rows)} sample(s) do not match their stored CRC32 (rows {shown}); "
+            "the file was damaged after writing: re-create it (augment --no-resume) or restore a copy",
+        )
 
 
 def check_shape(x: np.ndarray | object, spec: str, name: str = "input") -> None:

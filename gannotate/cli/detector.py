@@ -9,13 +9,14 @@ from pathlib import Path
 
 import click
 
-from gannotate.cli.options import EXIT_FAILURES, fail_on_gannotate_error, seed_option
+from gannotate.cli.options import EXIT_FAILURES, Duration, check_device, fail_on_gannotate_error, seed_option
 
 __all__ = ["detector", "annotate"]
 
 _checkpoint = click.option("--checkpoint", type=click.Path(path_type=Path), default=None,
                            help="Detector checkpoint [default: the shipped gannotate/assets/detector.pt].")
-_device = click.option("--device", default="cpu", show_default=True, help="Torch device.")
+_device = click.option("--device", default="cpu", show_default=True, callback=check_device,
+                       help="Torch device (cpu, cuda, cuda:N); refused when this machine lacks it.")
 _convert = click.option("--convert", is_flag=True, help="Convert 68-point truth to the detector's 66 points when they differ.")
 
 
@@ -39,7 +40,8 @@ def detector() -> None:
 @click.option("--width", type=click.IntRange(8), default=32, show_default=True, help="Channels at heatmap resolution.")
 @click.option("--heatmap-size", type=click.Choice(["32", "64"]), default="32", show_default=True)
 @click.option("--scheme", default="ibug68", show_default=True)
-@click.option("--time-budget", type=float, default=0.0, help="Stop after this many seconds (0: no limit).")
+@click.option("--time-budget", type=Duration("s"), default=0.0,
+              help="Stop after this long: 90s, 40m, 2h (a bare number is seconds; 0: no limit).")
 @_convert
 @_device
 @seed_option

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from gannotate.cli.options import EXIT_FAILURES, fail_on_gannotate_error, seed_option
+from gannotate.cli.options import EXIT_FAILURES, check_device, fail_on_gannotate_error, seed_option
 
 __all__ = ["evaluate"]
 
@@ -48,7 +48,7 @@ def nme_cmd(predictions, truth, convert, ced, as_json, seed):
               help="Real annotated faces for the reference NME [default: the value stored in the checkpoint].")
 @click.option("--limit", type=click.IntRange(1), default=None, help="Score only the first N samples.")
 @click.option("--convert", is_flag=True, help="Allow 68 → 66 conversion when schemes differ.")
-@click.option("--device", default="cpu", show_default=True)
+@click.option("--device", default="cpu", show_default=True, callback=check_device, help="Torch device.")
 @click.option("--json", "as_json", is_flag=True)
 @seed_option
 @fail_on_gannotate_error

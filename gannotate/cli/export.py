@@ -1,4 +1,4 @@
-"""``gannotate export DATASET.h5 --format pts|ljson|hrnet-csv|coco --out DIR``."""
+"""``gannotate export DATASET.h5 --format pts|ljson|hrnet-csv|coco --out DIR [--val-fraction F]``."""
 
 from __future__ import annotations
 
@@ -16,13 +16,21 @@ __all__ = ["export"]
 @click.command("export")
 @click.argument("dataset", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(list_exporters()), required=True,
-              help="Output format: 300W .pts folder, menpo LJSON v2, HRNet 300W csv, or COCO keypoints JSON.")
+              help="Output format: 300W .pts folder, menpo LJSON v3, HRNet 300W csv, or COCO keypoints JSON.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Output folder (created).")
+@click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), default=None,
+              help="hrnet-csv only: put this share of the source faces (all their samples) in "
+                   "face_landmarks_valid.csv and the rest in face_landmarks_train.csv; deterministic.")
 @seed_option
 @fail_on_gannotate_error
-def export(dataset: Path, fmt: str, out_dir: Path, seed: int) -> None:
-    """Export the samples of DATASET (an HDF5 written by augment) to another format."""
+def export(dataset: Path, fmt: str, out_dir: Path, val_fraction: float | None, seed: int) -> None:
+    """Export the samples of DATASET (an HDF5 written by augment) to another format.
+
+    Exit code 4 when an image no longer matches its stored checksum (the file is damaged).
+    """
     del seed  # exports are deterministic; accepted like every command
-    result = export_dataset(dataset, fmt, out_dir)
+    if val_fraction is not None and fmt != "hrnet-csv":
+        raise click.UsageError(f"--val-fraction applies to --format hrnet-csv, not {fmt}")
+    result = export_dataset(dataset, fmt, out_dir, val_fraction=val_fraction)
     click.echo(str(result))

@@ -1,20 +1,42 @@
-"""Shared click option types and decorators (ranges like ``-45:45``, ``--seed``, error reporting)."""
+"""Shared click option types and decorators (ranges like ``-45:45``, durations like ``40m``,
+``--device`` checking, ``--seed``, error reporting and exit codes).
+
+Nothing here imports torch at module level: ``gannotate --help`` must stay fast.
+"""
 
 from __future__ import annotations
 
 import functools
+import re
 import sys
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import click
 
-from gannotate.errors import GannotateError
+from gannotate.errors import DatasetCorruptError, GannotateError
 from shape_model.errors import ShapeModelError
 
-__all__ = ["RangeType", "seed_option", "fail_on_gannotate_error", "EXIT_FAILURES", "EXIT_FATAL"]
+__all__ = [
+    "RangeType",
+    "Duration",
+    "LazyChoice",
+    "check_device",
+    "seed_option",
+    "fail_on_gannotate_error",
+    "EXIT_FAILURES",
+    "EXIT_USAGE",
+    "EXIT_FATAL",
+    "EXIT_CORRUPT",
+]
 
+# exit codes (also listed in gannotate/errors.py)
 EXIT_FAILURES = 1  # the run finished but some inputs failed (listed in the manifest)
+EXIT_USAGE = 2  # click's code for a bad option value
 EXIT_FATAL = 3  # nothing (more) could be done: bad model, unwritable output, ...
+EXIT_CORRUPT = 4  # stored data fails its checksum (DatasetCorruptError)
+
+_UNIT_SECONDS = {"s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
+_DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([a-zA-Z]*)\s*$")
 
 
 class RangeType(click.ParamType):
@@ -47,18 +69,103 @@ class RangeType(click.ParamType):
         return a, b
 
 
+class LazyChoice(click.Choice):
+    """A ``click.Choice`` whose choices come from ``load()`` the first time they are needed.
+
+    Why: choices such as the training presets live in modules that import torch; building the
+    option at import time would make ``gannotate --help`` import torch (seconds).
+    """
+
+    def __init__(self, load: Callable[[], Sequence[str]], case_sensitive: bool = True):
+        self._load = load
+        self._choices: Sequence[str] | None = None
+        self.case_sensitive = case_sensitive
+
+    @property  # type: ignore[override]
+    def choices(self) -> Sequence[str]:
+        if self._choices is None:
+            self._choices = list(self._load())
+        return self._choices
+
+    @choices.setter
+    def choices(self, value: Sequence[str]) -> None:
+        self._choices = list(value)
+
+
+class Duration(click.ParamType):
+    """A time span such as ``90s``, ``40m`` / ``40min`` or ``1.5h``, converted to ``unit``.
+
+    A bare number keeps the unit the option always had (``bare_unit``), so old command lines
+    mean what they meant: ``detector train --time-budget 600`` is still 600 s and
+    ``train run --time-budget 40`` still 40 min.
+
+    Args:
+        unit: what the command receives, ``"s"`` or ``"min"``.
+        bare_unit: the unit of a number without suffix (default: ``unit``).
+
+    Example:
+        >>> Duration("min").convert("2h", None, None)
+        120.0
+    """
+
+    name = "DURATION"
+
+    def __init__(self, unit: str = "s", bare_unit: str | None = None):
+        self.unit, self.bare_unit = unit, bare_unit or unit
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        if isinstance(value, (int, float)):
+            return float(value)
+        m = _DURATION.match(str(value))
+        suffix = (m.group(2).lower() if m else "") or self.bare_unit
+        if m is None or suffix not in _UNIT_SECONDS:
+            self.fail(f"{value!r} is not a duration like 90s, 40m or 2h "
+                      f"(a bare number is in {self.bare_unit})", param, ctx)
+        return float(m.group(1)) * _UNIT_SECONDS[suffix] / _UNIT_SECONDS[self.unit]
+
+
+def check_device(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Click callback for ``--device``: refuse (exit 2) a device this machine does not have.
+
+    Why here: a CUDA device asked for on a CPU-only machine otherwise surfaces as a torch
+    traceback deep inside model loading, or worse, as a silent fall-back. torch is imported
+    only when a non-CPU device is named, so ``--help`` stays torch-free.
+    """
+    if value is None or value.strip().lower() in ("", "cpu"):
+        return value
+    import torch
+
+    try:
+        dev = torch.device(value)
+    except (RuntimeError, ValueError) as e:
+        raise click.BadParameter(f"{value!r} is not a torch device ({e}); use cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise click.BadParameter(f"{value!r}: CUDA is not available on this machine "
+                                     f"(torch {torch.__version__}); use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise click.BadParameter(f"{value!r}: only {torch.cuda.device_count()} CUDA device(s) here")
+    elif dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise click.BadParameter(f"{value!r}: MPS is not available on this machine; use --device cpu")
+    return value
+
+
 def seed_option(f: Callable) -> Callable:
     """``--seed``: every command takes one; same seed, same output on CPU."""
     return click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")(f)
 
 
 def fail_on_gannotate_error(f: Callable) -> Callable:
-    """Turn a GannotateError (or shape_model's ShapeModelError) into one line on stderr and exit code 3."""
+    """Turn a GannotateError (or shape_model's ShapeModelError) into one line on stderr and exit
+    code 3 (4 for a :class:`~gannotate.errors.DatasetCorruptError`)."""
 
     @functools.wraps(f)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return f(*args, **kwargs)
+        except DatasetCorruptError as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(EXIT_CORRUPT)
         except (GannotateError, ShapeModelError) as e:
             click.echo(f"error: {e}", err=True)
             sys.exit(EXIT_FATAL)

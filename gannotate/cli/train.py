@@ -7,8 +7,7 @@ from pathlib import Path
 
 import click
 
-from gannotate.cli.options import EXIT_FAILURES, fail_on_gannotate_error, seed_option
-from gannotate.training.config import PRESETS
+from gannotate.cli.options import EXIT_FAILURES, Duration, LazyChoice, check_device, fail_on_gannotate_error, seed_option
 
 __all__ = ["train", "export_generator"]
 
@@ -17,6 +16,13 @@ _VIDEOS_IN_SHARED = "videos_300vw_style"
 
 
 LOSS_NAMES = ("adv", "pix", "self", "triple", "identity", "perceptual", "tv")
+
+
+def _preset_names() -> list[str]:
+    """Preset names, read when ``train run`` parses (gannotate.training imports torch)."""
+    from gannotate.training.config import PRESETS
+
+    return sorted(PRESETS)
 
 
 def parse_loss_weights(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, float]:
@@ -34,6 +40,47 @@ def parse_loss_weights(ctx: click.Context, param: click.Parameter, values: tuple
             raise click.BadParameter(f"{v!r}: a weight must be 0 or more")
         out["self_" if name == "self" else name] = weight
     return out
+
+
+def _check_training_checkpoint(path: Path) -> None:
+    """Refuse (exit 3, one line) a safe-to-load checkpoint that lacks what resume/export read.
+
+    Why here: the trainer indexes ``ckpt["config"]`` directly, so such a file ended in a KeyError
+    traceback. (The same check belongs in ``training.trainer.load_checkpoint``; see the report.)
+    """
+    from gannotate.errors import CheckpointError
+    from gannotate.training.config import TrainConfig
+    from gannotate.training.trainer import load_checkpoint
+
+    ckpt = load_checkpoint(path)
+    missing = [k for k in ("config", "G") if k not in ckpt]
+    if missing:
+        raise CheckpointError(path, f"training checkpoint without {' or '.join(repr(k) for k in missing)}: "
+                                    "it cannot be resumed or exported (written by another tool or version?)")
+    try:
+        TrainConfig.from_dict(ckpt["config"])
+    except (TypeError, ValueError, KeyError, AttributeError) as e:
+        raise CheckpointError(path, f"its 'config' is not a TrainConfig of this version ({e})"[:300]) from None
+
+
+def _check_explicit_weights(cfg, vgg19_weights: str | None, identity_weights: str | None) -> None:
+    """Exit 2 when a weights file the user named would be refused; the trainer would only switch
+    the loss off (and say so after the run), which silently trains something else."""
+    from dataclasses import replace
+
+    import torch
+
+    from gannotate.training.trainer import _feature_networks
+
+    checks = []
+    if vgg19_weights is not None and cfg.weights.perceptual and cfg.perceptual_net in ("vgg19", "auto"):
+        checks.append(("perceptual", "--vgg19-weights", replace(cfg.weights, identity=0.0)))
+    if identity_weights is not None and cfg.weights.identity and cfg.identity_net is not None:
+        checks.append(("identity", "--identity-weights", replace(cfg.weights, perceptual=0.0)))
+    for loss, option, weights in checks:
+        reasons = _feature_networks(replace(cfg, weights=weights), torch.device("cpu"))[2]
+        if loss in reasons:
+            raise click.BadParameter(reasons[loss], param_hint=option)
 
 
 @click.group()
@@ -86,10 +133,11 @@ def prepare(out, shared, photos, photos_root, videos, frame_step, max_frames_per
               help="Training cache from `gannotate train prepare`.")
 @click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Output folder (default outputs/train/<preset>).")
-@click.option("--preset", type=click.Choice(sorted(PRESETS)), default="small", show_default=True,
+@click.option("--preset", type=LazyChoice(_preset_names), default="small", show_default=True,
               help="paper: 128², width 64, 6 blocks, batch 16; small: 64² for CPU; smoke: tests.")
 @click.option("--max-steps", type=click.IntRange(1), default=None, help="Stop at this global step.")
-@click.option("--time-budget", type=click.FloatRange(0), default=None, help="Stop cleanly after MIN minutes.")
+@click.option("--time-budget", type=Duration("min"), default=None,
+              help="Stop cleanly after this long: 90s, 40m, 2h (a bare number is minutes).")
 @click.option("--resume", is_flag=True, help="Continue exactly from <run-dir>/checkpoint.pt.")
 @click.option("--batch-size", type=click.IntRange(1), default=None, help="Faces per step (all processes).")
 @click.option("--paired-ratio", type=click.FloatRange(0, 1), default=None, help="Share of paired (video) batches.")
@@ -110,7 +158,7 @@ def prepare(out, shared, photos, photos_root, videos, frame_step, max_frames_per
               help="Keep the self/triple-consistency weights at 0 for the first N steps, before the ramp.")
 @click.option("--loss-weight", "loss_weights", multiple=True, callback=parse_loss_weights, metavar="NAME=VALUE",
               help=f"Override one loss weight (repeatable; names: {', '.join(LOSS_NAMES)}; 0 switches it off).")
-@click.option("--device", default=None, help="torch device (default: CUDA if available).")
+@click.option("--device", default=None, callback=check_device, help="torch device (default: CUDA if available).")
 @click.option("--log-every", type=click.IntRange(1), default=None)
 @click.option("--sample-every", type=click.IntRange(0), default=None)
 @click.option("--checkpoint-every", type=click.IntRange(1), default=None)
@@ -135,7 +183,14 @@ def run(cache_path, run_dir, preset, max_steps, time_budget, resume, batch_size,
         cfg = replace(cfg, perceptual_net=None if perceptual == "none" else perceptual)
     if identity is not None:
         cfg = replace(cfg, identity_net=None if identity == "none" else identity)
-    res = run_training(cfg, run_dir or Path("outputs/train") / preset, cache_path, max_steps=max_steps,
+    from gannotate.training.trainer import CHECKPOINT_NAME
+
+    run_dir = run_dir or Path("outputs/train") / preset
+    if resume and (run_dir / CHECKPOINT_NAME).is_file():
+        _check_training_checkpoint(run_dir / CHECKPOINT_NAME)
+    else:
+        _check_explicit_weights(cfg, vgg19_weights, identity_weights)
+    res = run_training(cfg, run_dir, cache_path, max_steps=max_steps,
                        time_budget_min=time_budget, resume=resume, device=device)
     click.echo(f"step {res.step} ({res.stopped_by}); checkpoint {res.checkpoint}")
     for name, why in res.disabled_losses.items():
@@ -150,7 +205,7 @@ def run(cache_path, run_dir, preset, max_steps, time_budget, resume, batch_size,
               help="Training cache the triplets are drawn from.")
 @click.option("--batches", type=click.IntRange(1), default=6, show_default=True, help="Probe batches of 16 triplets.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per checkpoint instead of a table row.")
-@click.option("--device", default="cpu", show_default=True)
+@click.option("--device", default="cpu", show_default=True, callback=check_device, help="Torch device.")
 @seed_option
 @fail_on_gannotate_error
 def probe(checkpoints, cache_path, batches, as_json, device, seed):
@@ -180,4 +235,5 @@ def export_generator(checkpoint, out, seed):
     """Write the generator of a training CHECKPOINT as a shippable generator-only file OUT."""
     from gannotate.training.trainer import export_generator as export
 
+    _check_training_checkpoint(checkpoint)
     click.echo(f"wrote {export(checkpoint, out)}")

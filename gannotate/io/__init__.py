@@ -7,7 +7,7 @@ foreign convention (1-based .pts, menpo's (y, x), OpenCV's BGR) is converted her
 from gannotate.io.atomic import atomic_path, atomic_write_bytes, atomic_write_text
 from gannotate.io.builtin import BUILTIN_FACE_NAMES, BuiltinFace, builtin_faces
 from gannotate.io.exporters import export, list_exporters, register_exporter
-from gannotate.io.folder_writer import FolderWriter
+from gannotate.io.folder_writer import FolderWriter, sample_name
 from gannotate.io.folders import Discovery, FaceRef, Failure, check_inside, discover, load_face
 from gannotate.io.hdf5 import DatasetReader, DatasetWriter
 from gannotate.io.images import IMAGE_EXTENSIONS, read_image, write_image
@@ -26,6 +26,7 @@ __all__ = [
     "list_exporters",
     "register_exporter",
     "FolderWriter",
+    "sample_name",
     "Discovery",
     "FaceRef",
     "Failure",

@@ -1,35 +1,48 @@
 """Export a dataset (HDF5 from :class:`~gannotate.io.hdf5.DatasetWriter`) to formats other tools read.
 
-Registered formats (``list_exporters()``):
+Registered formats (``list_exporters()``); each is checked in tests by the real client:
 
-- ``pts``: ``images/<i>.png`` + ``<i>.pts`` (300W, 1-based), readable by :func:`gannotate.io.discover`.
-- ``ljson``: ``images/<i>.png`` + ``<i>.ljson``, menpo LJSON v2: points ``[y, x]`` 0-based (menpo's
-  own convention), named groups as labels and the drawing edges as connectivity.
-- ``hrnet-csv``: ``images/<i>.png`` + ``face_landmarks.csv`` in HRNet-Facial-Landmark-Detection's
-  300W form: ``image_name,scale,center_w,center_h,original_0_x,original_0_y,...``; points and
-  centre 1-based as in HRNet's 300W csvs; centre = landmark-box centre, ``scale`` = longest
-  landmark-box side / 200 (HRNet's 300W csvs agree with this rule to ≤ 0.5 px and ≤ 3.5 %).
-- ``coco``: ``images/<i>.png`` + ``annotations.json`` (COCO keypoints): ``keypoints`` =
+- ``pts``: ``images/<name>.png`` + ``<name>.pts`` (300W, 1-based), readable by :func:`gannotate.io.discover`.
+- ``ljson``: ``images/<name>.png`` + ``<name>.ljson``, menpo LJSON **v3** (what menpo writes today;
+  ``menpo.io.import_landmark_file`` reads it without a deprecation warning): one group
+  ``face_ibug_68`` (``face_ibug_66``), points ``[y, x]`` 0-based (menpo's order), the labels of
+  menpo's own labeller (``left_eye`` = points 36-41, the eye on the image's left, as in
+  ``menpo.landmark.face_ibug_68_to_face_ibug_68``) and the drawing edges as connectivity.
+- ``hrnet-csv``: ``images/<name>.png`` + ``face_landmarks.csv`` (or, with ``val_fraction``,
+  ``face_landmarks_train.csv`` + ``face_landmarks_valid.csv``) in the form HRNet-Facial-Landmark-
+  Detection's 300W reader (``lib/datasets/face300w.py``) indexes by position: column 0
+  ``image_name`` (relative to ``images/``: set HRNet's ``DATASET.ROOT`` to ``<out>/images/``),
+  1 ``scale``, 2 ``center_w``, 3 ``center_h``, then 2K coordinates ``original_0_x, original_0_y,
+  ...``; points and centre 1-based as in HRNet's 300W csvs; centre = landmark-box centre,
+  ``scale`` = longest landmark-box side / 200 (HRNet's 300W csvs agree with this rule to ≤ 0.5 px
+  and ≤ 3.5 %). The split is by source face, so one person never lands in both files.
+- ``coco``: ``images/<name>.png`` + ``annotations.json`` (COCO keypoints): ``keypoints`` =
   ``[x, y, 2] * K`` in 0-based pixel centres (stated in ``info.coord_origin``), ``bbox`` = landmark
-  box ``[x, y, w, h]``, one ``face`` category with keypoint names and a 1-based ``skeleton``.
+  box ``[x, y, w, h]``, ``area`` = its area, one ``face`` category with keypoint names, a 1-based
+  ``skeleton`` and per-keypoint ``sigmas`` (:data:`COCO_FACE_SIGMAS`) to pass to
+  ``COCOeval.params.kpt_oks_sigmas``.
 
-Sample ``i`` of the dataset is written as ``images/{i:06d}.*`` in every format.
+Sample names keep the source: ``<name>`` = :func:`gannotate.io.folder_writer.sample_name` of the
+sample's source key and target index (e.g. ``afw%2F111076519_2_0003``), the same name augment's
+folder output uses.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
+import inspect
 import io
 import json
 import logging
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from gannotate.errors import GannotateError
 from gannotate.io.atomic import atomic_write_text
-from gannotate.io.folder_writer import FolderWriter
+from gannotate.io.folder_writer import FolderWriter, sample_name
 from gannotate.io.hdf5 import COORD_ORIGIN, DatasetReader
 from gannotate.io.images import write_image
 from gannotate.landmarks import Scheme, get_scheme, scheme_for
@@ -39,20 +52,34 @@ __all__ = [
     "register_exporter",
     "list_exporters",
     "export",
-    "ljson_v2",
+    "ljson_v3",
+    "menpo_labels",
+    "split_by_source",
     "read_hrnet_csv",
     "keypoint_names",
     "skeleton",
     "HRNET_CSV_NAME",
     "COCO_JSON_NAME",
+    "COCO_FACE_SIGMA",
+    "coco_sigmas",
 ]
 
 log = logging.getLogger(__name__)
 
-Exporter = Callable[[DatasetReader, Path], Path]
+Exporter = Callable[..., Path]  # fn(reader, out_dir, **options) -> main output
 _EXPORTERS: Registry[Exporter] = Registry("export format")
 HRNET_CSV_NAME = "face_landmarks.csv"
+HRNET_SPLIT_NAMES = ("face_landmarks_train.csv", "face_landmarks_valid.csv")
 COCO_JSON_NAME = "annotations.json"
+
+# OKS σ per keypoint for a face-only COCO file. One value for all points, 0.025, COCO's own σ for
+# the eyes and nose (its most precise body keypoints; COCO 2017 person_keypoints). Why not
+# COCO-WholeBody's 68 face σ (≈ 0.007–0.045)? Those were measured relative to the *person's*
+# area; here the object is the face (area = landmark box), about 10× smaller in side, so
+# person-relative σ would make 1-2 px of noise fail OKS. With σ = 0.025 and a 100-px face, a
+# 3-px error still scores OKS ≈ 0.84 and a 7-px (~ 7 % of the face) error ≈ 0.38. Tools may
+# override: the value is stored per keypoint in ``categories[0]["sigmas"]``.
+COCO_FACE_SIGMA = 0.025
 
 
 def register_exporter(name: str) -> Callable[[Exporter], Exporter]:
@@ -65,21 +92,32 @@ def list_exporters() -> list[str]:
     return sorted(_EXPORTERS.names())
 
 
-def export(dataset_path: str | Path, fmt: str, out_dir: str | Path) -> Path:
+def export(dataset_path: str | Path, fmt: str, out_dir: str | Path, **options: Any) -> Path:
     """Export every committed sample of ``dataset_path`` to ``out_dir`` in format ``fmt``.
+
+    Args:
+        options: format options (``val_fraction`` for ``hrnet-csv``); ``None`` values are ignored.
 
     Returns:
         The main output (the folder, or the csv/json file that indexes the images).
 
     Raises:
-        GannotateError: unknown format (the message lists the valid ones).
+        GannotateError: unknown format (the message lists the valid ones), or an option the
+            format does not take.
         DatasetError: the dataset cannot be read.
+        DatasetCorruptError: an image fails its stored checksum.
     """
     fn = _EXPORTERS.get(fmt)
+    options = {k: v for k, v in options.items() if v is not None}
+    accepted = set(inspect.signature(fn).parameters) - {"reader", "out"}
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise GannotateError(f"export format {fmt!r} takes no option {', '.join(unknown)} "
+                             f"(it takes: {', '.join(sorted(accepted)) or 'none'})")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with DatasetReader(dataset_path) as reader:
-        result = fn(reader, out)
+        result = fn(reader, out, **options)
         log.info("exported %d samples of %s as %s to %s", len(reader), dataset_path, fmt, result)
     return result
 
@@ -91,18 +129,29 @@ def _scheme_of(reader: DatasetReader) -> Scheme:
         return scheme_for(reader.landmarks.shape[1])
 
 
-def _name(i: int) -> str:
-    return f"{i:06d}"
+def _names(reader: DatasetReader) -> list[str]:
+    """One file stem per sample: ``sample_name(source key, target)`` (unique: the resume key)."""
+    names: list[str] = []
+    seen: set[str] = set()
+    for i in range(len(reader)):
+        si = int(reader.source_index[i])
+        key = reader.sources[si] if 0 <= si < len(reader.sources) else f"sample{i:06d}"
+        name = sample_name(key, int(reader.target_index[i]))
+        if name in seen:  # only a hand-made file repeats (source, target); keep every sample
+            name = f"{name}_{i:06d}"
+        seen.add(name)
+        names.append(name)
+    return names
 
 
 def _write_images(reader: DatasetReader, out: Path) -> list[str]:
-    """Write every image as ``images/<i>.png``; returns the paths relative to ``out``."""
-    names = []
-    for i in range(len(reader)):
-        rel = f"images/{_name(i)}.png"
+    """Write every image as ``images/<name>.png``; returns the paths relative to ``out``."""
+    rels = []
+    for i, name in enumerate(_names(reader)):
+        rel = f"images/{name}.png"
         write_image(out / rel, reader.images[i])
-        names.append(rel)
-    return names
+        rels.append(rel)
+    return rels
 
 
 def keypoint_names(scheme: Scheme) -> list[str]:
@@ -124,27 +173,39 @@ def skeleton(scheme: Scheme, one_based: bool = False) -> list[list[int]]:
 @register_exporter("pts")
 def _export_pts(reader: DatasetReader, out: Path) -> Path:
     writer = FolderWriter(out)
-    for i in range(len(reader)):
-        writer.write(_name(i), reader.images[i], reader.landmarks[i])
+    for i, name in enumerate(_names(reader)):
+        writer.write(name, reader.images[i], reader.landmarks[i])
     return out
 
 
-def ljson_v2(points: np.ndarray, scheme: Scheme | None = None) -> dict[str, Any]:
-    """menpo LJSON v2 for (K, 2) (x, y) 0-based points: ``points`` are ``[y, x]`` (menpo's order)."""
+# our group names are the subject's sides (right_eye = 36-41, as in 300W's own description);
+# menpo's labeller names the sides as seen in the image (left_eye = 36-41): LJSON speaks menpo's
+_MENPO_LABELS = {"jaw": "jaw", "right_brow": "left_eyebrow", "left_brow": "right_eyebrow", "nose": "nose",
+                 "right_eye": "left_eye", "left_eye": "right_eye", "mouth": "mouth"}
+
+
+def menpo_labels(scheme: Scheme) -> dict[str, list[int]]:
+    """The scheme's groups under menpo's label names (``face_ibug_68_to_face_ibug_68``'s convention)."""
+    return {_MENPO_LABELS.get(g, g): [int(i) for i in idx] for g, idx in scheme.groups.items()}
+
+
+def ljson_v3(points: np.ndarray, scheme: Scheme | None = None) -> dict[str, Any]:
+    """menpo LJSON v3 for (K, 2) (x, y) 0-based points: one group ``face_<scheme>``, ``points``
+    ``[y, x]`` (menpo's order), menpo's labels and the scheme's edges as connectivity."""
     pts = np.asarray(points, dtype=np.float64)
     sch = scheme if scheme is not None else scheme_for(len(pts))
-    return {
-        "version": 2,
-        "labels": [{"label": g, "mask": [int(i) for i in idx]} for g, idx in sch.groups.items()],
+    group = {
+        "labels": [{"label": label, "mask": mask} for label, mask in menpo_labels(sch).items()],
         "landmarks": {"points": pts[:, ::-1].tolist(), "connectivity": skeleton(sch)},
     }
+    return {"version": 3, "groups": {f"face_{sch.name.replace('ibug', 'ibug_')}": group}}
 
 
 @register_exporter("ljson")
 def _export_ljson(reader: DatasetReader, out: Path) -> Path:
     sch = _scheme_of(reader)
     for i, rel in enumerate(_write_images(reader, out)):
-        doc = ljson_v2(reader.landmarks[i], sch)
+        doc = ljson_v3(reader.landmarks[i], sch)
         atomic_write_text(out / Path(rel).with_suffix(".ljson"), json.dumps(doc))
     return out
 
@@ -156,10 +217,26 @@ def _box(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nda
     return lo, hi, (lo + hi) / 2.0, (hi - lo).max(axis=1) / 200.0
 
 
-@register_exporter("hrnet-csv")
-def _export_hrnet_csv(reader: DatasetReader, out: Path) -> Path:
-    names = _write_images(reader, out)
-    pts1 = reader.landmarks.astype(np.float64) + 1.0  # HRNet's 300W csvs are 1-based
+def split_by_source(sources: Sequence[str], source_index: np.ndarray, val_fraction: float) -> np.ndarray:
+    """(N,) bool, True for samples of the validation part: whole source faces, never one split.
+
+    Sources are ranked by a hash of their key (stable across runs, machines and dataset order) and
+    the first ``round(val_fraction · M)`` of them (at least one when the fraction is > 0 and
+    M ≥ 2) are validation; every sample follows its source.
+    """
+    if not 0.0 <= val_fraction < 1.0:
+        raise GannotateError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    used = sorted(set(int(i) for i in np.asarray(source_index).tolist()))
+    if val_fraction == 0.0 or len(used) == 0:
+        return np.zeros(len(source_index), dtype=bool)
+    keyed = sorted(used, key=lambda i: hashlib.sha256(str(sources[i] if i < len(sources) else i).encode()).hexdigest())
+    n_val = max(1, round(val_fraction * len(used))) if len(used) >= 2 else 0
+    val = set(keyed[:n_val])
+    return np.array([int(i) in val for i in np.asarray(source_index).tolist()], dtype=bool)
+
+
+def _hrnet_rows(names: list[str], pts1: np.ndarray) -> str:
+    """csv text: HRNet's header, then image_name, scale, center_w, center_h, 2K 1-based coordinates."""
     _, _, centre, scale = _box(pts1)
     k = pts1.shape[1]
     buf = io.StringIO()
@@ -169,7 +246,23 @@ def _export_hrnet_csv(reader: DatasetReader, out: Path) -> Path:
     for i, name in enumerate(names):
         w.writerow([name, f"{scale[i]:.6f}", f"{centre[i, 0]:.4f}", f"{centre[i, 1]:.4f}"]
                    + [f"{v:.4f}" for v in pts1[i].ravel()])
-    return atomic_write_text(out / HRNET_CSV_NAME, buf.getvalue())
+    return buf.getvalue()
+
+
+@register_exporter("hrnet-csv")
+def _export_hrnet_csv(reader: DatasetReader, out: Path, val_fraction: float = 0.0) -> Path:
+    """Images under ``images/``, csv paths relative to it (HRNet joins ``DATASET.ROOT`` + name)."""
+    names = [rel[len("images/"):] for rel in _write_images(reader, out)]
+    pts1 = reader.landmarks.astype(np.float64) + 1.0  # HRNet's 300W csvs are 1-based
+    if not val_fraction:
+        return atomic_write_text(out / HRNET_CSV_NAME, _hrnet_rows(names, pts1))
+    is_val = split_by_source(reader.sources, reader.source_index, val_fraction)
+    paths = []
+    for csv_name, keep in zip(HRNET_SPLIT_NAMES, (~is_val, is_val)):
+        idx = np.nonzero(keep)[0]
+        paths.append(atomic_write_text(out / csv_name, _hrnet_rows([names[i] for i in idx], pts1[idx])))
+    log.info("hrnet-csv: %d train / %d valid samples", int((~is_val).sum()), int(is_val.sum()))
+    return paths[0]
 
 
 def read_hrnet_csv(path: str | Path) -> list[dict[str, Any]]:
@@ -199,15 +292,20 @@ def read_hrnet_csv(path: str | Path) -> list[dict[str, Any]]:
     return rows
 
 
+def coco_sigmas(n_points: int) -> list[float]:
+    """Per-keypoint OKS σ of a face-only export (see :data:`COCO_FACE_SIGMA` for the choice)."""
+    return [COCO_FACE_SIGMA] * int(n_points)
+
+
 @register_exporter("coco")
 def _export_coco(reader: DatasetReader, out: Path) -> Path:
     sch = _scheme_of(reader)
     names = _write_images(reader, out)
     pts = reader.landmarks.astype(np.float64)
-    lo, hi, centre, scale = _box(pts)
     k = pts.shape[1]
+    lo, hi, centre, scale = _box(pts)  # (N, 2) ×3, (N,); N may be 0
     h, w = reader.images.shape[1:3]
-    kp = np.concatenate([pts, np.full((len(pts), k, 1), 2.0)], axis=2).reshape(len(pts), -1)  # (N, 3K)
+    kp = np.concatenate([pts, np.full((len(pts), k, 1), 2.0)], axis=2).reshape(len(pts), 3 * k)  # (N, 3K)
     images, annotations = [], []
     for i, name in enumerate(names):
         bw, bh = (hi[i] - lo[i]).tolist()
@@ -241,6 +339,7 @@ def _export_coco(reader: DatasetReader, out: Path) -> Path:
             "supercategory": "face",
             "keypoints": keypoint_names(sch),
             "skeleton": skeleton(sch, one_based=True),
+            "sigmas": coco_sigmas(k),
         }],
     }
     return atomic_write_text(out / COCO_JSON_NAME, json.dumps(doc))

@@ -16,7 +16,33 @@ from gannotate.errors import DatasetError
 from gannotate.io.images import write_image
 from gannotate.io.pts import write_pts
 
-__all__ = ["FolderWriter"]
+__all__ = ["FolderWriter", "sample_name"]
+
+# percent-encode exactly the characters that would fold two keys together or leave the folder:
+# '%' first (the escape itself), then the two path separators
+_ESCAPES = (("%", "%25"), ("/", "%2F"), ("\\", "%5C"))
+
+
+def sample_name(key: str, target: int) -> str:
+    """Flat, unique file stem for target ``target`` of the face with discovery key ``key``.
+
+    ``sub/a`` → ``sub%2Fa_0003`` and ``sub__a`` → ``sub__a_0003``: '/' and '\\' are
+    percent-encoded (and '%' itself), so the mapping is injective (two keys never share an output
+    name, as ``'/' → '__'`` did) and no key can climb out of the output folder (``..`` stays inside
+    one flat name). Keys without those characters come out unchanged.
+
+    Args:
+        key: a :class:`gannotate.io.folders.FaceRef` key (posix path without extension).
+        target: index of the target in the face's plan (4 digits, more when needed).
+
+    Example:
+        >>> sample_name("afw/111076519_2", 3)
+        'afw%2F111076519_2_0003'
+    """
+    flat = str(key)
+    for char, code in _ESCAPES:
+        flat = flat.replace(char, code)
+    return f"{flat}_{int(target):04d}"
 
 
 class FolderWriter:
@@ -25,6 +51,9 @@ class FolderWriter:
     Args:
         root: output folder (created).
         ext: image extension, ``.png`` (lossless, default) or ``.jpg``.
+
+    Raises:
+        DatasetError: ``root`` or ``root/images`` exists and is not a folder, or cannot be created.
 
     Example:
         >>> with FolderWriter("out/") as w:
@@ -35,7 +64,13 @@ class FolderWriter:
         self.root = Path(root)
         self.images_dir = self.root / "images"
         self.ext = ext if ext.startswith(".") else f".{ext}"
-        self.images_dir.mkdir(parents=True, exist_ok=True)
+        for folder in (self.root, self.images_dir):
+            if folder.exists() and not folder.is_dir():
+                raise DatasetError(folder, "exists and is not a folder; remove it or choose another output")
+        try:
+            self.images_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise DatasetError(self.images_dir, f"cannot create the output folder ({e.strerror or e})") from None
         self.n_written = 0
 
     def _base(self, name: str) -> Path:

@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 
 MISSING_LANDMARKS = "missing landmark file"
 MISSING_IMAGE = "missing image file"
+HIDDEN_SKIPPED = "hidden file skipped"
+UNSAFE_NAME = "unsafe file name"
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,24 @@ def _key(landmark_path: Path, root: Path) -> str:
     return rel.with_suffix("").as_posix()
 
 
+def _unsafe(name: str) -> str | None:
+    """Why a file name cannot become a sample key, or None.
+
+    A backslash is an ordinary character in a POSIX name but a separator on Windows and in many
+    tools: ``x\\..\\..\\evil.jpg`` would read as a path that climbs out of the output folder.
+    Such a face is reported (and skipped) instead of aborting the run when it is written.
+    """
+    if "\\" in name:
+        return f"{UNSAFE_NAME}: contains a backslash (rename it; it reads as a path on Windows)"
+    if any(ord(c) < 32 for c in name):
+        return f"{UNSAFE_NAME}: contains control characters"
+    return None
+
+
+def _looks_like_face_file(name: str) -> bool:
+    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS + LANDMARK_EXTENSIONS
+
+
 def _discover_folder(root: Path) -> Discovery:
     faces: list[FaceRef] = []
     failures: list[Failure] = []
@@ -80,10 +100,16 @@ def _discover_folder(root: Path) -> Discovery:
         images: dict[str, str] = {}
         landmarks: dict[str, str] = {}
         for name in sorted(filenames):
-            if name.startswith("."):
-                continue  # hidden files and our own atomic-write temporaries
+            if name.startswith("."):  # hidden: macOS ._ forks, editors' backups, our temporaries
+                if _looks_like_face_file(name):  # worth a line: the user may expect it to be used
+                    failures.append(Failure(str(folder / name), HIDDEN_SKIPPED))
+                continue
             stem, ext = os.path.splitext(name)
             ext = ext.lower()
+            why = _unsafe(name) if ext in IMAGE_EXTENSIONS + LANDMARK_EXTENSIONS else None
+            if why:
+                failures.append(Failure(str(folder / name), why))
+                continue
             if ext in IMAGE_EXTENSIONS:
                 if stem in images:
                     failures.append(Failure(str(folder / name), f"two images share the stem {stem!r}"))
@@ -129,6 +155,10 @@ def _discover_list(list_file: Path, root: Path | None) -> Discovery:
             failures.append(Failure(where, f"expected '<landmarks> <image>', got {s!r}"))
             continue
         lm, im = (Path(p) if Path(p).is_absolute() else base / p for p in parts)
+        why = _unsafe(lm.name) or _unsafe(im.name)
+        if why:
+            failures.append(Failure(where, why))
+            continue
         if not lm.is_file():
             failures.append(Failure(str(lm), MISSING_LANDMARKS))
         elif not im.is_file():

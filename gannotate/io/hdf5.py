@@ -3,26 +3,40 @@
 Layout (N committed samples, K points, P shape parameters, M source faces)::
 
     images        (N, H, W, 3) uint8 RGB, chunked (1, H, W, 3) so one sample reads one chunk
+    image_crc32   (N,)         uint32 CRC32 of each image's bytes (read back and compared)
     landmarks     (N, K, 2)    float32 (x, y), 0-based pixel centres, in image coordinates
     params        (N, P)       float32 shape-model parameters of the target shape
     pose          (N, 3)       float32 yaw, pitch, roll in degrees
     source_index  (N,)         int32 row of ``sources`` the sample was rendered from
     target_index  (N,)         int32 index of the target within its source's plan (resume key)
+    masks         (N, H, W)    uint8, optional (renderers that know which pixels they invented),
+                               chunked (1, H, W), gzip
+    fit_residual  (N,)         float32, optional (how well a 3D fit matched the source points)
     sources       (M,)         utf-8 strings: source keys/paths
     attrs: scheme, coord_origin='0-based pixel centres', flip_index (K,) int, image_size, n_params,
            renderer, model_sha256, seed, command, version (+ whatever the caller passes),
-           n_samples (committed rows), n_sources (committed sources), format_version.
+           n_samples (committed rows), n_sources (committed sources), last_commit_start,
+           format_version.
 
 Crash safety: datasets may hold more rows than ``n_samples`` (a batch was being written when the
-process died); those rows are not part of the dataset. :meth:`DatasetWriter.append` writes data
-first, then the ``n_samples`` attribute, then flushes, so a committed sample is always complete.
-Reopening with ``resume=True`` trims the uncommitted rows and carries on.
+process died); those rows are not part of the dataset. :meth:`DatasetWriter.append` writes and
+flushes the data first, and only then writes and flushes the ``n_samples`` attribute, so a
+committed sample is always complete, also when the disk fills up in the middle (the error is a
+one-line :class:`~gannotate.errors.DatasetError` saying "disk full"). Before each batch the free
+space is checked (twice the batch's bytes + 4 MiB), so a disk that fills up is refused before HDF5
+meets ENOSPC: HDF5 cannot recover from a failed flush (its ids then fail to close, and HDF5 2.0
+can crash at interpreter exit on them). Reopening with
+``resume=True`` trims the uncommitted rows, rebuilds ``sources`` from its committed entries (a
+string added just before a crash can leave a dangling heap reference behind) and checks the last
+committed batch against its checksums. ``resume=False`` never truncates a file another process has
+open: that run is refused with "in use by another run".
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import logging
+import os
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -30,39 +44,38 @@ import h5py
 import numpy as np
 
 from gannotate import __version__
-from gannotate.errors import DatasetError
+from gannotate.errors import DatasetCorruptError, DatasetError
+from gannotate.io.filelock import IN_USE, is_disk_full, is_lock_error, replace_exclusively, short_reason
+from gannotate.io.hdf5_layout import (
+    COORD_ORIGIN,
+    CRC_DATASET,
+    FORMAT_VERSION,
+    OPTIONAL_ROW_DATASETS,
+    ROW_DATASETS,
+    STR,
+    attr_value,
+    decode_strings,
+    image_crc32,
+    py_value,
+)
+from gannotate.io.hdf5_reader import DatasetReader, ImageRows
 from gannotate.landmarks import get_scheme
 
 __all__ = ["DatasetWriter", "DatasetReader", "ImageRows", "FORMAT_VERSION", "COORD_ORIGIN"]
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
-COORD_ORIGIN = "0-based pixel centres"
-_ROW_DATASETS = ("images", "landmarks", "params", "pose", "source_index", "target_index")
-_STR = h5py.string_dtype("utf-8")
+_RESUME_CHECK_MIN_ROWS = 16  # resume re-reads at least this many of the last committed rows
+_SPACE_MARGIN = 4 * 2**20  # HDF5 metadata and chunk-cache slack on top of twice a batch's bytes
 
 
-def _attr_value(value: Any) -> Any:
-    """Make a Python value storable as an HDF5 attribute (dicts and None become JSON text)."""
-    if value is None or isinstance(value, Mapping):
-        return json.dumps(value, sort_keys=True)
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value):
-        return np.asarray(value, dtype=_STR)
-    return value
-
-
-def _py(value: Any) -> Any:
-    """HDF5 attribute → plain Python/numpy (bytes → str, numpy scalars → Python scalars)."""
-    if isinstance(value, bytes):
-        return value.decode("utf-8")
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray) and value.dtype.kind in "OS":
-        return [v.decode("utf-8") if isinstance(v, bytes) else v for v in value.tolist()]
-    return value
+def _free_bytes(folder: Path) -> int | None:
+    """Bytes the current user may still write under ``folder`` (None where the OS cannot say)."""
+    try:
+        st = os.statvfs(folder)
+    except (AttributeError, OSError):
+        return None
+    return st.f_bavail * st.f_frsize
 
 
 class DatasetWriter:
@@ -75,12 +88,14 @@ class DatasetWriter:
         n_params: P, length of each shape-parameter vector.
         attrs: provenance stored as file attributes (renderer, model_sha256, seed, command, ...).
         resume: reopen an existing file and continue after its committed rows; ``False`` starts a
-            new file, replacing any old one.
+            new file, replacing any old one (refused while another process has it open).
         compression: h5py compression for ``images`` (``None`` by default: gzip costs more time
             than it saves on rendered faces; ``"gzip"`` or ``"lzf"`` when disk matters).
 
     Raises:
-        DatasetError: the existing file was written with another scheme/size/P, or is not readable.
+        DatasetError: the existing file was written with another scheme/size/P, is not readable,
+            or is in use by another run.
+        DatasetCorruptError: resuming a file whose last committed images fail their checksum.
 
     Example:
         >>> with DatasetWriter("out.h5", scheme="ibug68", image_size=128, n_params=16, attrs={"seed": 0}) as w:
@@ -103,21 +118,21 @@ class DatasetWriter:
         self.scheme = get_scheme(scheme)
         self.image_size = int(image_size)
         self.n_params = int(n_params)
+        self._failed: str | None = None  # set after an I/O error: the file state is then unknown
         self.path.parent.mkdir(parents=True, exist_ok=True)
         exists = self.path.exists() and resume
-        try:
-            self._f = h5py.File(self.path, "a" if exists else "w")
-        except OSError as e:
-            raise DatasetError(self.path, f"cannot open HDF5 file for writing ({e})") from None
+        self._f = self._open_existing() if exists else self._open_new()
         if exists and "n_samples" not in self._f.attrs:  # died while creating: nothing committed
             log.warning("%s: incomplete file from an earlier run; starting over", self.path)
             self._f.close()
-            self._f = h5py.File(self.path, "w")
+            self._f = self._open_new()
             exists = False
         try:
             if exists:
                 self._check_compatible()
                 self._trim_uncommitted()
+                self._rebuild_sources()
+                self._verify_last_batch()
             else:
                 self._create(dict(attrs or {}), compression)
         except BaseException:
@@ -128,22 +143,39 @@ class DatasetWriter:
         if exists and attrs:
             for k, v in attrs.items():  # keep the first run's provenance; add keys it lacked
                 if k not in self._f.attrs:
-                    self._f.attrs[k] = _attr_value(v)
+                    self._f.attrs[k] = attr_value(v)
         log.info("%s: %d committed samples, %d sources", self.path, self._n, len(self._source_rows))
+
+    # -- opening ----------------------------------------------------------------------------------
+    def _open_existing(self) -> h5py.File:
+        try:
+            return h5py.File(self.path, "a")
+        except OSError as e:
+            if is_lock_error(e):
+                raise DatasetError(self.path, IN_USE) from None
+            raise DatasetError(self.path, f"cannot open HDF5 file for writing ({short_reason(e)})") from None
+
+    def _open_new(self) -> h5py.File:
+        """A new empty file at ``path``, built beside it and renamed over it (see gannotate.io.filelock)."""
+        try:
+            return replace_exclusively(self.path, lambda tmp: h5py.File(tmp, "w"))
+        except OSError as e:
+            raise DatasetError(self.path, f"cannot create HDF5 file ({short_reason(e)})") from None
 
     # -- set-up -----------------------------------------------------------------------------------
     def _create(self, attrs: dict[str, Any], compression: str | None) -> None:
         f, k, s, p = self._f, self.scheme.n_points, self.image_size, self.n_params
         f.create_dataset("images", (0, s, s, 3), np.uint8, maxshape=(None, s, s, 3), chunks=(1, s, s, 3),
                          compression=compression)
+        f.create_dataset(CRC_DATASET, (0,), np.uint32, maxshape=(None,), chunks=(1024,))
         f.create_dataset("landmarks", (0, k, 2), np.float32, maxshape=(None, k, 2), chunks=(256, k, 2))
         f.create_dataset("params", (0, p), np.float32, maxshape=(None, p), chunks=(256, max(p, 1)))
         f.create_dataset("pose", (0, 3), np.float32, maxshape=(None, 3), chunks=(256, 3))
         f.create_dataset("source_index", (0,), np.int32, maxshape=(None,), chunks=(1024,))
         f.create_dataset("target_index", (0,), np.int32, maxshape=(None,), chunks=(1024,))
-        f.create_dataset("sources", (0,), _STR, maxshape=(None,), chunks=(256,))
+        f.create_dataset("sources", (0,), STR, maxshape=(None,), chunks=(256,))
         for key, value in attrs.items():
-            f.attrs[key] = _attr_value(value)
+            f.attrs[key] = attr_value(value)
         f.attrs["scheme"] = self.scheme.name
         f.attrs["coord_origin"] = COORD_ORIGIN
         f.attrs["flip_index"] = np.asarray(self.scheme.flip_index, dtype=np.int32)
@@ -153,11 +185,13 @@ class DatasetWriter:
         f.attrs["format_version"] = FORMAT_VERSION
         f.attrs["n_sources"] = 0
         f.attrs["n_samples"] = 0
-        f.flush()
+        f.attrs["last_commit_start"] = 0
+        with self._io("creating the file"):
+            f.flush()
 
     def _check_compatible(self) -> None:
         a = self._f.attrs
-        have = (_py(a.get("scheme")), int(a.get("image_size", -1)), int(a.get("n_params", -1)))
+        have = (py_value(a.get("scheme")), int(a.get("image_size", -1)), int(a.get("n_params", -1)))
         want = (self.scheme.name, self.image_size, self.n_params)
         if have != want:
             raise DatasetError(
@@ -166,26 +200,80 @@ class DatasetWriter:
                 "use another output path or resume=False to start over",
             )
 
+    def _row_datasets(self) -> list[str]:
+        return list(ROW_DATASETS) + [n for n in OPTIONAL_ROW_DATASETS if n in self._f]
+
     def _trim_uncommitted(self) -> None:
         """Drop rows written after the last commit (a crash mid-batch); they were never in the index."""
         f = self._f
         n = int(f.attrs.get("n_samples", 0))
-        rows = min(f[name].shape[0] for name in _ROW_DATASETS)
+        rows = min(f[name].shape[0] for name in self._row_datasets())
         if n > rows:  # cannot happen with our write order; refuse rather than invent data
             raise DatasetError(self.path, f"n_samples={n} but only {rows} complete rows; file is damaged")
-        for name in _ROW_DATASETS:
+        for name in self._row_datasets():
             if f[name].shape[0] != n:
                 log.warning("%s: dropping %d uncommitted rows of %s", self.path, f[name].shape[0] - n, name)
                 f[name].resize(n, axis=0)
+        f.flush()
+
+    def _rebuild_sources(self) -> None:
+        """Rewrite ``sources`` as a fresh dataset holding only its committed entries.
+
+        Why: a source added just before a kill leaves a variable-length string whose global-heap
+        object was never written; shrinking the dataset keeps that dangling reference in the chunk,
+        and the next write over it fails with "bad heap index". A new dataset has no stale rows.
+        """
+        f = self._f
         m = min(int(f.attrs.get("n_sources", 0)), f["sources"].shape[0])
-        if f["sources"].shape[0] != m:
-            f["sources"].resize(m, axis=0)
+        try:
+            keep = decode_strings(f["sources"][:m])
+        except OSError as e:
+            raise DatasetError(self.path, f"cannot resume: the sources list is damaged ({short_reason(e)})") from None
+        del f["sources"]
+        f.create_dataset("sources", (m,), STR, maxshape=(None,), chunks=(256,))
+        if m:
+            f["sources"][:] = np.asarray(keep, dtype=object)
         f.attrs["n_sources"] = m
         f.flush()
 
+    def _verify_last_batch(self) -> None:
+        """Compare the last committed batch (at least 16 rows) with its checksums before adding to it."""
+        f = self._f
+        n = int(f.attrs["n_samples"])
+        if CRC_DATASET not in f or n == 0:
+            return
+        start = min(int(f.attrs.get("last_commit_start", 0)), max(0, n - _RESUME_CHECK_MIN_ROWS))
+        rows = np.arange(start, n)
+        data = f["images"][start:n]
+        bad = rows[image_crc32(data) != f[CRC_DATASET][start:n]]
+        if bad.size:
+            raise DatasetCorruptError(self.path, bad.tolist())
+
     def _read_sources(self) -> list[str]:
         m = int(self._f.attrs["n_sources"])
-        return [s.decode("utf-8") if isinstance(s, bytes) else s for s in self._f["sources"][:m]]
+        return decode_strings(self._f["sources"][:m])
+
+    # -- failure handling -------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _io(self, what: str) -> Iterator[None]:
+        """Turn an OSError (disk full above all) into one DatasetError line; mark the writer failed."""
+        try:
+            yield
+        except (OSError, RuntimeError) as e:  # h5py raises either for a failed write
+            if isinstance(e, RuntimeError) and not (is_disk_full(e) or "write failed" in str(e).lower()):
+                raise
+            self._failed = what
+            kind = "disk full" if is_disk_full(e) else "write failed (disk full or not writable?)"
+            n = getattr(self, "_n", 0)
+            raise DatasetError(
+                self.path,
+                f"{kind} while {what} ({short_reason(e, 120)}); the {n} committed samples are intact: "
+                "free some space and run again to resume",
+            ) from None
+
+    def _check_usable(self) -> None:
+        if self._failed is not None:
+            raise DatasetError(self.path, f"writer stopped after an earlier error while {self._failed}; reopen to resume")
 
     # -- writing ----------------------------------------------------------------------------------
     @property
@@ -199,17 +287,51 @@ class DatasetWriter:
         return list(self._source_rows)
 
     def add_source(self, key: str) -> int:
-        """Row of ``key`` in ``sources``, adding it if new (idempotent, also across resumes)."""
+        """Row of ``key`` in ``sources``, adding it if new (idempotent, also across resumes).
+
+        The new entry is committed (``n_sources``) and flushed at once: sources are few, and a
+        flushed heap object cannot dangle after a crash.
+        """
         key = str(key)
         row = self._source_rows.get(key)
         if row is None:
+            self._check_usable()
             row = len(self._source_rows)
-            ds = self._f["sources"]
-            ds.resize(row + 1, axis=0)
-            ds[row] = key
-            self._f.attrs["n_sources"] = row + 1  # made durable by the next append's flush
+            with self._io(f"adding source {key!r}"):
+                ds = self._f["sources"]
+                ds.resize(row + 1, axis=0)
+                ds[row] = key
+                self._f.flush()
+                self._f.attrs["n_sources"] = row + 1
+                self._f.flush()
             self._source_rows[key] = row
         return row
+
+    def _optional(self, name: str, value: np.ndarray | None, b: int, shape: tuple[int, ...], dtype: type) -> dict:
+        """Validate an optional per-row array; ``{name: (array, shape, dtype)}`` or ``{}``.
+
+        Once a run has written one, every append must pass it (a dataset with holes would be
+        silently wrong); it may only start with the first sample.
+        """
+        present = name in self._f
+        if value is None:
+            if present:
+                raise DatasetError(self.path, f"append: this dataset stores {name}; pass {name}= on every append")
+            return {}
+        if not present and self._n > 0:
+            raise DatasetError(self.path, f"append: {name} given, but the first {self._n} samples were written without it")
+        arr = np.asarray(value)
+        if name == "masks" and arr.dtype != np.uint8:
+            raise DatasetError(self.path, f"append: masks must be uint8, got {arr.dtype}")
+        return {name: (arr, (b,) + shape, dtype)}
+
+    def _create_optional(self, name: str) -> None:
+        s = self.image_size
+        if name == "masks":
+            self._f.create_dataset("masks", (0, s, s), np.uint8, maxshape=(None, s, s), chunks=(1, s, s),
+                                   compression="gzip", compression_opts=1)
+        elif name == "fit_residual":
+            self._f.create_dataset("fit_residual", (0,), np.float32, maxshape=(None,), chunks=(1024,))
 
     def append(
         self,
@@ -219,6 +341,8 @@ class DatasetWriter:
         pose: np.ndarray,
         source_index: np.ndarray | int,
         target_index: np.ndarray | int,
+        masks: np.ndarray | None = None,
+        fit_residual: np.ndarray | None = None,
     ) -> int:
         """Append a batch of B samples and commit it; returns the new ``n_samples``.
 
@@ -229,10 +353,15 @@ class DatasetWriter:
             pose: (B, 3) float32 yaw, pitch, roll in degrees.
             source_index: (B,) int rows from :meth:`add_source` (a scalar is broadcast).
             target_index: (B,) int (a scalar is broadcast).
+            masks: optional (B, H, W) uint8 (e.g. 255 = pixel seen in the source); once given,
+                required on every append.
+            fit_residual: optional (B,) float32; once given, required on every append.
 
         Raises:
-            DatasetError: a shape disagrees with the file, or a source index was never added.
+            DatasetError: a shape disagrees with the file, a source index was never added, an
+                optional array is missing or new, or the disk is full (nothing is committed then).
         """
+        self._check_usable()
         im = np.asarray(images)
         b = im.shape[0] if im.ndim == 4 else -1
         k, s, p = self.scheme.n_points, self.image_size, self.n_params
@@ -249,6 +378,8 @@ class DatasetWriter:
             "source_index": (np.broadcast_to(np.asarray(source_index, np.int64), (max(b, 0),)), (b,), np.int32),
             "target_index": (np.broadcast_to(np.asarray(target_index, np.int64), (max(b, 0),)), (b,), np.int32),
         }
+        arrays.update(self._optional("masks", masks, b, (s, s), np.uint8))
+        arrays.update(self._optional("fit_residual", fit_residual, b, (), np.float32))
         for name, (arr, shape, _) in arrays.items():
             if np.shape(arr) != shape:
                 raise DatasetError(self.path, f"append: {name} has shape {np.shape(arr)}, expected {shape}")
@@ -259,14 +390,37 @@ class DatasetWriter:
             raise DatasetError(self.path, f"append: source_index out of range [0, {len(self._source_rows)})")
         if b == 0:
             return self._n
+        if CRC_DATASET in self._f:
+            arrays[CRC_DATASET] = (image_crc32(im), (b,), np.uint32)
+        return self._commit(arrays, b)
+
+    def _commit(self, arrays: dict[str, tuple[np.ndarray, tuple, Any]], b: int) -> int:
+        """Write rows n..n+b, flush, then bump ``n_samples`` and flush again (see module doc)."""
         n0, n1 = self._n, self._n + b
-        for name, (arr, _, dtype) in arrays.items():  # 1. data (rows beyond n_samples: not yet visible)
-            ds = self._f[name]
-            if ds.shape[0] < n1:
-                ds.resize(n1, axis=0)
-            ds[n0:n1] = arr.astype(dtype, copy=False)
-        self._f.attrs["n_samples"] = n1  # 2. commit
-        self._f.flush()  # 3. make it durable
+        need = 2 * sum(a.nbytes for a, _, _ in arrays.values()) + _SPACE_MARGIN
+        free = _free_bytes(self.path.parent)
+        if free is not None and free < need:  # refuse before HDF5 meets ENOSPC (its recovery is poor)
+            raise DatasetError(self.path, f"disk full: {free / 2**20:.1f} MiB free, samples {n0}..{n1 - 1} need about "
+                                          f"{need / 2**20:.1f} MiB; the {n0} committed samples are intact: free some "
+                                          "space and run again to resume")
+        with self._io(f"writing samples {n0}..{n1 - 1}"):
+            for name, (arr, _, dtype) in arrays.items():  # 1. data (rows beyond n_samples: not yet visible)
+                if name not in self._f:
+                    self._create_optional(name)
+                ds = self._f[name]
+                if ds.shape[0] < n1:
+                    ds.resize(n1, axis=0)
+                ds[n0:n1] = arr.astype(dtype, copy=False)
+            self._f.flush()  # 2. the data is in the file before anything points at it
+        with self._io(f"committing samples {n0}..{n1 - 1}"):
+            try:
+                self._f.attrs["n_samples"] = n1  # 3. commit
+                self._f.attrs["last_commit_start"] = n0
+                self._f.flush()  # 4. make the commit durable
+            except (OSError, RuntimeError):
+                with contextlib.suppress(Exception):  # a later close must not commit what failed
+                    self._f.attrs["n_samples"] = n0
+                raise
         self._n = n1
         return n1
 
@@ -279,159 +433,25 @@ class DatasetWriter:
     @property
     def attrs(self) -> dict[str, Any]:
         """The file attributes as plain Python values."""
-        return {k: _py(v) for k, v in self._f.attrs.items()}
+        return {k: py_value(v) for k, v in self._f.attrs.items()}
 
     def close(self) -> None:
-        """Flush and close (idempotent)."""
-        if self._f.id.valid:
-            self._f.flush()
-            self._f.close()
+        """Flush and close (idempotent).
+
+        Raises:
+            DatasetError: the final flush failed (disk full); the committed samples stay valid.
+        """
+        if not self._f.id.valid:
+            return
+        try:
+            with self._io("closing the file"):
+                if self._failed is None:
+                    self._f.flush()
+        finally:
+            with contextlib.suppress(Exception):  # release the handle (and HDF5's lock) whatever happened
+                self._f.close()
 
     def __enter__(self) -> "DatasetWriter":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-
-class ImageRows:
-    """Lazy, read-only view of the first ``n`` rows of an HDF5 dataset (images can be gigabytes).
-
-    Supports ``len``, ``shape``, ``dtype``, ``np.asarray`` and indexing by int, slice or index array
-    (any order, duplicates allowed) along the first axis.
-    """
-
-    def __init__(self, dataset: h5py.Dataset, n: int):
-        self._ds, self._n = dataset, n
-
-    def __len__(self) -> int:
-        return self._n
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return (self._n,) + tuple(self._ds.shape[1:])
-
-    @property
-    def dtype(self) -> np.dtype:
-        return self._ds.dtype
-
-    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        a = self._ds[: self._n]
-        return a if dtype is None else a.astype(dtype)
-
-    def __getitem__(self, key: Any) -> np.ndarray:
-        rest: tuple = ()
-        if isinstance(key, tuple):
-            key, rest = key[0], key[1:]
-        if isinstance(key, (int, np.integer)):
-            i = int(key) + (self._n if key < 0 else 0)
-            if not 0 <= i < self._n:
-                raise IndexError(f"index {key} out of range for {self._n} samples")
-            out = self._ds[i]
-            return out[rest] if rest else out
-        if isinstance(key, slice):
-            start, stop, step = key.indices(self._n)
-            if step == 1:
-                out = self._ds[start:max(start, stop)]
-                return out[(slice(None),) + rest] if rest else out
-            key = np.arange(start, stop, step)
-        idx = np.asarray(key)
-        if idx.dtype == bool:
-            idx = np.nonzero(idx)[0]
-        idx = np.where(idx < 0, idx + self._n, idx).astype(np.int64)
-        if idx.size and (idx.min() < 0 or idx.max() >= self._n):
-            raise IndexError(f"indices out of range for {self._n} samples")
-        uniq, inv = np.unique(idx, return_inverse=True)  # h5py wants increasing, unique indices
-        out = self._ds[uniq.tolist()][inv.reshape(idx.shape)] if uniq.size else self._ds[:0]
-        return out[(slice(None),) + rest] if rest else out
-
-
-class DatasetReader:
-    """Read a dataset written by :class:`DatasetWriter`; only committed rows are visible.
-
-    Attributes:
-        images: :class:`ImageRows` lazy (N, H, W, 3) uint8.
-        landmarks (N, K, 2) float32, params (N, P) float32, pose (N, 3) float32,
-        source_index (N,) int32, target_index (N,) int32: numpy arrays.
-        sources: list of M source keys. attrs: dict of plain Python values.
-
-    Example:
-        >>> with DatasetReader("out.h5") as r:
-        ...     sample = r[0]            # dict: image, landmarks, params, pose, source_index, target_index, source
-        ...     for batch in r.iter_batches(64): ...
-    """
-
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise DatasetError(self.path, "dataset file not found")
-        try:
-            self._f = h5py.File(self.path, "r")
-        except OSError as e:
-            raise DatasetError(self.path, f"not a readable HDF5 file ({e})") from None
-        missing = [n for n in _ROW_DATASETS + ("sources",) if n not in self._f]
-        if missing or "n_samples" not in self._f.attrs:
-            self._f.close()
-            raise DatasetError(self.path, f"not a gannotate dataset (missing {missing or ['n_samples attr']})")
-        f = self._f
-        self._n = int(f.attrs["n_samples"])
-        self.attrs: dict[str, Any] = {k: _py(v) for k, v in f.attrs.items()}
-        self.images = ImageRows(f["images"], self._n)
-        self.landmarks: np.ndarray = f["landmarks"][: self._n]
-        self.params: np.ndarray = f["params"][: self._n]
-        self.pose: np.ndarray = f["pose"][: self._n]
-        self.source_index: np.ndarray = f["source_index"][: self._n]
-        self.target_index: np.ndarray = f["target_index"][: self._n]
-        m = int(f.attrs.get("n_sources", f["sources"].shape[0]))
-        self.sources: list[str] = [s.decode("utf-8") if isinstance(s, bytes) else s for s in f["sources"][:m]]
-
-    @property
-    def scheme(self) -> str:
-        """Landmark scheme name stored in the file."""
-        return str(self.attrs["scheme"])
-
-    def __len__(self) -> int:
-        return self._n
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        """Sample ``i`` as a dict: image (H, W, 3) uint8, landmarks (K, 2), params (P,), pose (3,),
-        source_index, target_index (int) and source (str)."""
-        if not -self._n <= i < self._n:
-            raise IndexError(f"sample {i} out of range for {self._n} samples")
-        i = int(i) % self._n
-        si = int(self.source_index[i])
-        return {
-            "image": self.images[i],
-            "landmarks": self.landmarks[i],
-            "params": self.params[i],
-            "pose": self.pose[i],
-            "source_index": si,
-            "target_index": int(self.target_index[i]),
-            "source": self.sources[si] if 0 <= si < len(self.sources) else "",
-        }
-
-    def iter_batches(self, batch_size: int) -> Iterator[dict[str, np.ndarray]]:
-        """Yield consecutive batches (the last may be short) as dicts of arrays keyed like the
-        datasets: images (b, H, W, 3), landmarks (b, K, 2), params, pose, source_index, target_index."""
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
-        for a in range(0, self._n, batch_size):
-            b = min(a + batch_size, self._n)
-            yield {
-                "images": self.images[a:b],
-                "landmarks": self.landmarks[a:b],
-                "params": self.params[a:b],
-                "pose": self.pose[a:b],
-                "source_index": self.source_index[a:b],
-                "target_index": self.target_index[a:b],
-            }
-
-    def close(self) -> None:
-        """Close the file (idempotent)."""
-        if self._f.id.valid:
-            self._f.close()
-
-    def __enter__(self) -> "DatasetReader":
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -24,6 +24,7 @@ from gannotate.io.landmarks_io import read_ljson
 from gannotate.landmarks import IBUG68
 
 N, S = 3, 32
+NAMES = [f"faces%2Feinstein_{i:04d}" for i in range(N)]  # sample_name(source key, target)
 
 
 @pytest.fixture()
@@ -57,19 +58,21 @@ def test_pts(dataset, tmp_path):
         image, pts = load_face(ref)
         np.testing.assert_array_equal(image, images[i])
         np.testing.assert_allclose(pts, landmarks[i], atol=1e-3)
-    assert (tmp_path / "out" / "images" / "000000.pts").read_text().startswith("version: 1")
+    assert (tmp_path / "out" / "images" / f"{NAMES[0]}.pts").read_text().startswith("version: 1")
 
 
 def test_ljson_through_menpo(dataset, tmp_path):
     path, images, landmarks = dataset
     out = export(path, "ljson", tmp_path / "out")
     for i in range(N):
-        np.testing.assert_allclose(read_ljson(out / "images" / f"{i:06d}.ljson", 68), landmarks[i], atol=1e-3)
-        np.testing.assert_array_equal(read_image(out / "images" / f"{i:06d}.png"), images[i])
-    doc = json.loads((out / "images" / "000000.ljson").read_text())
-    assert doc["version"] == 2
-    np.testing.assert_allclose(doc["landmarks"]["points"][0], landmarks[0, 0, ::-1], atol=1e-5)  # (y, x)
-    assert {lab["label"] for lab in doc["labels"]} == set(IBUG68.groups)
+        np.testing.assert_allclose(read_ljson(out / "images" / f"{NAMES[i]}.ljson", 68), landmarks[i], atol=1e-3)
+        np.testing.assert_array_equal(read_image(out / "images" / f"{NAMES[i]}.png"), images[i])
+    doc = json.loads((out / "images" / f"{NAMES[0]}.ljson").read_text())
+    assert doc["version"] == 3
+    group = doc["groups"]["face_ibug_68"]
+    np.testing.assert_allclose(group["landmarks"]["points"][0], landmarks[0, 0, ::-1], atol=1e-5)  # (y, x)
+    assert {lab["label"] for lab in group["labels"]} == {
+        "jaw", "left_eyebrow", "right_eyebrow", "nose", "left_eye", "right_eye", "mouth"}
 
 
 def test_ljson_labels_via_menpo_image_importer(dataset, tmp_path):
@@ -80,8 +83,8 @@ def test_ljson_labels_via_menpo_image_importer(dataset, tmp_path):
     out = export(dataset[0], "ljson", tmp_path / "out")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        im = mio.import_image(out / "images" / "000001.png")
-    group = im.landmarks["LJSON"]
+        im = mio.import_image(out / "images" / f"{NAMES[1]}.png")
+    group = im.landmarks["face_ibug_68"]
     assert group.n_points == 68 and "mouth" in group.labels
     np.testing.assert_allclose(group.points[:, ::-1], dataset[2][1], atol=1e-3)
 
@@ -101,7 +104,9 @@ def test_hrnet_csv(dataset, tmp_path):
         lo, hi = one_based.min(0), one_based.max(0)
         np.testing.assert_allclose(row["center"], (lo + hi) / 2, atol=1e-3)
         assert row["scale"] == pytest.approx((hi - lo).max() / 200, abs=1e-5)
-        np.testing.assert_array_equal(read_image(csv_path.parent / row["image_name"]), images[i])
+        # HRNet joins DATASET.ROOT (= <out>/images) and image_name
+        assert row["image_name"] == f"{NAMES[i]}.png"
+        np.testing.assert_array_equal(read_image(csv_path.parent / "images" / row["image_name"]), images[i])
 
 
 def test_coco(dataset, tmp_path):

@@ -1,0 +1,62 @@
+"""What the writer and the reader of the run HDF5 agree on: dataset names, attrs, checksums.
+
+See :mod:`gannotate.io.hdf5` for the layout itself.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from pathlib import Path
+from typing import Any, Mapping
+
+import h5py
+import numpy as np
+
+__all__ = ["FORMAT_VERSION", "COORD_ORIGIN", "ROW_DATASETS", "OPTIONAL_ROW_DATASETS", "CRC_DATASET",
+           "image_crc32", "attr_value", "py_value", "decode_strings"]
+
+FORMAT_VERSION = 1
+COORD_ORIGIN = "0-based pixel centres"
+ROW_DATASETS = ("images", "landmarks", "params", "pose", "source_index", "target_index")
+CRC_DATASET = "image_crc32"
+# written when the first append passes them (or, for the checksum, by every writer since it existed)
+OPTIONAL_ROW_DATASETS = ("masks", "fit_residual", CRC_DATASET)
+STR = h5py.string_dtype("utf-8")
+
+
+def image_crc32(images: np.ndarray) -> np.ndarray:
+    """(B,) uint32 CRC32 of each sample's C-order bytes: cheap (≈ 1 GB/s) and catches flipped bits.
+
+    Args:
+        images: (B, ...) array; each ``images[i]`` is checksummed on its own.
+    """
+    a = np.ascontiguousarray(images)
+    return np.fromiter((zlib.crc32(row.tobytes()) for row in a), dtype=np.uint32, count=len(a))
+
+
+def attr_value(value: Any) -> Any:
+    """Make a Python value storable as an HDF5 attribute (dicts and None become JSON text)."""
+    if value is None or isinstance(value, Mapping):
+        return json.dumps(value, sort_keys=True)
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value):
+        return np.asarray(value, dtype=STR)
+    return value
+
+
+def py_value(value: Any) -> Any:
+    """HDF5 attribute → plain Python/numpy (bytes → str, numpy scalars → Python scalars)."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray) and value.dtype.kind in "OS":
+        return [v.decode("utf-8") if isinstance(v, bytes) else v for v in value.tolist()]
+    return value
+
+
+def decode_strings(values: Any) -> list[str]:
+    """A read string dataset → list of str."""
+    return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values]
