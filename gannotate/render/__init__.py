@@ -22,12 +22,7 @@ from gannotate.render.base import (
 )
 from gannotate.render.warp import WarpRenderer, build_mesh, warp_maps, warp_one
 from gannotate.render import gan as _gan  # noqa: F401  (registers "gan")
-
-try:  # the profile renderer registers itself when its module is present
-    from gannotate.render import profile as _profile  # noqa: F401
-except ImportError as _e:  # pragma: no cover - only while the module is being built
-    if "gannotate.render.profile" not in str(_e) and "profile" not in str(_e):
-        raise
+from gannotate.render import profile as _profile  # noqa: F401  (registers "profile")
 
 __all__ = [
     "Renderer",

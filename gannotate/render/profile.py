@@ -1,0 +1,428 @@
+"""The profile renderer: 3D face profiling (the 300W-LP recipe) with the Surrey Face Model.
+
+Per face: fit the dense 3D face to the source's 68 points (identity, expression, scaled-orthographic pose,
+jaw by landmark marching). Per target: turn the source's fit by the pose change between source and target
+(read from the 2D shape model) and refit only scale, translation and expression with that rotation held
+(way "rotate"), or also free the rotation (way "fit"); keep the way with the smaller landmark residual.
+Z-buffer the target mesh; each pixel reads the source where that surface point was seen, or where its mirror
+vertex was seen, or a smooth fill. Outside the landmark hull the image (hair, ears, neck, background) moves
+with the head through anchor rings whose depth is taken from the face border (3DDFA's trick). A last 2D
+correction, exact at the landmarks and zero a little outside the face, puts every landmark on its target.
+
+Everything is expressed as a :class:`~gannotate.render.base.Geometry` with three layers — direct texture,
+mirrored texture, background — whose weights are smooth per-vertex quantities interpolated over the mesh, plus
+a low-pass ``fill`` for what neither layer covers. So ``render == lookup(geometry)`` and the torch refiner can
+run the same resampling differentiably; there is no hard switch between layers anywhere.
+
+Convention: images uint8 ``(B, H, W, 3)`` RGB; points float32 ``(B, 68, 2)`` ``(x, y)``, 0-based pixel centres.
+
+Licence: the Surrey Face Model is free for non-commercial use only (``gannotate/assets/SFM_LICENCE.md``); its
+licence line goes into every dataset rendered with it (:attr:`ProfileRenderer.dataset_attrs`).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import cv2
+import numpy as np
+from scipy.spatial import ConvexHull, Delaunay
+
+from gannotate.errors import GannotateError, check_points
+from gannotate.render.base import Geometry, RenderOutput, check_batch, lookup, register_renderer
+from gannotate.render.warp import warp_maps
+from gannotate.render.zbuffer import interpolate, rasterise
+from shape_model.errors import ShapeModelError
+from shape_model.face3d import Face3DFit, Face3DModel, FitConfig, euler_to_rotation, fit_face3d, load_face3d
+
+__all__ = ["ProfileRenderer", "ProfileConfig", "SourceFace", "fit_target", "MODEL_PATH", "SFM_LICENCE"]
+
+MODEL_PATH = Path(__file__).resolve().parents[1] / "assets" / "sfm_face3d.npz"
+SFM_LICENCE = (
+    "Surrey Face Model (sfm_shape_3448): free for non-commercial use only; "
+    "github.com/patrikhuber/eos share/ (cvssp.org/facemodel); Huber et al., VISAPP 2016"
+)
+_HULL = np.r_[np.arange(0, 17), np.arange(26, 16, -1)]  # jaw then brows: the face region's outline
+_EYES = (36, 45)
+
+
+@dataclass(frozen=True)
+class ProfileConfig:
+    """Renderer settings."""
+
+    fit: FitConfig = FitConfig(n_shape=40, shape_reg=3.0, expr_reg=5.0, n_iter=5)
+    target_fit: FitConfig = FitConfig(n_shape=40, shape_reg=3.0, expr_reg=5.0, n_iter=3)  # identity held
+    max_residual: float = 0.25          # a source fit worse than this NME is refused (named failure)
+    face_ramp_mm: float = 6.0           # face texture fades out over this width across the landmark hull
+    frontal_lo: float = 0.08            # cos(view, normal) below which a surface point counts as unseen ...
+    frontal_hi: float = 0.40            # ... and above which it counts as well seen (smooth in between)
+    depth_tol_mm: float = 3.0           # z-buffer tolerance of the source visibility test
+    smooth_passes: int = 3              # mesh-neighbour averaging of the visibility weights (soft seams)
+    rings: tuple[tuple[float, float], ...] = ((1.3, 0.8), (1.8, 0.4))  # (radius, follow) background anchors
+    neck_damping: float = 0.6           # anchors below the face (neck, collar) follow the head this much less
+    edge_margin: float = 0.15           # anchors closer than this (fraction of the crop) to its edge move less
+    correction_radius: float = 1.3      # the final 2D correction is zero at this multiple of the hull
+    fill_sigma: float = 0.12            # low-pass σ of the hole fill, as a fraction of the face size
+    cache_size: int = 256               # source fits kept (targets of one face share its fit)
+
+
+@dataclass(frozen=True)
+class SourceFace:
+    """Everything about a source face that its targets share.
+
+    Attributes:
+        fit: the 3D fit; cam: (V, 3) camera-frame vertices (px); pose: (3,) PDM yaw, pitch, roll (degrees).
+        attrs: (V, 7) per-vertex [u_direct, v_direct, u_mirror, v_mirror, w_direct, w_mirror, face].
+    """
+
+    fit: Face3DFit
+    cam: np.ndarray
+    pose: np.ndarray
+    attrs: np.ndarray
+    points: np.ndarray
+
+
+def _smoothstep(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    t = np.clip((x - lo) / (hi - lo), 0.0, 1.0)
+    return t * t * (3.0 - 2.0 * t)
+
+
+def _vertex_normals(cam: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """(V, 3) unit area-weighted vertex normals, oriented so the face's front has negative z when frontal."""
+    a, b, c = cam[triangles[:, 0]], cam[triangles[:, 1]], cam[triangles[:, 2]]
+    n_tri = np.cross(b - a, c - a)
+    n = np.zeros_like(cam)
+    for k in range(3):
+        np.add.at(n, triangles[:, k], n_tri)
+    return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
+
+
+def _piecewise_field(src: np.ndarray, dst: np.ndarray, query: np.ndarray, radius: float) -> np.ndarray:
+    """Displacement at ``query`` (N, 2) of the piecewise-affine field taking ``src`` (K, 2) to ``dst``.
+
+    The field is exact at the K points and zero on a ring ``radius`` × the hull around them (and beyond).
+    """
+    centre = src.mean(axis=0)
+    hull = src[_hull_indices(src)]
+    ring = centre + radius * (hull - centre)
+    ctrl = np.concatenate([src, ring])
+    disp = np.concatenate([dst - src, np.zeros_like(ring)])
+    tri = Delaunay(ctrl, qhull_options="QJ")
+    simplex = tri.find_simplex(query)
+    inside = simplex >= 0
+    out = np.zeros_like(query)
+    if inside.any():
+        s = simplex[inside]
+        trans = tri.transform[s]  # (N, 3, 2)
+        bc = np.einsum("nij,nj->ni", trans[:, :2], query[inside] - trans[:, 2])
+        bary = np.concatenate([bc, 1.0 - bc.sum(1, keepdims=True)], axis=1)  # (N, 3)
+        out[inside] = np.einsum("nk,nkc->nc", bary, disp[tri.simplices[s]])
+    return out
+
+
+def _hull_indices(points: np.ndarray) -> np.ndarray:
+    try:
+        return ConvexHull(points).vertices
+    except Exception:  # noqa: BLE001 - scipy raises QhullError for degenerate input
+        return np.arange(len(points))
+
+
+def _border_frame(h: int, w: int, n: int = 6) -> np.ndarray:
+    """Fixed control points along the image border (pixel edges), so the crop edge never moves or tears."""
+    t = np.linspace(0.0, 1.0, n, endpoint=False)
+    x0, y0, x1, y1 = -0.5, -0.5, w - 0.5, h - 0.5
+    top = np.stack([x0 + t * (x1 - x0), np.full(n, y0)], 1)
+    right = np.stack([np.full(n, x1), y0 + t * (y1 - y0)], 1)
+    bottom = np.stack([x1 - t * (x1 - x0), np.full(n, y1)], 1)
+    left = np.stack([np.full(n, x0), y1 - t * (y1 - y0)], 1)
+    return np.concatenate([top, right, bottom, left])
+
+
+def _edge_falloff(points: np.ndarray, h: int, w: int, margin: float) -> np.ndarray:
+    """(N,) 1 well inside the image, falling to 0 at its border (and outside): anchors there stay put."""
+    d = np.minimum.reduce([points[:, 0] + 0.5, w - 0.5 - points[:, 0], points[:, 1] + 0.5, h - 0.5 - points[:, 1]])
+    return _smoothstep(d, 0.0, margin * max(h, w))
+
+
+@dataclass(frozen=True)
+class _AnchorMesh:
+    """A ready-made control mesh for :func:`gannotate.render.warp.warp_maps` (its ``Mesh`` protocol)."""
+
+    vertices: np.ndarray
+    simplices: np.ndarray
+    n_face: int
+    target_vertices: np.ndarray
+
+    def targets(self, _target_points: np.ndarray) -> np.ndarray:
+        return self.target_vertices
+
+
+def _mesh_smoother(triangles: np.ndarray, n_vertices: int) -> Any:
+    """Row-normalised (V, V) sparse neighbour-averaging matrix (self included)."""
+    from scipy.sparse import coo_matrix, identity
+
+    i = np.concatenate([triangles[:, 0], triangles[:, 1], triangles[:, 2], triangles[:, 1], triangles[:, 2], triangles[:, 0]])
+    j = np.concatenate([triangles[:, 1], triangles[:, 2], triangles[:, 0], triangles[:, 0], triangles[:, 1], triangles[:, 2]])
+    adj = coo_matrix((np.ones(len(i)), (i, j)), shape=(n_vertices, n_vertices)).tocsr()
+    adj.data[:] = 1.0
+    adj = adj + identity(n_vertices, format="csr")
+    deg = np.asarray(adj.sum(axis=1)).ravel()
+    return (adj.multiply(1.0 / deg[:, None])).tocsr()
+
+
+def fit_target(
+    model: Face3DModel, source: SourceFace, target_points: np.ndarray, target_pose: np.ndarray, cfg: FitConfig
+) -> tuple[Face3DFit, dict[str, float]]:
+    """The target's fit with the source's identity: the better (smaller NME) of the two ways.
+
+    "rotate": the source's rotation turned by the PDM pose change, rotation held; scale, shift, expression fitted.
+    "fit": the same start with the rotation free as well.
+    """
+    euler = _euler(source.fit.rotation) + (np.asarray(target_pose, np.float64) - source.pose)
+    rot = euler_to_rotation(*euler)
+    a = fit_face3d(model, target_points, cfg, alpha=source.fit.alpha, rotation=rot, beta=source.fit.beta)
+    b = fit_face3d(model, target_points, cfg, alpha=source.fit.alpha, beta=source.fit.beta, start_rotation=rot)
+    best = a if a.residual <= b.residual else b
+    return best, {"rotate": a.residual, "fit": b.residual}
+
+
+def _euler(rot: np.ndarray) -> np.ndarray:
+    from shape_model.pose import rotation_to_euler
+
+    return rotation_to_euler(rot[None])[0]
+
+
+@dataclass
+class ProfileRenderer:
+    """3D face-profiling renderer (see the module doc); a :class:`~gannotate.render.base.GeometricRenderer`."""
+
+    cfg: ProfileConfig = field(default_factory=ProfileConfig)
+    model_path: Path = MODEL_PATH
+    name: str = "profile"
+    dataset_attrs: ClassVar[dict[str, str]] = {
+        "face_model": "sfm_shape_3448 (Surrey Face Model), github.com/patrikhuber/eos share/",
+        "face_model_licence": SFM_LICENCE,
+    }
+    _cache: "OrderedDict[bytes, SourceFace | GannotateError]" = field(default_factory=OrderedDict, repr=False)
+    _model: Face3DModel | None = field(default=None, repr=False)
+    _pdm: Any = field(default=None, repr=False)
+    _smoother: Any = field(default=None, repr=False)
+    _face_tris: np.ndarray | None = field(default=None, repr=False)
+    _lowpass_cache: "OrderedDict[bytes, np.ndarray]" = field(default_factory=OrderedDict, repr=False)
+    last_fit_residuals: list[dict[str, float]] = field(default_factory=list, repr=False)
+
+    # ---------------------------------------------------------------- set-up
+    @property
+    def model(self) -> Face3DModel:
+        if self._model is None:
+            try:
+                self._model = load_face3d(self.model_path)
+            except ShapeModelError as e:
+                raise GannotateError(f"profile renderer: {e}") from e
+            self._smoother = _mesh_smoother(self._model.triangles, self._model.n_vertices)
+        return self._model
+
+    @property
+    def pdm(self) -> Any:
+        if self._pdm is None:
+            from shape_model.build import load_model
+
+            self._pdm = load_model(None)
+        return self._pdm
+
+    def _poses(self, points: np.ndarray) -> np.ndarray:
+        """(N, 3) PDM yaw, pitch, roll of (N, 68, 2) points (the plan's pose convention), one vectorised fit."""
+        p = self.pdm.fit(np.asarray(points, np.float64))
+        return np.stack([np.asarray(p.yaw, np.float64), np.asarray(p.pitch, np.float64), np.asarray(p.theta, np.float64)], -1).reshape(-1, 3)
+
+    def _face_triangles(self) -> np.ndarray:
+        """Triangles with any face weight: the outer ring (hair, ears) is never textured, so never drawn."""
+        if self._face_tris is None:
+            face = self.model.hull_distance[self.model.triangles] > -self.cfg.face_ramp_mm / 3
+            self._face_tris = self.model.triangles[face.any(axis=1)]
+        return self._face_tris
+
+    # ---------------------------------------------------------------- source
+    def prepare(self, image: np.ndarray, points: np.ndarray) -> None:
+        """Fit the source face once (cached on its points); raise GannotateError if it cannot be fitted."""
+        img = np.asarray(image)
+        if img.ndim != 3 or img.shape[-1] != 3:
+            raise GannotateError(f"profile: expected an (H, W, 3) image, got {img.shape}")
+        self._source(check_points(points, 68, "points"), img.shape[0], img.shape[1])
+
+    def _source(self, points: np.ndarray, h: int, w: int) -> SourceFace:
+        key = points.astype(np.float32).tobytes() + bytes(f"{h}x{w}", "ascii")
+        hit = self._cache.get(key)
+        if hit is None:
+            try:
+                hit = self._fit_source(points.astype(np.float64), h, w)
+            except GannotateError as e:
+                hit = e
+            self._cache[key] = hit
+            while len(self._cache) > self.cfg.cache_size:
+                self._cache.popitem(last=False)
+        if isinstance(hit, GannotateError):
+            raise GannotateError(str(hit))
+        return hit
+
+    def _fit_source(self, points: np.ndarray, h: int, w: int) -> SourceFace:
+        model, cfg = self.model, self.cfg
+        try:
+            fit = fit_face3d(model, points, cfg.fit)
+        except ShapeModelError as e:
+            raise GannotateError(f"profile: cannot fit the 3D face: {e}") from e
+        if not np.isfinite(fit.residual) or fit.residual > cfg.max_residual:
+            raise GannotateError(
+                f"profile: 3D face fit residual {100 * fit.residual:.1f}% NME exceeds {100 * cfg.max_residual:.0f}%"
+                " (implausible landmarks?)"
+            )
+        cam = fit.camera_vertices(model)
+        uv = cam[:, :2] + _piecewise_field(fit.landmarks_2d(model), points, cam[:, :2], cfg.correction_radius)
+        w_dir = self._seen(cam, fit.scale, h, w)
+        sym = model.symmetry
+        face = _smoothstep(model.hull_distance, -cfg.face_ramp_mm / 3, cfg.face_ramp_mm * 2 / 3)
+        attrs = np.concatenate(
+            [uv, uv[sym], w_dir[:, None], ((1.0 - w_dir) * w_dir[sym])[:, None], face[:, None]], axis=1
+        ).astype(np.float32)
+        return SourceFace(fit, cam, self._poses(points[None])[0], attrs, points.astype(np.float32))
+
+    def _seen(self, cam: np.ndarray, scale: float, h: int, w: int) -> np.ndarray:
+        """(V,) how well the source saw each vertex: frontality × z-buffer visibility, smoothed over the mesh."""
+        model, cfg = self.model, self.cfg
+        normals = _vertex_normals(cam, model.triangles)
+        front = _smoothstep(-normals[:, 2], cfg.frontal_lo, cfg.frontal_hi)
+        pad = 2
+        ras = rasterise(cam[:, :2] + pad, cam[:, 2], model.triangles, h + 2 * pad, w + 2 * pad)
+        ix = np.clip(np.round(cam[:, 0] + pad).astype(int), 0, w + 2 * pad - 1)
+        iy = np.clip(np.round(cam[:, 1] + pad).astype(int), 0, h + 2 * pad - 1)
+        zbuf = ras.depth[iy, ix]
+        vis = (cam[:, 2] <= zbuf + cfg.depth_tol_mm * scale).astype(np.float64)
+        seen = front * vis
+        for _ in range(self.cfg.smooth_passes):
+            seen = self._smoother @ seen
+        return np.minimum(seen, front)
+
+    # ---------------------------------------------------------------- target
+    def _sample_geometry(
+        self, image: np.ndarray, src: SourceFace, target: np.ndarray, target_pose: np.ndarray
+    ) -> tuple[np.ndarray, ...]:
+        """One sample: grids (3, H, W, 2), weights (3, H, W), valid (H, W), fill (H, W, 3), residual."""
+        model, cfg = self.model, self.cfg
+        h, w = image.shape[:2]
+        tgt = target.astype(np.float64)
+        fit, residuals = fit_target(model, src, tgt, target_pose, cfg.target_fit)
+        self.last_fit_residuals.append(residuals)
+        cam = fit.camera_vertices(model)
+        pre = cam[fit.correspondence, :2].copy()
+        cam[:, :2] += _piecewise_field(pre, tgt, cam[:, :2], cfg.correction_radius)
+        tris = self._face_triangles()
+        ras = rasterise(cam[:, :2], cam[:, 2], tris, h, w)
+        att = interpolate(ras, tris, src.attrs)  # (H, W, 7)
+        face = att[..., 6] * ras.covered
+        w_dir, w_mir = face * att[..., 4], face * att[..., 5]
+        bg_x, bg_y, bg_valid = self._background(src, fit, tgt, h, w)
+        grids = np.empty((3, h, w, 2), np.float32)
+        grids[0], grids[1] = att[..., 0:2], att[..., 2:4]
+        grids[0][~ras.covered] = np.stack([bg_x, bg_y], -1)[~ras.covered]  # keep unused grids tame
+        grids[1][~ras.covered] = grids[0][~ras.covered]
+        grids[2, ..., 0], grids[2, ..., 1] = bg_x, bg_y
+        weights = np.stack([w_dir, w_mir, 1.0 - face]).astype(np.float32)
+        fill = cv2.remap(self._lowpass(image, src.points), grids[0, ..., 0], grids[0, ..., 1], cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_REPLICATE)
+        valid = (w_dir + (1.0 - face) * bg_valid).astype(np.float32)
+        iod = max(float(np.linalg.norm(tgt[_EYES[0]] - tgt[_EYES[1]])), 1e-6)
+        residual = float(np.linalg.norm(pre - tgt, axis=1).mean() / iod)
+        return grids, weights, np.clip(valid, 0, 1), fill.astype(np.float32), residual
+
+    def _background(self, src: SourceFace, fit: Face3DFit, target: np.ndarray, h: int, w: int) -> tuple[np.ndarray, ...]:
+        """Warp grid for hair/ears/neck/background: landmarks exact, anchor rings turned in 3D with the head.
+
+        Each anchor sits at the depth of its face-border landmark (3DDFA's trick) and keeps its offset from
+        that landmark as the head turns (the offset is carried by the 3D rotation, so the far side's hair
+        narrows and the near side's widens); the landmark itself goes exactly to its target. Anchors fade to
+        standing still towards the crop's edge, which never moves.
+        """
+        s_pts = src.points.astype(np.float64)
+        hull = _HULL
+        centre = s_pts[hull].mean(axis=0)
+        # image-plane offsets in the source → model frame (at border depth) → target image plane
+        lin = fit.scale / src.fit.scale * fit.rotation[:2] @ src.fit.rotation.T  # (2, 3): source camera → target image
+        parts_s, parts_t = [s_pts[hull]], [target[hull]]  # the outline only: inside, the 3D face rules
+        for radius, follow in self.cfg.rings:
+            a = centre + radius * (s_pts[hull] - centre)
+            off = np.concatenate([a - s_pts[hull], np.zeros((len(hull), 1))], axis=1)  # same depth as the border
+            moved = target[hull] + off @ lin.T
+            down = np.clip((a - centre)[:, 1] / np.maximum(np.linalg.norm(a - centre, axis=1), 1e-9), 0.0, 1.0)
+            gain = follow * (1.0 - self.cfg.neck_damping * down) * _edge_falloff(a, h, w, self.cfg.edge_margin)
+            parts_s.append(a)
+            parts_t.append(a + gain[:, None] * (moved - a))
+        frame = _border_frame(h, w)
+        ctrl_s = np.concatenate(parts_s + [frame])
+        ctrl_t = np.concatenate(parts_t + [frame])
+        simplices = Delaunay(ctrl_s, qhull_options="QJ").simplices
+        mesh = _AnchorMesh(ctrl_s, simplices, len(hull), ctrl_t)
+        return warp_maps(s_pts, target, h, w, mesh=mesh)  # type: ignore[arg-type]
+
+    def _lowpass(self, image: np.ndarray, points: np.ndarray) -> np.ndarray:
+        """(H, W, 3) float32 smooth skin colour: normalised blur of the face inside the landmark hull (cached)."""
+        key = points.tobytes() + image[::7, ::7].tobytes() + bytes(str(image.shape), "ascii")
+        hit = self._lowpass_cache.get(key)
+        if hit is None:
+            hit = self._lowpass_cache[key] = self._compute_lowpass(image, points)
+            while len(self._lowpass_cache) > 16:
+                self._lowpass_cache.popitem(last=False)
+        return hit
+
+    def _compute_lowpass(self, image: np.ndarray, points: np.ndarray) -> np.ndarray:
+        h, w = image.shape[:2]
+        mask = np.zeros((h, w), np.float32)
+        cv2.fillConvexPoly(mask, np.round(points[_hull_indices(points)]).astype(np.int32), 1.0)
+        size = float(np.ptp(points, axis=0).max())
+        sigma = max(self.cfg.fill_sigma * size, 1.0)
+        num = cv2.GaussianBlur(image.astype(np.float32) * mask[..., None], (0, 0), sigma)
+        den = cv2.GaussianBlur(mask, (0, 0), sigma)[..., None]
+        mean = (image.astype(np.float32) * mask[..., None]).sum((0, 1)) / max(mask.sum(), 1.0)
+        return np.where(den > 1e-3, num / np.maximum(den, 1e-6), mean).astype(np.float32)
+
+    # ---------------------------------------------------------------- protocol
+    def _batch(self, images: np.ndarray, source_points: np.ndarray, target_points: np.ndarray) -> tuple[Geometry, np.ndarray]:
+        imgs, src, tgt = check_batch(images, source_points, target_points)
+        if src.shape[1] != 68:
+            raise GannotateError(f"profile: needs 68 ibug points, got {src.shape[1]}")
+        b, h, w = imgs.shape[:3]
+        grids = np.empty((b, 3, h, w, 2), np.float32)
+        weights = np.empty((b, 3, h, w), np.float32)
+        valid = np.empty((b, h, w), np.float32)
+        fill = np.empty((b, h, w, 3), np.float32)
+        residual = np.empty(b, np.float32)
+        self.last_fit_residuals = []
+        faces = [self._source(src[i], h, w) for i in range(b)]  # every source first: a bad face fails the batch early
+        poses = self._poses(tgt)
+        for i in range(b):
+            grids[i], weights[i], valid[i], fill[i], residual[i] = self._sample_geometry(imgs[i], faces[i], tgt[i], poses[i])
+        return Geometry(grids, weights, valid, fill), residual
+
+    def geometry(self, images: np.ndarray, source_points: np.ndarray, target_points: np.ndarray) -> Geometry:
+        """Three layers per sample — direct, mirrored, background — with a low-pass fill for holes."""
+        return self._batch(images, source_points, target_points)[0]
+
+    def render_full(self, images: np.ndarray, source_points: np.ndarray, target_points: np.ndarray) -> RenderOutput:
+        """Images, validity masks (uint8, 255 = seen by the source) and pre-correction landmark NME."""
+        geo, residual = self._batch(images, source_points, target_points)
+        return RenderOutput(lookup(np.asarray(images), geo), np.round(geo.valid * 255).astype(np.uint8), residual)
+
+    def render(self, images: np.ndarray, source_points: np.ndarray, target_points: np.ndarray) -> np.ndarray:
+        """Render a batch: ``images`` (B, H, W, 3) uint8, points (B, 68, 2) → (B, H, W, 3) uint8."""
+        return lookup(np.asarray(images), self.geometry(images, source_points, target_points))
+
+
+@register_renderer(
+    "profile",
+    options=(),
+    help="3D face profiling (Surrey Face Model, 300W-LP recipe): turns the head; non-commercial model licence",
+)
+def _make_profile() -> ProfileRenderer:
+    return ProfileRenderer()
