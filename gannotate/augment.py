@@ -33,6 +33,7 @@ import numpy as np
 from gannotate import __version__
 from gannotate.errors import DatasetError, GannotateError, InputFileError
 from gannotate.geometry import Crop, crop_face, landmark_box
+from gannotate.io.folder_writer import sample_name
 from gannotate.io.folders import Failure
 from gannotate.landmarks import get_scheme
 from gannotate.plan import Plan, PlanConfig, plan_face
@@ -317,11 +318,6 @@ def versions() -> dict[str, str]:
     }
 
 
-def _sample_name(key: str, target: int) -> str:
-    """File stem for the 300W folder: the key with '/' → '__', plus the target index."""
-    return f"{key.replace('/', '__')}_{target:04d}"
-
-
 class _Sink:
     """Buffers (face, target) pairs, renders them in batches and commits each batch to every output."""
 
@@ -344,10 +340,17 @@ class _Sink:
         images = np.stack([f.crop for f, _, _ in batch])  # (B, S, S, 3)
         src = np.stack([f.points for f, _, _ in batch])  # (B, K, 2)
         tgt = np.stack([f.plan.points[t] for f, _, t in batch])  # (B, K, 2)
-        out = self.renderer.render(images, src, tgt)
+        extra: dict[str, np.ndarray] = {}
+        if hasattr(self.renderer, "render_full"):  # geometric: keep the validity mask and model residual
+            full = self.renderer.render_full(images, src, tgt)
+            out, extra["masks"] = full.images, full.valid
+            if full.residual is not None:
+                extra["fit_residual"] = np.asarray(full.residual, np.float32)
+        else:
+            out = self.renderer.render(images, src, tgt)
         if self.folder is not None:  # files first: a committed row always has its files
             for img, pts, (f, _, t) in zip(out, tgt, batch):
-                self.folder.write(_sample_name(f.source.key, t), img, pts)
+                self.folder.write(sample_name(f.source.key, t), img, pts)
         self.writer.append(
             images=out,
             landmarks=tgt,
@@ -355,6 +358,7 @@ class _Sink:
             pose=np.stack([f.plan.pose[t] for f, _, t in batch]),
             source_index=np.array([s for _, s, _ in batch], np.int32),
             target_index=np.array([t for _, _, t in batch], np.int32),
+            **extra,
         )
         self.written += len(batch)
         self.progress.advance(len(batch))

@@ -1,68 +1,77 @@
-"""Train (or continue) the default generator from ../shared/data, export it, and draw its curves.
+"""Rebuild the shipped generator: a refiner over the profile render, trained on render-and-back and clip pairs.
 
-    python recipes/train_default_generator.py --data ../shared/data --preset paper --time-budget 25
-    python recipes/train_default_generator.py --preset small --time-budget 30 --identity none   # CPU
+    python recipes/train_default_generator.py --data ../shared/data --time-budget 90 [--ship]
+    python recipes/train_default_generator.py --renderer warp --run-dir outputs/refine/warp   # the warp-based arm
 
 Steps (each one a library call):
-  1. build the training cache cache/train.h5 if it is missing (AFW/Helen photos + 300-VW-style clips);
-  2. train with ``--resume`` into outputs/train/<preset>/ for the time budget (stops with a checkpoint);
-  3. export the generator (models/checkpoint format, with metadata) to outputs/train/<preset>/generator.pt;
-  4. draw the pixel / triple / self / D curves to outputs/train/<preset>/curves.png.
-Run it again to continue the same run exactly. On a GPU machine carry cache/ along (only the
-repository tree travels there).
+  1. split the AFW/Helen photos by photo exactly as the detector recipe does (val 15 %, seed 0) —
+     validation photos never train the refiner, so evaluations on them are honest;
+  2. build the pairs file (``gannotate.training.pairs``) with the base renderer if it is missing;
+  3. train the refiner with resume into the run folder for the time budget (checkpoints as it goes);
+  4. export G_ema (fp16, ``GeneratorMeta`` kind "refine") to RUN/generator.pt, draw RUN/curves.png,
+     and with ``--ship`` copy it to gannotate/assets/generator_refine.pt.
+Run it again to continue the same run exactly (``--preset refine-gpu`` on a CUDA machine).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import shlex
+import shutil
+import sys
 from dataclasses import replace
 from pathlib import Path
 
-import torch
-
-from gannotate.training.cache import prepare_cache
-from gannotate.training.config import PRESETS, get_preset
+from gannotate.detector.data import split_by_photo
+from gannotate.render.gan import SHIPPED_GENERATOR
 from gannotate.training.curves import draw_curves, read_stats
-from gannotate.training.trainer import export_generator, train
+from gannotate.training.pairs import PairConfig, build_pairs, load_clip_frames, load_photo_crops
+from gannotate.training.refine import REFINE_PRESETS, export_refiner, train_refiner
 
-CURVE_KEYS = ("Loss/G/pix", "Loss/G/triple", "Loss/G/self", "Loss/G/perceptual", "Loss/G/adv", "Loss/D/total")
-CURVE_REFERENCES = {"Loss/G/pix": "Ref/pix_copy"}  # the pixel term of copying the input, same batches
+CURVE_KEYS = ("Loss/G/pix", "Loss/G/triple", "Loss/G/self", "Loss/G/perceptual", "Loss/G/adv", "Mask/invalid",
+              "Probe/l1", "Loss/D/real")
+CURVE_REFERENCES = {"Loss/G/pix": "Ref/pix_render", "Probe/l1": "Probe/l1_render"}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=Path("../shared/data"), help="the shared data folder")
-    ap.add_argument("--cache", type=Path, default=Path("cache/train.h5"))
-    ap.add_argument("--preset", choices=sorted(PRESETS), default="paper")
+    ap.add_argument("--renderer", default="profile", help="base renderer (geometric): profile or warp")
+    ap.add_argument("--pairs", type=Path, default=None, help="pairs file [default: outputs/refine/pairs_<renderer>.h5]")
+    ap.add_argument("--preset", choices=sorted(REFINE_PRESETS), default="refine")
     ap.add_argument("--run-dir", type=Path, default=None)
-    ap.add_argument("--time-budget", type=float, default=25.0, help="minutes of training in this call")
+    ap.add_argument("--time-budget", type=float, default=90.0, help="minutes of training in this call")
     ap.add_argument("--max-steps", type=int, default=None)
-    ap.add_argument("--batch-size", type=int, default=None)
-    ap.add_argument("--identity", choices=["sface", "none"], default="sface")
-    ap.add_argument("--perceptual", choices=["vgg19", "sface", "none"], default="vgg19",
-                    help="vgg19 needs --vgg19-weights; sface is the offline stand-in")
-    ap.add_argument("--vgg19-weights", default=None)
-    ap.add_argument("--threads", type=int, default=1, help="CPU threads (shared machines: keep it low)")
-    ap.add_argument("--seed", type=int, default=0, help="seeds initialisation and every batch")
+    ap.add_argument("--pairs-per-clip", type=int, default=100)
+    ap.add_argument("--per-photo", type=int, default=4)
+    ap.add_argument("--device", default=None)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--ship", action="store_true", help="copy the exported generator into gannotate/assets/")
     args = ap.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    torch.set_num_threads(args.threads)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
-    if not args.cache.is_file():
-        shared = args.data
-        prepare_cache(args.cache, photos=shared / "300w_afw_helen_spinkoo/image_for_pts.txt",
-                      photos_root=shared / "300w_afw_helen_spinkoo/images", videos=shared / "videos_300vw_style",
-                      command="recipes/train_default_generator.py")
-    cfg = get_preset(args.preset, batch_size=args.batch_size, perceptual_weights=args.vgg19_weights, seed=args.seed)
-    cfg = replace(cfg, identity_net=None if args.identity == "none" else args.identity,
-                  perceptual_net=None if args.perceptual == "none" else args.perceptual)
-    run_dir = args.run_dir or Path("outputs/train") / args.preset
-    res = train(cfg, run_dir, args.cache, max_steps=args.max_steps, time_budget_min=args.time_budget, resume=True)
-    export_generator(res.checkpoint, run_dir / "generator.pt")
-    draw_curves(read_stats(run_dir / "stats.jsonl"), CURVE_KEYS, run_dir / "curves.png", references=CURVE_REFERENCES,
-                title=f"{args.preset}: step {res.step} ({res.stopped_by})")
-    print(f"step {res.step} ({res.stopped_by}); {run_dir / 'generator.pt'}; {run_dir / 'curves.png'}")
+    pairs = args.pairs or Path("outputs/refine") / f"pairs_{args.renderer}.h5"
+    run_dir = args.run_dir or Path("outputs/refine") / f"{args.preset}_{args.renderer}"
+    if not pairs.is_file():
+        photos_dir = args.data / "300w_afw_helen_spinkoo"
+        train_faces, _ = split_by_photo(photos_dir / "image_for_pts.txt", photos_dir / "images", 0.15, 0)
+        pcfg = PairConfig(renderer=args.renderer, per_photo=args.per_photo, pairs_per_clip=args.pairs_per_clip, seed=args.seed)
+        photos = load_photo_crops(train_faces, pcfg.size, pcfg.margin)
+        clips = load_clip_frames(args.data / "videos_300vw_style", pcfg.frames_per_clip)
+        build_pairs(pairs, photos, clips, pcfg)
+    cfg = replace(REFINE_PRESETS[args.preset], seed=args.seed)
+    res = train_refiner(cfg, pairs, run_dir, max_steps=args.max_steps, time_budget_min=args.time_budget,
+                        resume=True, device=args.device)
+    command = " ".join(["python"] + [shlex.quote(a) for a in sys.argv])
+    gen = export_refiner(res.checkpoint, run_dir / "generator.pt", info={"command": command})
+    stats = read_stats(run_dir / "stats.jsonl")
+    draw_curves(stats, [k for k in CURVE_KEYS if k in stats], run_dir / "curves.png", references=CURVE_REFERENCES)
+    if args.ship:
+        shutil.copyfile(gen, SHIPPED_GENERATOR)
+    print(json.dumps({"step": res.step, "stopped_by": res.stopped_by, "probe": res.probe, "generator": str(gen),
+                      "shipped": str(SHIPPED_GENERATOR) if args.ship else None}, indent=2))
 
 
 if __name__ == "__main__":

@@ -59,7 +59,7 @@ class TestRunAugment:
         assert len(list((out / "images").glob("*.png"))) == 12 and len(list((out / "images").glob("*.pts"))) == 12
         from gannotate.io.pts import read_pts
 
-        pts = read_pts(out / "images" / "builtin__einstein_0002.pts")
+        pts = read_pts(out / "images" / "builtin%2Feinstein_0002.pts")
         row = np.nonzero((d["sources"][d["source_index"]] == "builtin/einstein") & (d["target_index"] == 2))[0][0]
         np.testing.assert_allclose(pts, d["landmarks"][row], atol=1e-3)
         man = json.loads((out / "manifest.json").read_text())
@@ -80,11 +80,11 @@ class TestRunAugment:
         class Crashing(WarpRenderer):
             calls = 0
 
-            def render(self, *a):  # type: ignore[override]
+            def render_full(self, *a):  # type: ignore[override]
                 type(self).calls += 1
                 if type(self).calls == 3:
                     raise KeyboardInterrupt  # dies mid-run, after two committed batches
-                return super().render(*a)
+                return super().render_full(*a)
 
         cfg = dict(input=face_folder, plan=PlanConfig(n=5), size=64, batch_size=4)
         with pytest.raises(KeyboardInterrupt):

@@ -10,7 +10,7 @@ from typing import Callable
 
 import click
 
-from gannotate.cli.options import EXIT_FAILURES, RangeType, fail_on_gannotate_error, seed_option
+from gannotate.cli.options import EXIT_FAILURES, RangeType, check_device, fail_on_gannotate_error, seed_option
 
 __all__ = ["augment", "merge", "frontalise"]
 
@@ -119,7 +119,7 @@ _generator = click.option(
     "--generator", type=click.Path(path_type=Path), default=None,
     help="Generator file for --renderer gan [default: the shipped refiner].",
 )
-_device = click.option("--device", default=None, help="Torch device for --renderer gan [default: cpu].")
+_device = click.option("--device", default=None, callback=check_device, help="Torch device for --renderer gan [default: cpu].")
 _batch = click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
 _quiet = click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 

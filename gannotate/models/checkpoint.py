@@ -21,6 +21,7 @@ import json
 import logging
 import pickle
 import struct
+import zipfile
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -29,7 +30,7 @@ import torch
 from gannotate.errors import CheckpointError, SchemeError
 from gannotate.io.atomic import atomic_path
 from gannotate.heatmaps import DEFAULT_SIGMA, LEGACY_SIGMA
-from gannotate.landmarks import IBUG66, scheme_for
+from gannotate.landmarks import IBUG66, get_scheme, scheme_for
 from gannotate.models.generator import Generator, GeneratorConfig
 from gannotate.generator_meta import GeneratorMeta
 
@@ -52,6 +53,24 @@ _KIND = "gannotate.generator"
 REQUIRED_META = ("scheme", "image_size", "heatmap_mode", "heatmap_sigma", "crop_mode", "value_range")
 
 
+def _check_zip_crc(path: Path) -> None:
+    """Refuse a torch zip checkpoint whose records fail their CRC32.
+
+    Why: ``torch.load`` does not check the CRC32 that ``torch.save`` writes for every record, so
+    flipped bytes inside a tensor load silently as wrong weights. Reading every record once
+    (``ZipFile.testzip``) costs one pass over the file. Legacy (non-zip) files have no CRC.
+    """
+    if not zipfile.is_zipfile(path):
+        return
+    try:
+        with zipfile.ZipFile(path) as z:
+            bad = z.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
+        raise CheckpointError(path, f"corrupt (damaged zip structure: {e})"[:300]) from None
+    if bad is not None:
+        raise CheckpointError(path, f"corrupt (CRC mismatch in {bad}); re-download or restore the file")
+
+
 def safe_load(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
     """``torch.load(path, map_location, weights_only=True)`` with every failure as CheckpointError.
 
@@ -60,12 +79,14 @@ def safe_load(path: str | Path, map_location: str | torch.device = "cpu") -> Any
         map_location: device for the tensors.
 
     Raises:
-        CheckpointError: missing file, unreadable/corrupt file, or a pickle that would need code
-            (classes, functions, ``__reduce__`` payloads) to load — refused, never executed.
+        CheckpointError: missing file, unreadable/corrupt file (including a record whose bytes do
+            not match its CRC32), or a pickle that would need code (classes, functions,
+            ``__reduce__`` payloads) to load — refused, never executed.
     """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(path, "file not found")
+    _check_zip_crc(path)
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
@@ -216,9 +237,25 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tupl
         meta = GeneratorMeta.from_dict(raw)
     except (TypeError, ValueError) as e:
         raise CheckpointError(path, f"invalid generator metadata: {e}") from None
+    _check_meta_matches(path, cfg, meta)
     generator = Generator(cfg)
     load_state_strict(path, generator, state)
     return generator.to(device).eval(), meta
+
+
+def _check_meta_matches(path: Path, cfg: GeneratorConfig, meta: GeneratorMeta) -> None:
+    """Refuse a file whose metadata contradicts its network (wrong scheme, size or kind)."""
+    try:
+        k = get_scheme(meta.scheme).n_points
+    except SchemeError:
+        k = int(meta.scheme[6:]) if meta.scheme.startswith("custom") and meta.scheme[6:].isdigit() else -1
+    if k != cfg.n_points:
+        raise CheckpointError(path, f"scheme {meta.scheme!r} has {k} points but the network takes {cfg.n_points} heatmaps")
+    if meta.image_size != cfg.image_size or meta.image_size % 4:
+        raise CheckpointError(path, f"image size {meta.image_size} in the metadata does not fit the network "
+                                    f"(config {cfg.image_size}; must be equal and divisible by 4)")
+    if (meta.kind == "refine") != (cfg.extra_channels > 0):
+        raise CheckpointError(path, f"kind {meta.kind!r} does not match a network with {cfg.extra_channels} extra channel(s)")
 
 
 def original_meta() -> GeneratorMeta:

@@ -31,7 +31,31 @@ from torch import nn
 
 from gannotate.errors import ShapeError
 
-__all__ = ["GeneratorConfig", "Generator", "ResidualBlock"]
+__all__ = ["GeneratorConfig", "Generator", "ResidualBlock", "group_heatmaps", "part_groups"]
+
+
+def part_groups(scheme_groups: dict[str, tuple[int, ...]], n_points: int) -> tuple[int, ...]:
+    """Group id per landmark from a scheme's named groups (nose and mouth split: bridge/base, outer/inner)."""
+    ids = [-1] * n_points
+    names: list[str] = []
+    for name, idx in scheme_groups.items():
+        idx = list(idx)
+        halves = {"nose": 4, "mouth": 12}.get(name)  # nose bridge 27-30 | base 31-35; lips outer | inner
+        chunks = [idx[:halves], idx[halves:]] if halves and len(idx) > halves else [idx]
+        for chunk in chunks:
+            names.append(name)
+            for i in chunk:
+                ids[i] = len(names) - 1
+    if min(ids) < 0:
+        raise ValueError("every landmark must belong to a group")
+    return tuple(ids)
+
+
+def group_heatmaps(heatmaps: torch.Tensor, groups: tuple[int, ...]) -> torch.Tensor:
+    """(B, K, H, W) → (B, G, H, W): the maximum over each group's landmark maps."""
+    g = max(groups) + 1
+    index = torch.as_tensor(groups, device=heatmaps.device)
+    return torch.stack([heatmaps[:, index == i].amax(dim=1) for i in range(g)], dim=1)
 
 
 @dataclass(frozen=True)
@@ -45,6 +69,15 @@ class GeneratorConfig:
         image_size: nominal input/output size (any size divisible by 4 runs; saved as metadata).
         extra_channels: conditioning planes besides image and heatmaps (1 for a refiner: the
             render's validity mask; 0 for the paper generator).
+        colour_mode: ``absolute`` (the paper) or ``residual``: the colour head adds to the image,
+            so an untrained refiner returns its render whatever the mask (identity-initialised:
+            the output starts where the render is and can move everywhere, instead of a grey
+            colour head that the pixel loss answers by pushing the mask to 1 — the copy basin a
+            first trial fell into).
+        heatmap_groups: merge the K heatmaps into part groups (max over each group) before the first
+            conv. The 7×7 conv over 3 + K channels at full resolution is most of a small refiner's
+            cost on a CPU; a refiner gets its geometry from the render, so part maps (eyes, brows,
+            nose, mouth, jaw) carry what it needs. None keeps the paper's K channels.
     """
 
     n_points: int = 68  # K heatmap channels
@@ -52,6 +85,22 @@ class GeneratorConfig:
     n_res: int = 6  # residual blocks
     image_size: int = 128  # nominal H = W
     extra_channels: int = 0  # refiner: + validity mask
+    colour_mode: str = "absolute"  # "absolute" (paper: C = tanh(head)) or "residual" (refiner: C = image + tanh(head))
+    heatmap_groups: tuple[int, ...] | None = None  # group id per landmark: K maps → max per group
+
+    def __post_init__(self) -> None:
+        if self.colour_mode not in ("absolute", "residual"):
+            raise ValueError(f"colour_mode must be 'absolute' or 'residual', got {self.colour_mode!r}")
+        if self.heatmap_groups is not None:
+            groups = tuple(int(g) for g in self.heatmap_groups)
+            if len(groups) != self.n_points or sorted(set(groups)) != list(range(max(groups) + 1)):
+                raise ValueError(f"heatmap_groups: need one group id per landmark ({self.n_points}), ids 0..G-1")
+            object.__setattr__(self, "heatmap_groups", groups)
+
+    @property
+    def heatmap_channels(self) -> int:
+        """Channels the heatmaps occupy in the input: K, or the number of groups."""
+        return self.n_points if self.heatmap_groups is None else max(self.heatmap_groups) + 1
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -90,7 +139,7 @@ class Generator(nn.Module):
         super().__init__()
         self.cfg = cfg = cfg or GeneratorConfig()
         w = cfg.width
-        down: list[nn.Module] = [nn.Conv2d(3 + cfg.extra_channels + cfg.n_points, w, kernel_size=7, padding=3, bias=False)]
+        down: list[nn.Module] = [nn.Conv2d(3 + cfg.extra_channels + cfg.heatmap_channels, w, kernel_size=7, padding=3, bias=False)]
         down += _norm_act(w)
         for mult in (1, 2):
             down += [nn.Conv2d(w * mult, w * mult * 2, kernel_size=4, stride=2, padding=1, bias=False)]
@@ -107,7 +156,8 @@ class Generator(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """N(0, 0.02) conv weights, zero biases, IN scale 1 / shift 0 (the release's ``init_weights``)."""
+        """N(0, 0.02) conv weights, zero biases, IN scale 1 / shift 0 (the release's ``init_weights``);
+        a residual colour head starts at zero (the refiner starts as its render)."""
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
                 nn.init.normal_(m.weight, 0.0, 0.02)
@@ -116,6 +166,8 @@ class Generator(nn.Module):
             elif isinstance(m, nn.InstanceNorm2d) and m.affine:
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
+        if self.cfg.colour_mode == "residual":  # identity start: C = image, so Î = image whatever M is
+            nn.init.zeros_(self.colour_layer[0].weight)
 
     def _check(self, image: torch.Tensor, heatmaps: torch.Tensor, extra: torch.Tensor | None) -> None:
         k = self.cfg.n_points
@@ -156,10 +208,13 @@ class Generator(nn.Module):
             ShapeError: on a wrong channel count (e.g. 68 heatmaps for a 66-point model) or size.
         """
         self._check(image, heatmaps, extra)
-        parts = [image] + ([] if extra is None else [extra.to(image.dtype)]) + [heatmaps.to(image.dtype)]
+        maps = heatmaps if self.cfg.heatmap_groups is None else group_heatmaps(heatmaps, self.cfg.heatmap_groups)
+        parts = [image] + ([] if extra is None else [extra.to(image.dtype)]) + [maps.to(image.dtype)]
         x = torch.cat(parts, dim=1)  # (B, 3 + E + K, H, W)
         features = self.feature_layer(self.bottleneck(self.down_conv(x)))  # (B, w, H, W)
         colour = self.colour_layer(features)
+        if self.cfg.colour_mode == "residual":
+            colour = (image + colour).clamp(-1.0, 1.0)
         mask = self.mask_layer(features)
         out = mask * (image - colour) + colour
         return out, colour, mask

@@ -122,6 +122,9 @@ class GANRenderer:
             self.base = make_renderer(str(self.meta.base_renderer))
             if not hasattr(self.base, "render_full"):
                 raise CheckpointError(self.checkpoint, f"base renderer {self.meta.base_renderer!r} is not geometric")
+            # a refiner reports its base render's validity and residual, so datasets keep them
+            self.render_full = self._render_full  # type: ignore[method-assign]
+            self.dataset_attrs = dict(getattr(self.base, "dataset_attrs", {}))
         on_cuda = str(device).startswith("cuda")
         self.bf16 = precision == "bf16" or (precision == "auto" and (on_cuda or cpu_has_bf16()))
         if not on_cuda:
@@ -156,6 +159,18 @@ class GANRenderer:
         lo, hi = self.out_range
         y = ((y.float() - lo) * (255.0 / (hi - lo))).clamp(0, 255).round().byte()
         return y.permute(0, 2, 3, 1).cpu().numpy()
+
+    def prepare(self, image: np.ndarray, points: np.ndarray) -> None:
+        """A refiner's base renderer may refuse a face (profile: no plausible 3D fit); raise as it does."""
+        if self.base is not None and hasattr(self.base, "prepare"):
+            self.base.prepare(image, points)
+
+    def _render_full(self, images: np.ndarray, source_points: np.ndarray, target_points: np.ndarray) -> Any:
+        """Refined images with the base render's validity mask and residual (a ``RenderOutput``)."""
+        from gannotate.render.base import RenderOutput
+
+        out, base = self.render_refined(images, source_points, target_points)
+        return RenderOutput(out, base.valid, base.residual)
 
     def render(self, images: np.ndarray, source_points: np.ndarray, target_points: np.ndarray) -> np.ndarray:
         """Generate ``images`` (B, H, W, 3) uint8 re-posed from ``source_points`` to ``target_points`` (B, K, 2)."""
