@@ -19,6 +19,7 @@ _COMMANDS: tuple[tuple[str, str], ...] = (
     ("evaluate", "evaluate"),
     ("detector", "annotate"),
     ("train", "export_generator"),
+    ("reenact", "reenact"),
 )
 
 

