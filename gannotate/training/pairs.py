@@ -52,6 +52,8 @@ __all__ = [
     "clip_pairs",
     "load_photo_crops",
     "load_clip_frames",
+    "save_sources",
+    "load_sources",
     "KIND_RENDER_BACK",
     "KIND_CLIP",
 ]
@@ -191,6 +193,76 @@ def load_clip_frames(root: str | Path, frames_per_clip: int) -> list[tuple[str, 
     return clips
 
 
+def save_sources(path: str | Path, photos: list[tuple[str, np.ndarray, np.ndarray]],
+                 clips: list[tuple[str, list[tuple[np.ndarray, np.ndarray]]]], quality: int = 92) -> Path:
+    """Photo crops and clip frames as JPEG bytes in one ``.npz``: what a remote machine needs to build pairs.
+
+    Why: a GPU slot gets only the repository tree (tens of MiB), not ../shared; 400 photo crops
+    and 18 × 60 clip frames pack into about 20 MiB this way, and pairs are rebuilt there.
+    """
+    import cv2
+
+    def jpg(img: np.ndarray) -> np.ndarray:
+        ok, buf = cv2.imencode(".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+        if not ok:
+            raise GannotateError("JPEG encoding failed")
+        return buf.reshape(-1)
+
+    arrays: dict[str, Any] = {
+        "photo_keys": np.array([k for k, _, _ in photos]),
+        "photo_points": np.stack([p for _, _, p in photos]).astype(np.float32),
+        "photo_jpeg": np.array([jpg(i) for _, i, _ in photos], dtype=object),
+        "clip_names": np.array([n for n, _ in clips]),
+        "clip_lengths": np.array([len(f) for _, f in clips], np.int64),
+        "clip_points": np.concatenate([np.stack([p for _, p in f]) for _, f in clips]).astype(np.float32),
+        "clip_jpeg": np.array([jpg(i) for _, f in clips for i, _ in f], dtype=object),
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+    return path
+
+
+def load_sources(path: str | Path) -> tuple[list[tuple[str, np.ndarray, np.ndarray]], list[tuple[str, list[tuple[np.ndarray, np.ndarray]]]]]:
+    """Read :func:`save_sources` output back as ``(photos, clips)`` (object arrays: loaded with ``allow_pickle``,
+    a file this project wrote itself)."""
+    import cv2
+
+    def img(buf: np.ndarray) -> np.ndarray:
+        return cv2.cvtColor(cv2.imdecode(np.asarray(buf, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+    with np.load(path, allow_pickle=True) as z:
+        photos = [(str(k), img(j), p) for k, j, p in zip(z["photo_keys"], z["photo_jpeg"], z["photo_points"])]
+        clips, start = [], 0
+        for name, n in zip(z["clip_names"], z["clip_lengths"]):
+            frames = [(img(z["clip_jpeg"][i]), z["clip_points"][i]) for i in range(start, start + int(n))]
+            clips.append((str(name), frames))
+            start += int(n)
+    return photos, clips
+
+
+def _render_chunk(renderer_name: str, chunk: list[_Pair]) -> tuple[list[dict[str, np.ndarray]], int]:
+    """Render one chunk in a worker process (the renderer is built there)."""
+    return _render_chunk_with(make_renderer(renderer_name), chunk)
+
+
+def _render_chunk_with(renderer: Any, chunk: list[_Pair]) -> tuple[list[dict[str, np.ndarray]], int]:
+    """Render one chunk; pairs the renderer refuses are skipped and counted."""
+    try:
+        return [_render_batch(renderer, chunk)], 0
+    except GannotateError:  # a shape the renderer refuses (e.g. an implausible 3D fit): pair by pair
+        out, skipped = [], 0
+        for one in chunk:
+            try:
+                out.append(_render_batch(renderer, [one]))
+            except GannotateError as e:
+                skipped += 1
+                log.debug("pair skipped: %s", e)
+        return out, skipped
+
+
 class _Writer:
     """Appends rendered pairs to ``pairs.h5`` in batches (the file is written to a temp path, then moved)."""
 
@@ -250,6 +322,7 @@ def build_pairs(
     cfg: PairConfig = PairConfig(),
     model: Any = None,
     renderer: GeometricRenderer | None = None,
+    n_jobs: int = 1,
 ) -> Path:
     """Render every pair once and write ``out`` (layout in the module docstring).
 
@@ -258,6 +331,7 @@ def build_pairs(
         clips: (name, [(frame, points), ...]) — whole frames; cropped here with each target's crop.
         model: the shape model (default: the shipped one).
         renderer: default ``make_renderer(cfg.renderer)``; must be geometric.
+        n_jobs: processes rendering chunks in parallel (joblib); the file is identical for any value.
 
     Raises:
         GannotateError: a renderer without geometry, or no pairs at all.
@@ -289,18 +363,18 @@ def build_pairs(
         with h5py.File(tmp, "w") as f:
             w = _Writer(f, cfg.size, k, n_layers)
             skipped = 0
-            for i in range(0, len(pairs), _BATCH):
-                chunk = pairs[i:i + _BATCH]
-                try:
-                    w.append(_render_batch(renderer, chunk))
-                except GannotateError:  # a shape the renderer refuses (e.g. an implausible 3D fit): pair by pair
-                    for one in chunk:
-                        try:
-                            w.append(_render_batch(renderer, [one]))
-                        except GannotateError as e:
-                            skipped += 1
-                            log.debug("pair skipped: %s", e)
-                log.info("pairs: %d / %d (%d skipped)", min(i + _BATCH, len(pairs)), len(pairs), skipped)
+            chunks = [pairs[i:i + _BATCH] for i in range(0, len(pairs), _BATCH)]
+            if n_jobs > 1:
+                from joblib import Parallel, delayed
+
+                results = Parallel(n_jobs=n_jobs, return_as="generator")(delayed(_render_chunk)(renderer.name, c) for c in chunks)
+            else:
+                results = (_render_chunk_with(renderer, c) for c in chunks)
+            for i, (parts, n_skip) in enumerate(results):
+                for cols in parts:
+                    w.append(cols)
+                skipped += n_skip
+                log.info("pairs: %d / %d (%d skipped)", min((i + 1) * _BATCH, len(pairs)), len(pairs), skipped)
             f.attrs.update({
                 "renderer": renderer.name, "config": json.dumps(asdict(cfg)),
                 "n_render_back": int((f["kind"][:] == KIND_RENDER_BACK).sum()),
