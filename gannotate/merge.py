@@ -1,39 +1,64 @@
 """Join the outputs of sharded ``gannotate augment --shard i/n`` runs into one output folder.
 
-Sources are re-indexed in the order the shards are given; each shard's samples keep their order.
-The merged folder has the same layout as one run's: ``dataset.h5``, ``images/``, ``manifest.json``
-(failures of all shards, each once) and ``preview.png`` (a sample of the merged dataset).
+Sources are re-indexed in the order the shards are given; each shard's samples keep their order, so
+merging the shards of one job in shard order gives the same arrays however the shards were run
+(by hand on several machines, or as Ray tasks by :mod:`gannotate.backends.ray_backend`). The
+merged folder has the same layout as one run's: ``dataset.h5`` (with the optional ``masks`` and
+``fit_residual`` when the shards have them), ``images/`` (hard links to the shards' files where the
+file system allows, else copies), ``manifest.json`` (failures of all shards, each once) and
+``preview.png`` (a sample of the merged dataset).
+
+Only finished shards are merged (:func:`gannotate.run.run_status`): a half-done shard would
+silently leave its remaining samples out.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
-from dataclasses import asdict
 from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
 
-from gannotate.augment import AugmentResult, check_writable, versions
+from gannotate.augment import AugmentResult
 from gannotate.errors import DatasetError
 from gannotate.io.folders import Failure
+from gannotate.run.bookkeeping import DATASET_NAME, IDENTITY_KEYS, check_writable, run_status, settings_diff
+from gannotate.run.manifest import read_manifest, write_manifest
 
 __all__ = ["merge_outputs", "MERGE_SAME_ATTRS"]
 
 #: dataset attrs that must agree between shards (else the merged file would mix two experiments)
-MERGE_SAME_ATTRS = ("scheme", "image_size", "n_params", "renderer", "model_sha256", "seed", "plan", "crop_margin")
+MERGE_SAME_ATTRS = IDENTITY_KEYS
 
 
-def merge_outputs(out: Path, shard_dirs: list[Path]) -> AugmentResult:
+def merge_outputs(
+    out: Path,
+    shard_dirs: list[Path],
+    *,
+    command: str | None = None,
+    failures: Iterable[Failure] = (),
+    complete: bool = True,
+    extra: Mapping[str, Any] | None = None,
+) -> AugmentResult:
     """Join ``gannotate augment --shard`` outputs into ``out``: one dataset, folder, manifest, preview.
 
     Sources are re-indexed in the order the shards are given; each shard's samples keep their order.
 
+    Args:
+        out: the merged run folder (its ``dataset.h5`` is replaced).
+        shard_dirs: finished run folders, in shard order.
+        command: recorded as the merged dataset's and manifest's command [default: the merge command].
+        failures: more failures to name in the manifest (e.g. shards that could not be run).
+        complete: False when the caller knows shards are missing (recorded in the manifest).
+        extra: more manifest keys (the Ray backend's per-shard record).
+
     Raises:
-        DatasetError: ``out`` not writable, a shard without ``dataset.h5``, or shards made with
-            different settings (scheme, size, seed, plan, renderer, model).
+        DatasetError: ``out`` not writable, a shard without ``dataset.h5`` or not finished, or
+            shards made with different settings (scheme, size, seed, plan, renderer, model).
     """
-    from gannotate.io.atomic import atomic_write_text
     from gannotate.io.hdf5 import DatasetReader, DatasetWriter
     from gannotate.preview import preview_dataset
 
@@ -43,7 +68,15 @@ def merge_outputs(out: Path, shard_dirs: list[Path]) -> AugmentResult:
         raise DatasetError(out, "cannot merge into one of the shards being merged (it would be overwritten)")
     if len(set(resolved)) != len(resolved):
         raise DatasetError(out, "a shard folder is given twice")
-    readers = [DatasetReader(Path(d) / "dataset.h5") for d in shard_dirs]
+    for d in shard_dirs:
+        status = run_status(d)
+        if status.state == "partial":
+            raise DatasetError(Path(d) / DATASET_NAME, f"cannot merge: the shard is not finished ({status.reason}); "
+                                                      "re-run its `gannotate augment` command to complete it")
+    default_command = "gannotate merge " + " ".join([str(out)] + [str(d) for d in shard_dirs])
+    command = command or default_command
+    readers = [DatasetReader(Path(d) / DATASET_NAME) for d in shard_dirs]
+    all_failures: list[Failure] = list(failures)
     try:
         first = readers[0]
         seen: dict[str, Path] = {}
@@ -53,45 +86,72 @@ def merge_outputs(out: Path, shard_dirs: list[Path]) -> AugmentResult:
                     raise DatasetError(r.path, f"cannot merge: source {key!r} is also in {seen[key]} (overlapping shards)")
                 seen[key] = r.path
         for r in readers[1:]:
-            diff = [k for k in MERGE_SAME_ATTRS if str(r.attrs.get(k)) != str(first.attrs.get(k))]
+            diff = settings_diff(r.attrs, first.attrs, MERGE_SAME_ATTRS)
+            diff += [k for k in MERGE_SAME_ATTRS if (k in r.attrs) != (k in first.attrs)]
             if diff:
-                raise DatasetError(r.path, f"cannot merge: differs from {first.path} in {diff}")
+                raise DatasetError(r.path, f"cannot merge: differs from {first.path} in {sorted(set(diff))}")
         attrs = {k: v for k, v in first.attrs.items() if k not in ("n_samples", "n_sources", "shard", "flip_index")}
         attrs["shard"] = "merged"
+        attrs["command"] = command
         attrs["merged_from"] = json.dumps([str(d) for d in shard_dirs])
-        failures: list[Failure] = []
         with DatasetWriter(
-            out / "dataset.h5", scheme=first.scheme, image_size=int(first.attrs["image_size"]),
+            out / DATASET_NAME, scheme=first.scheme, image_size=int(first.attrs["image_size"]),
             n_params=int(first.attrs["n_params"]), attrs=attrs, resume=False,
         ) as writer:
             for d, r in zip(shard_dirs, readers):
                 remap = np.array([writer.add_source(k) for k in r.sources] or [0], np.int32)
-                for batch in r.iter_batches(256):
-                    writer.append(
-                        batch["images"], batch["landmarks"], batch["params"], batch["pose"],
-                        remap[batch["source_index"]], batch["target_index"],
-                    )
+                for batch in _rows(r, 256):
+                    batch["source_index"] = remap[batch["source_index"]]
+                    writer.append(**batch)
                 if (Path(d) / "images").is_dir():
-                    shutil.copytree(Path(d) / "images", out / "images", dirs_exist_ok=True)
-                man = Path(d) / "manifest.json"
-                if man.is_file():
-                    failures += [Failure(**f) for f in json.loads(man.read_text())["failures"]]
+                    shutil.copytree(Path(d) / "images", out / "images", dirs_exist_ok=True, copy_function=_link_or_copy)
+                man = read_manifest(d)
+                if man is not None:
+                    all_failures += [Failure(**f) for f in man.get("failures", [])]
             n_total, n_sources = writer.n_samples, len(writer.sources)
     finally:
         for r in readers:
             r.close()
-    failures = sorted(set(failures), key=lambda f: f.path)  # discovery failures repeat in every shard
+    all_failures = sorted(set(all_failures), key=lambda f: f.path)  # discovery failures repeat in every shard
     preview = out / "preview.png"
-    preview_dataset(out / "dataset.h5", preview)
-    result = AugmentResult(out, n_sources, n_total, 0, n_total, failures, out / "manifest.json", preview)
-    manifest = {
-        "command": "gannotate merge " + " ".join([str(out)] + [str(d) for d in shard_dirs]),
-        "seed": first.attrs.get("seed"),
-        "model_sha256": first.attrs.get("model_sha256"),
-        "versions": versions(),
-        "merged_from": [str(d) for d in shard_dirs],
-        "counts": {"sources_ok": n_sources, "sources_failed": len(failures), "samples_total": n_total},
-        "failures": [asdict(f) for f in failures],
-    }
-    atomic_write_text(result.manifest, json.dumps(manifest, indent=2) + "\n")
+    if n_total:
+        preview_dataset(out / DATASET_NAME, preview)
+    result = AugmentResult(out, n_sources, n_total, 0, n_total, all_failures, out / "manifest.json",
+                           preview if n_total else None)
+    write_manifest(
+        out, command=command, seed=first.attrs.get("seed"), renderer=first.attrs.get("renderer"),
+        model_sha256=first.attrs.get("model_sha256"), complete=complete,
+        counts={"sources_ok": n_sources, "sources_failed": len(all_failures), "samples_total": n_total},
+        failures=all_failures,
+        outputs={"dataset": DATASET_NAME, "folder": "images/" if (out / "images").is_dir() else None,
+                 "preview": None if result.preview is None else result.preview.name},
+        merged_from=[str(d) for d in shard_dirs],
+        **dict(extra or {}),
+    )
     return result
+
+
+def _rows(r: Any, batch_size: int) -> Iterator[dict[str, np.ndarray]]:
+    """Consecutive batches of a shard as ``DatasetWriter.append`` keywords, optional arrays included."""
+    for a in range(0, len(r), batch_size):
+        b = min(a + batch_size, len(r))
+        batch = {
+            "images": r.images[a:b], "landmarks": r.landmarks[a:b], "params": r.params[a:b], "pose": r.pose[a:b],
+            "source_index": r.source_index[a:b], "target_index": r.target_index[a:b],
+        }
+        if r.masks is not None:
+            batch["masks"] = r.masks[a:b]
+        if r.fit_residual is not None:
+            batch["fit_residual"] = r.fit_residual[a:b]
+        yield batch
+
+
+def _link_or_copy(src: str, dst: str) -> str:
+    """Hard-link ``src`` to ``dst`` (no second copy of every image on disk); copy where links fail."""
+    try:
+        if os.path.lexists(dst):
+            os.unlink(dst)
+        os.link(src, dst)
+        return dst
+    except OSError:
+        return shutil.copy2(src, dst)

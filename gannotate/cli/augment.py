@@ -51,6 +51,12 @@ class _Bar:
         if self.bar is not None:
             self.bar.update(n)
 
+    def note(self, text: str) -> None:
+        """A short status after the bar (the Ray backend: rate and shards running)."""
+        if self.bar is not None:
+            self.bar.item_show_func = lambda _: text
+            self.bar.update(0)
+
     def close(self) -> None:
         if self.bar is not None:
             self.bar.__exit__(None, None, None)
@@ -120,6 +126,8 @@ _generator = click.option(
     help="Generator file for --renderer gan [default: the shipped refiner].",
 )
 _device = click.option("--device", default=None, callback=check_device, help="Torch device for --renderer gan [default: cpu].")
+# augment checks --device itself: with --backend ray the GPUs are on the workers, not here
+_device_unchecked = click.option("--device", default=None, help="Torch device for --renderer gan [default: cpu].")
 _batch = click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
 _quiet = click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 
@@ -141,23 +149,42 @@ _quiet = click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.option("--shard", type=ShardType(), default="0/1", show_default=True, help="Take sources i, i+n, ... (join with `gannotate merge`).")
 @_renderer
 @_generator
-@_device
+@_device_unchecked
 @click.option("--model", "model_path", type=click.Path(exists=True, path_type=Path), default=None, help="Shape model .npz [default: shipped].")
 @click.option("--resume/--no-resume", default=True, show_default=True, help="Skip samples already in OUT/dataset.h5 (--no-resume starts over).")
 @click.option("--annotate", is_flag=True, help="Images without a landmark file: find the face (YuNet) and annotate it with the shipped detector.")
+@click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: this process; ray: one Ray task per shard, merged into OUT (pip install -e \".[ray]\").")
+@click.option("--ray-address", default=None, help="--backend ray: join this cluster (e.g. auto, HOST:6379) [default: start a local one].")
+@click.option("--shards", type=click.IntRange(1), default=None,
+              help="--backend ray: number of shards [default: as an earlier run of OUT, else one per worker].")
 @seed_option
 @_quiet
+@click.pass_context
 @fail_on_gannotate_error
-def augment(input_path, out, n, poses, pose_sampling, pitch, roll, expression, size, margin, batch_size, workers,
-            formats, shard, renderer, generator, device, model_path, resume, annotate, seed, quiet):  # type: ignore[no-untyped-def]
+def augment(ctx, input_path, out, n, poses, pose_sampling, pitch, roll, expression, size, margin, batch_size, workers,
+            formats, shard, renderer, generator, device, model_path, resume, annotate, backend, ray_address, shards,
+            seed, quiet):  # type: ignore[no-untyped-def]
     """Grow a dataset: each input face rendered at N target shapes (poses, expression), landmarks as ground truth.
 
     Writes OUT/dataset.h5, OUT/images/*.png+.pts, OUT/manifest.json and OUT/preview.png. Re-running with the
     same --out completes an interrupted run. Exit status 1 when some inputs failed (see the manifest).
+    With --backend ray the shards run as Ray tasks in OUT/shards/<i>/ and are merged into OUT.
     """
     from gannotate.augment import DEFAULT_MARGIN, AugmentConfig, run_augment
     from gannotate.plan import PlanConfig
 
+    if backend == "local":
+        if ray_address is not None or shards is not None:
+            raise click.UsageError("--ray-address and --shards need --backend ray")
+        check_device(ctx, None, device)  # type: ignore[arg-type]
+    else:
+        from gannotate.backends.ray_backend import INSTALL_HINT, ray_available
+
+        if not ray_available():
+            raise click.UsageError(f"--backend ray needs Ray, which is not installed; install it with: {INSTALL_HINT}")
+        if shard != (0, 1):
+            raise click.UsageError("--shard runs one shard by hand; with --backend ray give --shards N instead")
     out = out or _default_out()
     cfg = AugmentConfig(
         out=out, input=input_path,
@@ -166,7 +193,13 @@ def augment(input_path, out, n, poses, pose_sampling, pitch, roll, expression, s
         formats=_formats(formats), shard=shard, renderer=_spec(renderer, generator, device, batch_size),
         model_path=model_path, resume=resume, annotate=annotate, command=_command_line(),
     )
-    _run_and_report(run_augment, cfg, "augment", quiet)
+    if backend == "ray":
+        from gannotate.backends.ray_backend import RayOptions, run_ray
+
+        options = RayOptions(address=ray_address, shards=shards)
+        _run_and_report(lambda c, progress: run_ray(c, options, progress=progress), cfg, "augment (ray)", quiet)
+    else:
+        _run_and_report(run_augment, cfg, "augment", quiet)
 
 
 @click.command()

