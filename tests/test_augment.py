@@ -19,7 +19,7 @@ from gannotate.augment import AugmentConfig, run_augment
 from gannotate.cli import main
 from gannotate.io.hdf5 import DatasetReader
 from gannotate.plan import PlanConfig
-from gannotate.render import WarpRenderer
+from gannotate.render import RendererSpec, WarpRenderer
 
 FAST = ["--size", "64", "-q"]
 _ARRAYS = ("landmarks", "params", "pose", "source_index", "target_index")
@@ -86,7 +86,7 @@ class TestRunAugment:
                     raise KeyboardInterrupt  # dies mid-run, after two committed batches
                 return super().render_full(*a)
 
-        cfg = dict(input=face_folder, plan=PlanConfig(n=5), size=64, batch_size=4)
+        cfg = dict(input=face_folder, plan=PlanConfig(n=5), size=64, batch_size=4, renderer=RendererSpec("warp"))
         with pytest.raises(KeyboardInterrupt):
             run_augment(AugmentConfig(out=tmp_path / "r", **cfg), renderer=Crashing())
         assert len(DatasetReader(tmp_path / "r" / "dataset.h5")) == 8

@@ -14,8 +14,7 @@ from gannotate.cli.options import EXIT_FAILURES, RangeType, check_device, fail_o
 
 __all__ = ["augment", "merge", "frontalise"]
 
-#: The renderer a plain ``gannotate augment`` uses: the best one this build ships (README table).
-DEFAULT_RENDERER = "warp"
+from gannotate.render.base import DEFAULT_RENDERER  # noqa: E402  (torch-free)
 
 
 class ShardType(click.ParamType):

@@ -8,6 +8,7 @@ lookup) is imported explicitly by whoever needs it.
 """
 
 from gannotate.render.base import (
+    DEFAULT_RENDERER,
     GeometricRenderer,
     Geometry,
     Renderer,
@@ -25,6 +26,7 @@ from gannotate.render import gan as _gan  # noqa: F401  (registers "gan")
 from gannotate.render import profile as _profile  # noqa: F401  (registers "profile")
 
 __all__ = [
+    "DEFAULT_RENDERER",
     "Renderer",
     "GeometricRenderer",
     "Geometry",

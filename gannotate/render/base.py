@@ -43,7 +43,12 @@ __all__ = [
     "list_renderers",
     "renderer_options",
     "spec_from_cli",
+    "DEFAULT_RENDERER",
 ]
+
+#: The renderer a plain ``gannotate augment`` (and ``AugmentConfig()``) uses: the best this build ships,
+#: by fidelity and identity on held-out faces at |yaw| ≥ 30° (README, "Which renderer").
+DEFAULT_RENDERER = "profile"
 
 
 @runtime_checkable
@@ -174,7 +179,7 @@ class RendererSpec:
             are plain data (str, int, float, bool, None) so the spec round-trips through JSON.
     """
 
-    name: str = "warp"
+    name: str = DEFAULT_RENDERER
     options: tuple[tuple[str, Any], ...] = field(default_factory=tuple)
 
     @classmethod

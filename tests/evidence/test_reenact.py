@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from gannotate.render import DEFAULT_RENDERER
 from gannotate.cli import main
 from gannotate.evidence.reenact import ReenactConfig, read_driver, retarget, run_reenact, temporal_jitter
 from gannotate.io.pts import read_pts
@@ -96,7 +97,7 @@ class TestRunReenact:
         p = read_pts(pts_files[0], 68)
         assert p.shape == (68, 2) and (p >= -10).all() and (p < 74).all()  # in the 64² output frame
         doc = json.loads(out.with_suffix(".json").read_text())
-        assert doc["n_frames"] == N and doc["driver_frame_of_output"]["1"] == 1 and doc["renderer"] == "warp"
+        assert doc["n_frames"] == N and doc["driver_frame_of_output"]["1"] == 1 and doc["renderer"] == DEFAULT_RENDERER
         assert np.isfinite(res.jitter["jitter_px"]) and res.jitter["n_steps"] == N - 1
 
     def test_missing_annotation_is_skipped(self, tmp_path, face_file, driver):

@@ -15,7 +15,7 @@ from gannotate.errors import DatasetError
 from gannotate.io.folders import Failure
 from gannotate.merge import MERGE_SAME_ATTRS, merge_outputs
 from gannotate.plan import PlanConfig
-from gannotate.render import WarpRenderer
+from gannotate.render import RendererSpec, WarpRenderer
 from gannotate.run import (
     IDENTITY_KEYS,
     RESUME_KEYS,
@@ -68,7 +68,7 @@ class TestRunStatus:
     def test_new_partial_done(self, tmp_path, face_folder):
         out = tmp_path / "o"
         assert run_status(out).state == "new"
-        cfg = AugmentConfig(out=out, input=face_folder, plan=PlanConfig(n=2), size=64, batch_size=2)
+        cfg = AugmentConfig(out=out, input=face_folder, plan=PlanConfig(n=2), size=64, batch_size=2, renderer=RendererSpec("warp"))
 
         class Crashing(WarpRenderer):
             calls = 0
