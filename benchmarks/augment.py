@@ -1,4 +1,4 @@
-"""Throughput and memory of `gannotate augment` with the warp renderer (a benchmark, not a test).
+"""Throughput and memory of `gannotate augment` with a renderer (default warp; a benchmark, not a test).
 
 Measures, in one run on this machine (shared CPUs are noisy: compare the ratios, not the absolutes):
   * renderer alone: images/s of WarpRenderer at 128² and 256² (crops and targets prepared first),
@@ -69,18 +69,21 @@ def _tps_warp(image: np.ndarray, src: np.ndarray, tgt: np.ndarray) -> np.ndarray
     return cv2.remap(image, m[..., 0], m[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
-def renderer_alone(size: int, n: int, repeats: int = 3) -> dict:
-    from gannotate.render import WarpRenderer
+def renderer_alone(size: int, n: int, repeats: int = 3, name: str = "warp") -> dict:
+    from gannotate.render import make_renderer
 
     imgs, src, tgt = _inputs(size, n)
-    r = WarpRenderer()
-    r.render(imgs[:4], src[:4], tgt[:4])  # warm-up
+    r = make_renderer(name)
+    full = getattr(r, "render_full", r.render)  # what augment calls: pixels + mask for geometric renderers
+    full(imgs[:4], src[:4], tgt[:4])  # warm-up
     warp = 0.0
     for _ in range(repeats):  # best of: the machine is shared
         t0 = time.perf_counter()
         for i in range(0, len(imgs), 32):
-            r.render(imgs[i:i + 32], src[i:i + 32], tgt[i:i + 32])
+            full(imgs[i:i + 32], src[i:i + 32], tgt[i:i + 32])
         warp = max(warp, len(imgs) / (time.perf_counter() - t0))
+    if name != "warp":
+        return {f"{name}_images_per_s": round(warp, 1), "n_images": len(imgs)}
     k = min(len(imgs), 16)
     t0 = time.perf_counter()
     for i in range(k):
@@ -103,7 +106,7 @@ def face_folder(root: Path, copies: int = 1) -> Path:
     return root
 
 
-def end_to_end(size: int, n: int, workers: int, faces: Path, repeats: int = 3) -> dict:
+def end_to_end(size: int, n: int, workers: int, faces: Path, repeats: int = 3, name: str = "warp") -> dict:
     """``run_augment`` on a face folder (h5 only, no preview), best of ``repeats``.
 
     Also times the renderer inside the same run, so ``render_share`` = render time / total time is
@@ -111,22 +114,33 @@ def end_to_end(size: int, n: int, workers: int, faces: Path, repeats: int = 3) -
     """
     from gannotate.augment import AugmentConfig, run_augment
     from gannotate.plan import PlanConfig
-    from gannotate.render import WarpRenderer
+    from gannotate.render import RendererSpec, make_renderer
 
-    class Timed(WarpRenderer):
+    inner = make_renderer(name)
+
+    class Timed:
+        """The renderer, with the seconds spent in it counted (render and render_full alike)."""
+
         seconds = 0.0
 
-        def render(self, *a):  # type: ignore[override]
-            t = time.perf_counter()
-            out = super().render(*a)
-            type(self).seconds += time.perf_counter() - t
-            return out
+        def __getattr__(self, item):
+            attr = getattr(inner, item)
+            if item not in ("render", "render_full"):
+                return attr
+
+            def timed(*a):
+                t = time.perf_counter()
+                out = attr(*a)
+                type(self).seconds += time.perf_counter() - t
+                return out
+
+            return timed
 
     best: dict = {}
     for _ in range(repeats):
         with tempfile.TemporaryDirectory() as tmp:
             cfg = AugmentConfig(out=Path(tmp) / "o", input=faces, plan=PlanConfig(n=n, yaw=(-45, 45)), size=size,
-                                workers=workers, formats=("h5",), preview_sources=0)
+                                workers=workers, formats=("h5",), preview_sources=0, renderer=RendererSpec(name))
             Timed.seconds = 0.0
             t0 = time.perf_counter()
             res = run_augment(cfg, renderer=Timed())
@@ -226,6 +240,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=200, help="targets per face for the throughput runs")
     ap.add_argument("--quick", action="store_true", help="skip the n=2000 memory run")
     ap.add_argument("--backend", choices=["local", "ray"], default="local", help="ray: Ray vs --workers 2 (see above)")
+    ap.add_argument("--renderer", default="warp", help="warp, profile, gan: renderer alone and end to end (+ warp alone for the ratio)")
     args = ap.parse_args()
     cv2.setNumThreads(1)  # one decode/warp thread each: --workers is what we measure
     if args.backend == "ray":
@@ -252,19 +267,25 @@ def main() -> None:
     }
     tmp = tempfile.TemporaryDirectory()
     faces = face_folder(Path(tmp.name) / "faces", copies=1)
+    name = args.renderer
+    result["renderer"] = name
+    key = "warp_images_per_s" if name == "warp" else f"{name}_images_per_s"
     for size in (128, 256):
-        alone = renderer_alone(size, args.n)
+        alone = renderer_alone(size, args.n, name=name)
+        if name != "warp":  # the warp in the same run: the ratio is what survives the noise
+            alone |= renderer_alone(size, args.n)
+            alone[f"{name}_over_warp"] = round(alone[key] / alone["warp_images_per_s"], 3)
         result["renderer_alone"][f"{size}"] = alone
         for workers in (1, 2):
-            e2e = end_to_end(size, args.n, workers, faces)
+            e2e = end_to_end(size, args.n, workers, faces, name=name)
             result["end_to_end"][f"{size}_workers{workers}"] = e2e
-            result["ratio_end_to_end_over_renderer"][f"{size}_workers{workers}"] = round(
-                e2e["images_per_s"] / alone["warp_images_per_s"], 3
-            )
-    for n in (200,) if args.quick else (200, 2000):
-        result["peak_rss"].append(peak_rss(n))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+            result["ratio_end_to_end_over_renderer"][f"{size}_workers{workers}"] = round(e2e["images_per_s"] / alone[key], 3)
+    if name == "warp":
+        for n in (200,) if args.quick else (200, 2000):
+            result["peak_rss"].append(peak_rss(n))
+    out = RESULTS if name == "warp" else RESULTS.with_name(f"augment_{name}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 
 

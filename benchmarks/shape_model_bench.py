@@ -2,6 +2,12 @@
 
     python benchmarks/shape_model_bench.py [--data ../shared/data] [--quick]
 
+"yaw calibration" (issue 13 item 5): mean-shape targets at yaw 0, ±15, ±30, ±45, ±60 read by our
+estimator and two independent ones (a BFM-68 affine-camera fit, the Surrey Face Model fit of
+``shape_model.face3d``), next to what each estimator reads on real AFLW2000-3D faces (odd half) of
+known yaw, and the targets' readings mapped back to the label scale through that curve (table on
+stderr, numbers in the JSON).
+
 Prints one JSON object and writes benchmarks/results/shape_model.json. Accuracy parts need
 ../shared/data (skipped without it); speed runs on the shipped model with one BLAS thread
 (the machine is shared: the load average is recorded next to the timings).
@@ -27,9 +33,13 @@ from shape_model.build import build_model, load_model, model_sha256
 from shape_model.datasets import aflw2000_split, load_test_shapes, load_training_shapes, read_aflw2000
 from shape_model.ibug68 import OUTER_EYE_CORNERS
 from shape_model.plausibility import is_plausible
+from shape_model.params import Params
 from shape_model.pose import estimate_pose
+from shape_model.yaw_check import bfm68_pose, load_bfm68, reading_curve, to_label_scale
 
 RESULTS = Path(__file__).resolve().parent / "results" / "shape_model.json"
+SFM_NPZ = Path(__file__).resolve().parents[1] / "gannotate" / "assets" / "sfm_face3d.npz"
+TARGET_YAWS = (-60.0, -45.0, -30.0, -15.0, 0.0, 15.0, 30.0, 45.0, 60.0)
 BINS = (0, 15, 30, 45, 60)
 
 
@@ -90,6 +100,63 @@ def compare_degrees(data: Path) -> dict:
     return out
 
 
+def _estimators(data: Path) -> dict:
+    """name -> function (N, 68, 2) -> (N,) yaw: ours, the BFM-68 fit, the SFM fit (inner points / all 68)."""
+    bfm = load_bfm68(data / "bfm68_pdm_3ddfa")
+    out = {
+        "ours (weak persp., generic face)": lambda x: estimate_pose(x)[:, 0],
+        "BFM-68 affine fit (pts 17-67)": lambda x: bfm68_pose(x, bfm)[:, 0],
+    }
+    if SFM_NPZ.exists():
+        from shape_model.face3d import FitConfig, fit_face3d, load_face3d
+        from shape_model.pose import rotation_to_euler
+
+        sfm = load_face3d(SFM_NPZ)
+
+        def sfm_yaw(x: np.ndarray, cfg: FitConfig) -> np.ndarray:
+            return rotation_to_euler(np.stack([fit_face3d(sfm, p, cfg).rotation for p in x]))[:, 0]
+
+        out["SFM fit (pts 17-67)"] = lambda x: sfm_yaw(x, FitConfig(jaw_weight=0.0))
+        out["SFM fit (68, jaw marching)"] = lambda x: sfm_yaw(x, FitConfig())
+    return out
+
+
+def yaw_calibration(model, data: Path) -> dict:
+    """Per target yaw, the yaw read by independent estimators, raw and on the AFLW2000-3D label scale."""
+    shapes, label = read_aflw2000(data / "aflw2000_3d_3ddfa")
+    _, odd = aflw2000_split(len(shapes))
+    real, label = shapes[odd], label[odd]
+    angles = np.asarray(TARGET_YAWS)
+    n, z = len(angles), np.zeros(len(angles))
+    targets = np.asarray(
+        model.instances(Params(np.full(n, 100.0), z, z + 200, z + 200, angles, z, np.zeros((n, model.n_expression)))),
+        np.float64,
+    )
+    out: dict = {"target_yaw": [float(a) for a in angles], "estimators": {}}
+    for name, fn in _estimators(data).items():
+        curve = reading_curve(fn(real), label)
+        read = fn(targets)
+        out["estimators"][name] = {
+            "reads_real_faces_labelled_15_30_45_60": [round(float(v), 1) for v in np.interp([15, 30, 45, 60], *curve)],
+            "reads_targets": [round(float(v), 1) for v in read],
+            "targets_on_label_scale": [round(float(v), 1) for v in to_label_scale(read, curve)],
+        }
+    out["note"] = (
+        "real faces: AFLW2000-3D odd half (1000), labels = 3DDFA's fitted yaw; mean-shape targets, pitch 0; "
+        "label scale = the |label| whose real faces this estimator reads, on average, as it reads the target"
+    )
+    lines = ["yaw calibration: target | " + " | ".join(out["estimators"]) + "  (raw reading -> label scale)"]
+    for i, a in enumerate(angles):
+        cells = [
+            f"{e['reads_targets'][i]:6.1f} -> {e['targets_on_label_scale'][i]:6.1f}" for e in out["estimators"].values()
+        ]
+        lines.append(f"{a:6.0f} | " + " | ".join(cells))
+    lines.append("same estimators on real faces labelled 15/30/45/60: " + "; ".join(
+        f"{k}: {v['reads_real_faces_labelled_15_30_45_60']}" for k, v in out["estimators"].items()))
+    print("\n".join(lines), file=sys.stderr)
+    return out
+
+
 def speed(model, n: int = 10_000, repeats: int = 5) -> dict:
     rng = np.random.default_rng(0)
     pts = model.instances(model.sample(rng, n, yaw_range=(-60, 60), pitch_range=(-20, 20), plausible_only=False))
@@ -131,6 +198,7 @@ def main() -> None:
     result["explained_variance"] = model.provenance.get("explained_variance")
     if args.data.is_dir():
         result["shipped"] = accuracy(model, args.data)
+        result["yaw_calibration"] = yaw_calibration(model, args.data)
         if not args.quick:
             result["pose_basis_degree_comparison"] = compare_degrees(args.data)
     else:

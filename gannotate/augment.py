@@ -41,9 +41,11 @@ from gannotate.run.bookkeeping import (
     DATASET_NAME,
     RESUME_KEYS,
     check_same_settings,
+    check_same_sources,
     check_writable,
     load_shape_model,
     plan_identity,
+    source_attrs,
 )
 from gannotate.run.manifest import versions, write_manifest
 from gannotate.run.sources import (
@@ -55,6 +57,7 @@ from gannotate.run.sources import (
     failure_of,
     find_sources,
     load_crop,
+    missing_landmarks_hint,
     sources_digest,
     take_shard,
 )
@@ -144,10 +147,12 @@ class AugmentResult:
     preview: Path | None
 
     def summary(self) -> str:
-        """One line for the terminal."""
+        """One line for the terminal (suggests ``--annotate`` when images had no landmark file)."""
+        hint = missing_landmarks_hint(self.failures)
         return (
             f"{self.n_written} samples written ({self.n_skipped} already done, {self.n_total} in dataset) "
-            f"from {self.n_sources} sources; {len(self.failures)} input(s) failed -> {self.out}"
+            f"from {self.n_sources} sources; {len(self.failures)} input(s) failed"
+            + (f" ({hint})" if hint else "") + f" -> {self.out}"
         )
 
 
@@ -271,16 +276,21 @@ def run_augment(
         AugmentResult with counts and failures.
 
     Raises:
-        DatasetError: ``out`` not writable, or an existing dataset made with other settings.
+        DatasetError: ``out`` not writable, or an existing dataset made with other settings or
+            from other inputs.
+        NoFacesError: ``cfg.input`` holds no face at all (nothing is written).
         GannotateError: the renderer or shape model cannot be set up.
     """
+    from gannotate.io.atomic import remove_stale_temps
     from gannotate.io.hdf5 import DatasetWriter
 
     t0 = time.time()
     progress = progress or _NoProgress()
     out = Path(cfg.out)
-    check_writable(out)  # before any work
     scheme = get_scheme(cfg.scheme)
+    sources, failures = find_sources(cfg.input, scheme.n_points, cfg.annotate)  # NoFacesError: nothing written
+    sources = take_shard(sources, cfg.shard)
+    check_writable(out)  # before any real work
     if model is None:
         model, model_sha = load_shape_model(cfg.model_path)
     else:
@@ -288,8 +298,7 @@ def run_augment(
     if renderer is None:
         renderer = make_renderer(cfg.renderer)
 
-    sources, failures = find_sources(cfg.input, scheme.n_points, cfg.annotate)
-    sources = take_shard(sources, cfg.shard)
+    digest = sources_digest([src.key for src in sources])
     i, n = cfg.shard
     identity = plan_identity(plan=cfg.plan, renderer=renderer.name, model_sha256=model_sha, crop_margin=cfg.margin,
                              scheme=scheme.name, image_size=cfg.size, n_params=model.n_params)
@@ -298,6 +307,7 @@ def run_augment(
         "command": cfg.command,
         "version": __version__,
         "shard": f"{i}/{n}",
+        **source_attrs(cfg.input, digest, len(sources)),
         **getattr(renderer, "dataset_attrs", {}),
     }
     folder = None
@@ -310,6 +320,8 @@ def run_augment(
         out / DATASET_NAME, scheme=scheme.name, image_size=cfg.size, n_params=model.n_params, attrs=attrs, resume=cfg.resume
     ) as writer:
         check_same_settings(writer.path, writer.attrs, attrs, RESUME_KEYS)
+        check_same_sources(writer.path, writer.attrs, attrs)
+        remove_stale_temps(out, out / "images")  # a killed run's; only now: the writer holds OUT's lock
         done = writer.done_pairs()
         n_skipped = len(done)
         progress.start(len(sources) * cfg.plan.n, n_skipped)
@@ -352,7 +364,7 @@ def run_augment(
             "folder": "images/" if "pts" in cfg.formats else None,
             "preview": None if result.preview is None else result.preview.name,
         },
-        sources_digest=sources_digest([src.key for src in sources]),
+        sources_digest=digest,
         elapsed_s=time.time() - t0,
     )
     return result

@@ -5,7 +5,8 @@ Every message says what was expected, what arrived and, where it helps, what to 
 
 Exit codes of the ``gannotate`` command (``gannotate.cli.options`` maps errors to them):
 
-- 0 success; 1 the run finished but some inputs failed (listed in the manifest);
+- 0 success; 1 the run finished but some inputs failed (listed in the manifest), or
+  :class:`NoFacesError`: the input held no usable face at all;
 - 2 usage error (bad option value, refused weights file, ``--device cuda`` without CUDA);
 - 3 a fatal :class:`GannotateError` (bad model, unwritable output, disk full, file in use, ...);
 - 4 :class:`DatasetCorruptError`: stored data no longer matches its checksums (flipped bytes on
@@ -22,6 +23,7 @@ import numpy as np
 __all__ = [
     "GannotateError",
     "InputFileError",
+    "NoFacesError",
     "LandmarkFileError",
     "ImageFileError",
     "SchemeError",
@@ -47,6 +49,19 @@ class InputFileError(GannotateError):
         self.line = line
         where = f"{self.path}:{line}" if line is not None else self.path
         super().__init__(f"{where}: {reason}")
+
+
+class NoFacesError(GannotateError):
+    """An ``--input`` (folder or list file) in which not one face was found: nothing to do.
+
+    Exit code 1 like failed inputs (the input is at fault, not the tool). ``detail`` says what
+    was there instead (images without landmark files, bad lines), in the same line.
+    """
+
+    def __init__(self, path: str | Path, detail: str = ""):
+        self.path = str(path)
+        self.detail = detail
+        super().__init__(f"no faces found in {self.path}" + (f" ({detail})" if detail else ""))
 
 
 class LandmarkFileError(InputFileError):

@@ -25,7 +25,7 @@ import numpy as np
 from gannotate.augment import AugmentResult
 from gannotate.errors import DatasetError
 from gannotate.io.folders import Failure
-from gannotate.run.bookkeeping import DATASET_NAME, IDENTITY_KEYS, check_writable, run_status, settings_diff
+from gannotate.run.bookkeeping import DATASET_NAME, IDENTITY_KEYS, SOURCE_KEYS, check_writable, run_status, settings_diff
 from gannotate.run.manifest import read_manifest, write_manifest
 
 __all__ = ["merge_outputs", "MERGE_SAME_ATTRS"]
@@ -90,7 +90,8 @@ def merge_outputs(
             diff += [k for k in MERGE_SAME_ATTRS if (k in r.attrs) != (k in first.attrs)]
             if diff:
                 raise DatasetError(r.path, f"cannot merge: differs from {first.path} in {sorted(set(diff))}")
-        attrs = {k: v for k, v in first.attrs.items() if k not in ("n_samples", "n_sources", "shard", "flip_index")}
+        skip = ("n_samples", "n_sources", "shard", "flip_index") + SOURCE_KEYS  # the first shard's faces, not all
+        attrs = {k: v for k, v in first.attrs.items() if k not in skip}
         attrs["shard"] = "merged"
         attrs["command"] = command
         attrs["merged_from"] = json.dumps([str(d) for d in shard_dirs])

@@ -9,7 +9,14 @@ from pathlib import Path
 
 import click
 
-from gannotate.cli.options import EXIT_FAILURES, Duration, check_device, fail_on_gannotate_error, seed_option
+from gannotate.cli.options import (
+    EXIT_FAILURES,
+    Duration,
+    check_device,
+    fail_on_gannotate_error,
+    seed_option,
+    unused_seed_option,
+)
 
 __all__ = ["detector", "annotate"]
 
@@ -68,7 +75,7 @@ def train_cmd(sources, out, val, preset, steps, batch_size, width, heatmap_size,
 @_checkpoint
 @_convert
 @_device
-@seed_option
+@unused_seed_option
 @fail_on_gannotate_error
 def predict_cmd(source, out, checkpoint, convert, device, seed):
     """Predict landmarks for annotated faces in SOURCE, cropping on each face's landmark box; write OUT/<key>.pts."""
@@ -88,7 +95,7 @@ def predict_cmd(source, out, checkpoint, convert, device, seed):
 @_device
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--ced", type=click.Path(path_type=Path), default=None, help="Write the CED curve PNG here.")
-@seed_option
+@unused_seed_option
 @fail_on_gannotate_error
 def evaluate_cmd(source, checkpoint, convert, device, as_json, ced, seed):
     """NME (by yaw bin), failure rates and AUC of the detector on annotated faces in SOURCE."""
@@ -108,7 +115,7 @@ def evaluate_cmd(source, checkpoint, convert, device, as_json, ced, seed):
 @click.option("--overwrite", is_flag=True, help="Replace existing .pts files.")
 @click.option("--score-threshold", type=click.FloatRange(0.0, 1.0), default=0.6, show_default=True, help="YuNet confidence.")
 @click.option("--refine", type=click.IntRange(0, 5), default=1, show_default=True, help="Re-crop passes on the predicted landmarks.")
-@seed_option
+@unused_seed_option
 @fail_on_gannotate_error
 def annotate(folder, checkpoint, device, overwrite, score_threshold, refine, seed):
     """Find faces (YuNet) in the photos of FOLDER and write 68-point <stem>.pts next to each image."""

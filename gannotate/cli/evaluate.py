@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from gannotate.cli.options import EXIT_FAILURES, LazyChoice, check_device, fail_on_gannotate_error, seed_option
+from gannotate.cli.options import EXIT_FAILURES, LazyChoice, check_device, fail_on_gannotate_error, unused_seed_option
 
 __all__ = ["evaluate"]
 
@@ -24,7 +24,7 @@ def evaluate() -> None:
 @click.option("--convert", is_flag=True, help="Compare on 66 points when one side has 68 and the other 66.")
 @click.option("--ced", type=click.Path(path_type=Path), default=None, help="Write the CED curve PNG here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-@seed_option
+@unused_seed_option
 @fail_on_gannotate_error
 def nme_cmd(predictions, truth, convert, ced, as_json, seed):
     """Match .pts files of PREDICTIONS and TRUTH by relative stem and report NME statistics."""
@@ -50,7 +50,7 @@ def nme_cmd(predictions, truth, convert, ced, as_json, seed):
 @click.option("--convert", is_flag=True, help="Allow 68 → 66 conversion when schemes differ.")
 @click.option("--device", default="cpu", show_default=True, callback=check_device, help="Torch device.")
 @click.option("--json", "as_json", is_flag=True)
-@seed_option
+@unused_seed_option
 @fail_on_gannotate_error
 def fidelity_cmd(dataset, checkpoint, real, limit, convert, device, as_json, seed):
     """NME of the detector on DATASET's generated images vs its stored targets, beside its NME on real faces."""
@@ -91,7 +91,7 @@ def _yaw_list(value: str) -> tuple[float, ...]:
 @click.option("--limit", type=click.IntRange(1), default=None, help="Score only the first N samples.")
 @click.option("--device", default="cpu", show_default=True, callback=check_device, help="Torch device for SFace.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-@seed_option
+@unused_seed_option
 @fail_on_gannotate_error
 def identity_cmd(dataset, input_path, batch_size, limit, device, as_json, seed):
     """SFace cosine between each sample of DATASET and its source face, by |yaw| bin (same person: cos ≥ 0.363)."""
@@ -122,7 +122,7 @@ def identity_cmd(dataset, input_path, batch_size, limit, device, as_json, seed):
 @click.option("--size", type=click.IntRange(16), default=128, show_default=True, help="Crop side in pixels.")
 @click.option("--no-identity", is_flag=True, help="Skip the SFace identity of each route.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-@seed_option
+@unused_seed_option
 @fail_on_gannotate_error
 def progressive_cmd(renderer, generator, device, input_path, yaws, out, size, no_identity, as_json, seed):
     """Progressive gap, the paper's Fig 5 as a number: mean |R(R(I,s1),s2) − R(I,s2)| (0–255, face region) and identity of each route."""

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from gannotate.cli.options import fail_on_gannotate_error, seed_option
+from gannotate.cli.options import fail_on_gannotate_error, unused_seed_option
 from gannotate.io.exporters import export as export_dataset
 from gannotate.io.exporters import list_exporters
 
@@ -22,14 +22,14 @@ __all__ = ["export"]
 @click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), default=None,
               help="hrnet-csv only: put this share of the source faces (all their samples) in "
                    "face_landmarks_valid.csv and the rest in face_landmarks_train.csv; deterministic.")
-@seed_option
+@unused_seed_option
 @fail_on_gannotate_error
 def export(dataset: Path, fmt: str, out_dir: Path, val_fraction: float | None, seed: int) -> None:
     """Export the samples of DATASET (an HDF5 written by augment) to another format.
 
     Exit code 4 when an image no longer matches its stored checksum (the file is damaged).
     """
-    del seed  # exports are deterministic; accepted like every command
+    del seed  # exports are deterministic; the hidden --seed keeps scripts that pass it working
     if val_fraction is not None and fmt != "hrnet-csv":
         raise click.UsageError(f"--val-fraction applies to --format hrnet-csv, not {fmt}")
     result = export_dataset(dataset, fmt, out_dir, val_fraction=val_fraction)

@@ -7,13 +7,14 @@ Nothing here imports torch at module level: ``gannotate --help`` must stay fast.
 from __future__ import annotations
 
 import functools
+import os
 import re
 import sys
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NoReturn, Sequence
 
 import click
 
-from gannotate.errors import DatasetCorruptError, GannotateError
+from gannotate.errors import DatasetCorruptError, GannotateError, NoFacesError
 from shape_model.errors import ShapeModelError
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "LazyChoice",
     "check_device",
     "seed_option",
+    "unused_seed_option",
     "fail_on_gannotate_error",
     "EXIT_FAILURES",
     "EXIT_USAGE",
@@ -151,23 +153,58 @@ def check_device(ctx: click.Context, param: click.Parameter, value: str | None) 
 
 
 def seed_option(f: Callable) -> Callable:
-    """``--seed``: every command takes one; same seed, same output on CPU."""
+    """``--seed`` of a command that draws at random: same seed, same output on CPU."""
     return click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")(f)
+
+
+def unused_seed_option(f: Callable) -> Callable:
+    """``--seed`` of a deterministic command: hidden from ``--help`` (offering it would suggest the
+    output depends on it) but still accepted, so scripts that pass ``--seed`` to every command work."""
+    return click.option("--seed", type=int, default=0, hidden=True,
+                        help="Ignored: this command draws nothing at random.")(f)
+
+
+def _hdf5_failed_writes() -> int:
+    """gannotate.io.hdf5's count of writes HDF5 refused, without importing h5py when unused."""
+    mod = sys.modules.get("gannotate.io.hdf5")
+    return 0 if mod is None else int(mod.failed_writes())
+
+
+def _exit(message: str, code: int, failed_writes_before: int) -> NoReturn:
+    """Print ``message`` on stderr and exit with ``code``.
+
+    After HDF5 refused a write in this command (disk full), its ids for that file cannot be
+    released and HDF5 can segfault in its own exit handler, turning ``code`` into 139; then the
+    process leaves through ``os._exit`` once stdout and stderr are flushed (the committed samples
+    are already on disk: nothing is lost by skipping the interpreter's clean-up).
+    """
+    click.echo(message, err=True)
+    if _hdf5_failed_writes() > failed_writes_before:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)
+    sys.exit(code)
 
 
 def fail_on_gannotate_error(f: Callable) -> Callable:
     """Turn a GannotateError (or shape_model's ShapeModelError) into one line on stderr and exit
-    code 3 (4 for a :class:`~gannotate.errors.DatasetCorruptError`)."""
+    code 3 (4 for a :class:`~gannotate.errors.DatasetCorruptError`, 1 for a
+    :class:`~gannotate.errors.NoFacesError`), through ``os._exit`` when HDF5 refused a write on
+    the way (see :func:`_exit`)."""
 
     @functools.wraps(f)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        before = _hdf5_failed_writes()
         try:
             return f(*args, **kwargs)
         except DatasetCorruptError as e:
-            click.echo(f"error: {e}", err=True)
-            sys.exit(EXIT_CORRUPT)
+            _exit(f"error: {e}", EXIT_CORRUPT, before)
+        except NoFacesError as e:
+            _exit(f"error: {e}", EXIT_FAILURES, before)
         except (GannotateError, ShapeModelError) as e:
-            click.echo(f"error: {e}", err=True)
-            sys.exit(EXIT_FATAL)
+            _exit(f"error: {e}", EXIT_FATAL, before)
 
     return wrapper

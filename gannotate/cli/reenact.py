@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from gannotate.cli.options import EXIT_FAILURES, LazyChoice, check_device, fail_on_gannotate_error, seed_option
+from gannotate.cli.options import EXIT_FAILURES, LazyChoice, check_device, fail_on_gannotate_error, unused_seed_option
 
 __all__ = ["reenact"]
 
@@ -35,7 +35,7 @@ def _renderer_names() -> list[str]:
 @click.option("--size", type=click.IntRange(16), default=256, show_default=True, help="Output frame side in pixels.")
 @click.option("--fps", type=click.FloatRange(min=0.1), default=None, help="Frame rate [default: the driver's].")
 @click.option("--batch-size", type=click.IntRange(1), default=16, show_default=True, help="Frames per renderer call.")
-@seed_option
+@unused_seed_option
 @fail_on_gannotate_error
 def reenact(face, driver, out, renderer, generator, device, mode, size, fps, batch_size, seed):  # type: ignore[no-untyped-def]
     """Reenact FACE with DRIVER's pose and expression through the shape model; write a video and per-frame .pts.

@@ -8,10 +8,13 @@ from pathlib import Path
 import click
 import numpy as np
 
-from gannotate.cli.options import RangeType, fail_on_gannotate_error, seed_option
+from gannotate.cli.options import RangeType, fail_on_gannotate_error, seed_option, unused_seed_option
 from shape_model.build import DEFAULT_MODEL_PATH, load_model, model_sha256
 
 __all__ = ["shape_model"]
+
+#: ``shape-model build`` writes here unless told otherwise (never over the shipped model by default)
+_BUILD_OUT = Path("outputs") / "shape_model" / DEFAULT_MODEL_PATH.name
 
 _model_option = click.option(
     "--model",
@@ -36,20 +39,29 @@ def shape_model() -> None:
     help="Folder with 300w_afw_helen_spinkoo/, aflw2000_3d_3ddfa/ (see docs/shape_model.md).",
 )
 @click.option(
-    "--out", type=click.Path(dir_okay=False, path_type=Path), default=str(DEFAULT_MODEL_PATH), show_default=True
+    "--out", type=click.Path(dir_okay=False, path_type=Path), default=str(_BUILD_OUT), show_default=True,
+    help="Where the model goes; the shipped model is replaced only with --force.",
 )
+@click.option("--force", is_flag=True, help="Allow --out to be the shipped shape_model/data/pdm_ibug68.npz.")
 @click.option("--degree", type=click.IntRange(1, 3), default=3, show_default=True, help="Yaw/pitch basis degree.")
 @click.option(
     "--variance", type=click.FloatRange(0.0, 1.0, min_open=True), default=0.95, show_default=True,
     help="Residual variance the expression modes must explain.",
 )
 @click.option("--derive-face3d", is_flag=True, help="Also re-derive shape_model/data/mean_face_3d_68.txt first.")
-@seed_option
+@unused_seed_option
 @fail_on_gannotate_error
-def build(data: Path, out: Path, degree: int, variance: float, derive_face3d: bool, seed: int) -> None:
-    """Build a model from the shared 68-point shapes (deterministic; --seed is accepted for uniformity)."""
+def build(data: Path, out: Path, force: bool, degree: int, variance: float, derive_face3d: bool, seed: int) -> None:
+    """Build a model from the shared 68-point shapes (deterministic).
+
+    Writes outputs/shape_model/pdm_ibug68.npz by default; use it with `--model`. Replacing the
+    shipped model (what every command uses by default) takes `--out shape_model/data/pdm_ibug68.npz --force`.
+    """
     from shape_model.shipped import build_default_model, derive_mean_face_3d
 
+    if _is_shipped_model(out) and not force:
+        raise click.UsageError(f"--out {out} is the shipped shape model, which every command uses by default; "
+                               "add --force to replace it, or give another --out")
     if derive_face3d:
         _, k, mae = derive_mean_face_3d(data)
         click.echo(f"generic 3D face: depth x{k:.2f}, AFLW2000 train-half yaw MAE {mae:.2f} deg")
@@ -60,6 +72,14 @@ def build(data: Path, out: Path, degree: int, variance: float, derive_face3d: bo
         f"({100 * prov['explained_variance']:.1f}% of the residual), "
         f"pose degree {model.pose_degree}, {prov['n_training_shapes']} training shapes (x2 mirrored)"
     )
+
+
+def _is_shipped_model(path: Path) -> bool:
+    """Does ``path`` name the shipped model file (through any relative path or link)?"""
+    try:
+        return Path(path).resolve() == DEFAULT_MODEL_PATH.resolve()
+    except OSError:
+        return False
 
 
 @shape_model.command("sample")
@@ -105,7 +125,7 @@ def sample(
 
 @shape_model.command("info")
 @_model_option
-@seed_option
+@unused_seed_option
 @fail_on_gannotate_error
 def info(model_path: Path | None, seed: int) -> None:
     """Print the model's size, provenance and checksum."""

@@ -7,7 +7,15 @@ from pathlib import Path
 
 import click
 
-from gannotate.cli.options import EXIT_FAILURES, Duration, LazyChoice, check_device, fail_on_gannotate_error, seed_option
+from gannotate.cli.options import (
+    EXIT_FAILURES,
+    Duration,
+    LazyChoice,
+    check_device,
+    fail_on_gannotate_error,
+    seed_option,
+    unused_seed_option,
+)
 
 __all__ = ["train", "export_generator"]
 
@@ -104,7 +112,7 @@ def train() -> None:
 @click.option("--store-size", type=click.IntRange(32), default=160, show_default=True,
               help="Side of the stored crops (px); the paper's 128² crop sits inside with context.")
 @click.option("--jpeg-quality", type=click.IntRange(1, 100), default=90, show_default=True)
-@seed_option
+@unused_seed_option
 @fail_on_gannotate_error
 def prepare(out, shared, photos, photos_root, videos, frame_step, max_frames_per_clip, store_size, jpeg_quality, seed):
     """Crop every training face once into a compact JPEG HDF5 cache (what `train run` reads)."""
@@ -229,7 +237,7 @@ def probe(checkpoints, cache_path, batches, as_json, device, seed):
 @click.command("export-generator")
 @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
-@seed_option
+@unused_seed_option
 @fail_on_gannotate_error
 def export_generator(checkpoint, out, seed):
     """Write the generator of a training CHECKPOINT as a shippable generator-only file OUT."""

@@ -12,11 +12,11 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import secrets
 from pathlib import Path
 from typing import Callable, Iterator, TypeVar
 
 from gannotate.errors import DatasetError
+from gannotate.io.atomic import temp_name
 
 try:  # POSIX; on Windows HDF5's own lock (and the OS's sharing rules) is all there is
     import fcntl
@@ -66,7 +66,7 @@ def replace_exclusively(path: str | Path, create: Callable[[Path], T]) -> T:
     path = Path(path)
     existed = path.exists()
     with _locked(path):
-        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        tmp = temp_name(path)
         try:
             made = create(tmp)
             os.replace(tmp, path)

@@ -25,7 +25,8 @@ committed sample is always complete, also when the disk fills up in the middle (
 one-line :class:`~gannotate.errors.DatasetError` saying "disk full"). Before each batch the free
 space is checked (twice the batch's bytes + 4 MiB), so a disk that fills up is refused before HDF5
 meets ENOSPC: HDF5 cannot recover from a failed flush (its ids then fail to close, and HDF5 2.0
-can crash at interpreter exit on them). Reopening with
+can crash at interpreter exit on them: the CLI then leaves through ``os._exit``, see
+:func:`failed_writes`; h5py's tracebacks for those ids go to the debug log). Reopening with
 ``resume=True`` trims the uncommitted rows, rebuilds ``sources`` from its committed entries (a
 string added just before a crash can leave a dangling heap reference behind) and checks the last
 committed batch against its checksums. ``resume=False`` never truncates a file another process has
@@ -37,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -61,12 +63,63 @@ from gannotate.io.hdf5_layout import (
 from gannotate.io.hdf5_reader import DatasetReader, ImageRows
 from gannotate.landmarks import get_scheme
 
-__all__ = ["DatasetWriter", "DatasetReader", "ImageRows", "FORMAT_VERSION", "COORD_ORIGIN"]
+__all__ = ["DatasetWriter", "DatasetReader", "ImageRows", "FORMAT_VERSION", "COORD_ORIGIN", "failed_writes"]
 
 log = logging.getLogger(__name__)
 
 _RESUME_CHECK_MIN_ROWS = 16  # resume re-reads at least this many of the last committed rows
 _SPACE_MARGIN = 4 * 2**20  # HDF5 metadata and chunk-cache slack on top of twice a batch's bytes
+
+# Writes HDF5 itself refused in this process (process state, not run state: after one, HDF5's ids for
+# that file stay broken and the library can crash at interpreter exit; the CLI then exits with
+# os._exit, see gannotate/cli/options.py).
+_failed_writes = 0
+
+
+def failed_writes() -> int:
+    """How many writes HDF5 refused in this process so far (disk full, I/O error).
+
+    Why: after a failed flush HDF5 keeps ids it cannot close, and HDF5 2.0 can segfault in its
+    own atexit handler on them; a caller that must exit with a meaningful code (the CLI) compares
+    this count before and after its work and, when it grew, leaves with ``os._exit``.
+    """
+    return _failed_writes
+
+
+def _is_h5py_dealloc_error(exc: BaseException | None, tb: Any) -> bool:
+    """An error h5py raised while releasing an id (``ObjectID._dealloc``), nothing else."""
+    if not isinstance(exc, (OSError, RuntimeError)):
+        return False
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    code = None if tb is None else tb.tb_frame.f_code
+    return code is not None and code.co_name.endswith("_dealloc") and "h5py" in code.co_filename
+
+
+def _quiet_h5py_dealloc_errors() -> None:
+    """When a write fails, h5py reports every id it then fails to release as a traceback plus
+    "Exception ignored in ObjectID.__dealloc__" on stderr (through ``sys.excepthook`` and
+    ``sys.unraisablehook``), a dozen of them while the write itself is still failing; the
+    DatasetError says what happened, so those go to the debug log instead. Installed once per
+    process by the first write (it must be in place before the failure); every other error passes
+    through unchanged."""
+    if getattr(sys.unraisablehook, "_gannotate_h5py_filter", False):
+        return
+    previous_unraisable, previous_except = sys.unraisablehook, sys.excepthook
+
+    def unraisable_hook(u: Any) -> None:
+        if "ObjectID.__dealloc__" in str(u.object) and isinstance(u.exc_value, (OSError, RuntimeError)):
+            log.debug("h5py could not release an id after a failed write: %s", short_reason(u.exc_value, 200))
+            return
+        previous_unraisable(u)
+
+    def except_hook(kind: type, exc: BaseException, tb: Any) -> None:
+        if _is_h5py_dealloc_error(exc, tb):
+            return
+        previous_except(kind, exc, tb)
+
+    unraisable_hook._gannotate_h5py_filter = True  # type: ignore[attr-defined]
+    sys.unraisablehook, sys.excepthook = unraisable_hook, except_hook
 
 
 def _free_bytes(folder: Path) -> int | None:
@@ -257,11 +310,14 @@ class DatasetWriter:
     @contextlib.contextmanager
     def _io(self, what: str) -> Iterator[None]:
         """Turn an OSError (disk full above all) into one DatasetError line; mark the writer failed."""
+        global _failed_writes
+        _quiet_h5py_dealloc_errors()
         try:
             yield
         except (OSError, RuntimeError) as e:  # h5py raises either for a failed write
             if isinstance(e, RuntimeError) and not (is_disk_full(e) or "write failed" in str(e).lower()):
                 raise
+            _failed_writes += 1
             self._failed = what
             kind = "disk full" if is_disk_full(e) else "write failed (disk full or not writable?)"
             n = getattr(self, "_n", 0)

@@ -13,15 +13,18 @@ from gannotate.run.bookkeeping import (
     IDENTITY_KEYS,
     RESUME_KEYS,
     SHARDS_DIR,
+    SOURCE_KEYS,
     RunStatus,
     ShardPlan,
     check_same_settings,
+    check_same_sources,
     check_writable,
     load_shape_model,
     plan_identity,
     read_shard_plan,
     run_status,
     settings_diff,
+    source_attrs,
     shard_dir,
     write_shard_plan,
 )
@@ -35,6 +38,7 @@ from gannotate.run.sources import (
     failure_of,
     find_sources,
     load_crop,
+    missing_landmarks_hint,
     sources_digest,
     take_shard,
 )
@@ -42,9 +46,10 @@ from gannotate.run.sources import (
 __all__ = [
     # sources
     "Source", "Failure", "find_sources", "take_shard", "sources_digest", "crop_for_augment", "load_crop",
-    "failure_of", "DEFAULT_MARGIN", "MIN_FACE_PX",
+    "failure_of", "missing_landmarks_hint", "DEFAULT_MARGIN", "MIN_FACE_PX",
     # bookkeeping
-    "IDENTITY_KEYS", "RESUME_KEYS", "plan_identity", "settings_diff", "check_same_settings", "check_writable",
+    "IDENTITY_KEYS", "RESUME_KEYS", "plan_identity", "settings_diff", "check_same_settings", "SOURCE_KEYS",
+    "source_attrs", "check_same_sources", "check_writable",
     "load_shape_model", "RunStatus", "run_status", "DATASET_NAME", "SHARDS_DIR", "shard_dir", "ShardPlan",
     "read_shard_plan", "write_shard_plan",
     # manifest

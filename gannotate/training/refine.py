@@ -545,15 +545,23 @@ def train_refiner(
     return RefineResult(run_dir, step, stopped_by, path, last_probe)
 
 
-def export_refiner(checkpoint_path: str | Path, out_path: str | Path, half: bool = True, info: dict[str, Any] | None = None) -> Path:
-    """Write G_ema of a refiner checkpoint as a generator file (fp16 weights by default) with its :class:`GeneratorMeta`."""
+def export_refiner(
+    checkpoint_path: str | Path, out_path: str | Path, half: bool = True, info: dict[str, Any] | None = None, weights: str = "ema"
+) -> Path:
+    """Write G_ema (or the raw G, ``weights="raw"``) of a refiner checkpoint as a generator file with its :class:`GeneratorMeta`.
+
+    Why both: EMA (decay 0.999) averages over ~1,000 steps; a run of a few thousand CPU steps may
+    be better served by its raw weights — the probe decides, and the file records which it is.
+    """
+    if weights not in ("ema", "raw"):
+        raise GannotateError(f"weights must be 'ema' or 'raw', got {weights!r}")
     from gannotate.generator_meta import GeneratorMeta
     from gannotate.models.checkpoint import save_generator
 
     ckpt = load_refine_checkpoint(checkpoint_path)
     cfg = RefineConfig.from_dict(ckpt["config"])
     G = Generator(generator_config(cfg, int(ckpt["n_points"])))
-    G.load_state_dict(ckpt["G_ema"])
+    G.load_state_dict(ckpt["G_ema" if weights == "ema" else "G"])
     if half:
         G = G.half()
     meta = GeneratorMeta(
@@ -563,6 +571,7 @@ def export_refiner(checkpoint_path: str | Path, out_path: str | Path, half: bool
         info={"step": int(ckpt["step"]), "probe": ckpt.get("probe", {}), "training_data": ckpt.get("data"),
               "loss_networks": ckpt.get("loss_networks"), "disabled_losses": ckpt.get("disabled_losses"),
               "train_config": json.dumps(cfg.to_dict()), "weights_dtype": "float16" if half else "float32",
+              "weights": weights,
               **(info or {})},
     )
     return save_generator(out_path, G, meta)
