@@ -83,7 +83,7 @@ class Face3DModel:
 
 @dataclass(frozen=True)
 class FitConfig:
-    """Fitting settings (defaults measured on 300W faces: see benchmarks/profile.py)."""
+    """Fitting settings (defaults measured on 300W faces: see benchmarks/profile_renderer.py)."""
 
     n_shape: int = 30          # identity components used (of 63)
     shape_reg: float = 30.0    # ridge on α (mm² per σ²): keeps unseen depth near the mean

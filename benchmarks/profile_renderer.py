@@ -6,7 +6,7 @@ cached as in augment, where ``prepare`` runs once per face); the 3D source fit i
 pre-correction landmark residual (NME, % of the outer-eye-corner distance) of both target-fit ways
 ("rotate": the source's fit turned by the planned pose change, rotation held; "fit": rotation free too),
 by |yaw change|. Prints JSON and writes benchmarks/results/profile.json. Usage:
-    OMP_NUM_THREADS=1 python benchmarks/profile.py [--repeats 3]
+    OMP_NUM_THREADS=1 python benchmarks/profile_renderer.py [--repeats 3]
 """
 
 from __future__ import annotations
