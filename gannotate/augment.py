@@ -322,6 +322,8 @@ def run_augment(
         check_same_settings(writer.path, writer.attrs, attrs, RESUME_KEYS)
         check_same_sources(writer.path, writer.attrs, attrs)
         remove_stale_temps(out, out / "images")  # a killed run's; only now: the writer holds OUT's lock
+        if folder is not None and not cfg.resume:
+            folder.clear_samples()  # starting over: the old run's files would not match the new dataset
         done = writer.done_pairs()
         n_skipped = len(done)
         progress.start(len(sources) * cfg.plan.n, n_skipped)

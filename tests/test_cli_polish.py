@@ -259,7 +259,7 @@ class TestYawNames:
 # 7. --seed visible only where something is drawn at random
 # ---------------------------------------------------------------------------------------------
 RANDOM = {("augment",), ("preview",), ("shape-model", "sample"), ("detector", "train"), ("train", "run"),
-          ("train", "probe")}
+          ("train", "probe"), ("train", "pairs"), ("train", "refine")}
 
 
 def _commands(group: click.Group, prefix: tuple[str, ...] = ()):
@@ -362,3 +362,20 @@ def test_disk_full_cli_exit_code_not_a_segfault(face_folder, tmp_path):
     assert r.exit_code == 0, r.output
     with DatasetReader(out / "dataset.h5") as rd:
         assert len(rd) == 8
+
+
+def test_no_resume_with_smaller_n_leaves_no_stale_files(tmp_path):
+    """#11.5: --no-resume with a smaller --n used to leave the old run's png/pts beside the new ones."""
+    from click.testing import CliRunner
+
+    from gannotate.cli import main
+
+    out = tmp_path / "o"
+    (out / "images").mkdir(parents=True)
+    (out / "images" / "notes.txt").write_text("mine")  # not a sample: must survive
+    base = ["augment", "--renderer", "warp", "--size", "64", "-q", "--out", str(out)]
+    assert CliRunner().invoke(main, [*base, "--n", "3"]).exit_code == 0
+    assert len(list((out / "images").glob("*.png"))) == 12
+    assert CliRunner().invoke(main, [*base, "--n", "1", "--no-resume"]).exit_code == 0
+    assert len(list((out / "images").glob("*.png"))) == 4 and len(list((out / "images").glob("*.pts"))) == 4
+    assert (out / "images" / "notes.txt").read_text() == "mine"

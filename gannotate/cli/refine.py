@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from gannotate.cli.options import Duration, LazyChoice, check_device, fail_on_gannotate_error, seed_option
+from gannotate.cli.options import Duration, LazyChoice, check_device, fail_on_gannotate_error, seed_option, unused_seed_option
 
 __all__ = ["pairs", "refine", "export_refiner"]
 
@@ -74,8 +74,9 @@ def refine(pairs_path, run_dir, preset, max_steps, time_budget, resume, device, 
 @click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--weights", type=click.Choice(["ema", "raw"]), default="ema", show_default=True)
 @click.option("--fp32", is_flag=True, help="Keep float32 weights (default: float16, half the size).")
+@unused_seed_option
 @fail_on_gannotate_error
-def export_refiner(checkpoint, out, weights, fp32):  # type: ignore[no-untyped-def]
+def export_refiner(checkpoint, out, weights, fp32, seed):  # type: ignore[no-untyped-def]
     """Write a refiner checkpoint's generator as a file for `augment --renderer gan --generator OUT`."""
     from gannotate.training.refine import export_refiner as export
 

@@ -7,6 +7,8 @@ training code. Each file is written atomically, the image before its ``.pts``, s
 
 from __future__ import annotations
 
+import re
+
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -43,6 +45,9 @@ def sample_name(key: str, target: int) -> str:
     for char, code in _ESCAPES:
         flat = flat.replace(char, code)
     return f"{flat}_{int(target):04d}"
+
+
+_SAMPLE_STEM = re.compile(r"_\d{4,}$")  # what sample_name() ends with
 
 
 class FolderWriter:
@@ -92,6 +97,20 @@ class FolderWriter:
         write_pts(base.parent / (base.name + ".pts"), points)
         self.n_written += 1
         return image_path
+
+    def clear_samples(self) -> int:
+        """Remove sample files (``*_NNNN.<ext>`` and their ``.pts``) a previous run left; returns how many.
+
+        Why: a run that starts over (``--no-resume``), perhaps with a smaller ``--n``, must not leave
+        the old run's images beside the new ones — the folder would no longer match dataset.h5.
+        Only files named as samples are touched; anything else a user put there stays.
+        """
+        removed = 0
+        for path in self.images_dir.rglob("*"):
+            if path.is_file() and path.suffix in (self.ext, ".pts") and _SAMPLE_STEM.search(path.stem):
+                path.unlink()
+                removed += 1
+        return removed
 
     def exists(self, name: str) -> bool:
         """True when ``name`` is completely written (its ``.pts`` exists; it is written last)."""

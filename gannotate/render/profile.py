@@ -29,7 +29,6 @@ from typing import Any, ClassVar
 
 import cv2
 import numpy as np
-from scipy.spatial import ConvexHull, Delaunay
 
 from gannotate.errors import GannotateError, check_points
 from gannotate.render.base import Geometry, RenderOutput, check_batch, lookup, register_renderer
@@ -105,6 +104,8 @@ def _piecewise_field(src: np.ndarray, dst: np.ndarray, query: np.ndarray, radius
 
     The field is exact at the K points and zero on a ring ``radius`` × the hull around them (and beyond).
     """
+    from scipy.spatial import Delaunay  # here, not at import: keeps `gannotate --help` fast
+
     centre = src.mean(axis=0)
     hull = src[_hull_indices(src)]
     ring = centre + radius * (hull - centre)
@@ -124,6 +125,8 @@ def _piecewise_field(src: np.ndarray, dst: np.ndarray, query: np.ndarray, radius
 
 
 def _hull_indices(points: np.ndarray) -> np.ndarray:
+    from scipy.spatial import ConvexHull
+
     try:
         return ConvexHull(points).vertices
     except Exception:  # noqa: BLE001 - scipy raises QhullError for degenerate input
@@ -362,6 +365,8 @@ class ProfileRenderer:
         frame = _border_frame(h, w)
         ctrl_s = np.concatenate(parts_s + [frame])
         ctrl_t = np.concatenate(parts_t + [frame])
+        from scipy.spatial import Delaunay
+
         simplices = Delaunay(ctrl_s, qhull_options="QJ").simplices
         mesh = _AnchorMesh(ctrl_s, simplices, len(hull), ctrl_t)
         return warp_maps(s_pts, target, h, w, mesh=mesh)  # type: ignore[arg-type]

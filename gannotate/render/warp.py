@@ -22,7 +22,6 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from scipy.spatial import ConvexHull, Delaunay
 
 from gannotate.render.base import Geometry, RenderOutput, check_batch, lookup, register_renderer
 
@@ -95,6 +94,8 @@ def build_mesh(
         rings: ((radius, follow), ...).
         edge_step: longest hull-edge segment, as a fraction of the face's extent.
     """
+    from scipy.spatial import ConvexHull, Delaunay  # here, not at import: keeps `gannotate --help` fast
+
     src = np.asarray(source_points, np.float64)
     try:
         hull = ConvexHull(src).vertices
