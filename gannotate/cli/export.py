@@ -1,4 +1,4 @@
-"""``gannotate export DATASET.h5 --format pts|ljson|hrnet-csv|coco --out DIR [--val-fraction F]``."""
+"""``gannotate export DATASET.h5 --format pts|ljson|hrnet-csv|coco --out DIR [--val-fraction F]`` (split: hrnet-csv, coco)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def export(dataset: Path, fmt: str, out_dir: Path, val_fraction: float | None, s
     Exit code 4 when an image no longer matches its stored checksum (the file is damaged).
     """
     del seed  # exports are deterministic; the hidden --seed keeps scripts that pass it working
-    if val_fraction is not None and fmt != "hrnet-csv":
-        raise click.UsageError(f"--val-fraction applies to --format hrnet-csv, not {fmt}")
+    if val_fraction is not None and fmt not in ("hrnet-csv", "coco"):
+        raise click.UsageError(f"--val-fraction applies to --format hrnet-csv and coco, not {fmt}")
     result = export_dataset(dataset, fmt, out_dir, val_fraction=val_fraction)
     click.echo(str(result))

@@ -71,6 +71,7 @@ _EXPORTERS: Registry[Exporter] = Registry("export format")
 HRNET_CSV_NAME = "face_landmarks.csv"
 HRNET_SPLIT_NAMES = ("face_landmarks_train.csv", "face_landmarks_valid.csv")
 COCO_JSON_NAME = "annotations.json"
+COCO_SPLIT_NAMES = ("annotations_train.json", "annotations_valid.json")
 
 # OKS σ per keypoint for a face-only COCO file. One value for all points, 0.025, COCO's own σ for
 # the eyes and nose (its most precise body keypoints; COCO 2017 person_keypoints). Why not
@@ -96,7 +97,7 @@ def export(dataset_path: str | Path, fmt: str, out_dir: str | Path, **options: A
     """Export every committed sample of ``dataset_path`` to ``out_dir`` in format ``fmt``.
 
     Args:
-        options: format options (``val_fraction`` for ``hrnet-csv``); ``None`` values are ignored.
+        options: format options (``val_fraction`` for ``hrnet-csv`` and ``coco``); ``None`` values are ignored.
 
     Returns:
         The main output (the folder, or the csv/json file that indexes the images).
@@ -298,9 +299,27 @@ def coco_sigmas(n_points: int) -> list[float]:
 
 
 @register_exporter("coco")
-def _export_coco(reader: DatasetReader, out: Path) -> Path:
-    sch = _scheme_of(reader)
+def _export_coco(reader: DatasetReader, out: Path, val_fraction: float = 0.0) -> Path:
+    """COCO keypoints; with ``val_fraction``, ``annotations_train.json`` + ``annotations_valid.json``
+    split by source face (as the HRNet split), each a complete COCO file over the same images folder."""
     names = _write_images(reader, out)
+    doc = _coco_doc(reader, names)
+    if not val_fraction:
+        return atomic_write_text(out / COCO_JSON_NAME, json.dumps(doc))
+    is_val = split_by_source(reader.sources, reader.source_index, val_fraction)
+    paths = []
+    for json_name, keep in zip(COCO_SPLIT_NAMES, (~is_val, is_val)):
+        ids = {int(i) + 1 for i in np.nonzero(keep)[0]}
+        part = dict(doc, images=[im for im in doc["images"] if im["id"] in ids],
+                    annotations=[a for a in doc["annotations"] if a["image_id"] in ids])
+        paths.append(atomic_write_text(out / json_name, json.dumps(part)))
+    log.info("coco: %d train / %d valid samples", int((~is_val).sum()), int(is_val.sum()))
+    return paths[0]
+
+
+def _coco_doc(reader: DatasetReader, names: list[str]) -> dict[str, Any]:
+    """The COCO keypoints document for every sample (images ids are row + 1)."""
+    sch = _scheme_of(reader)
     pts = reader.landmarks.astype(np.float64)
     k = pts.shape[1]
     lo, hi, centre, scale = _box(pts)  # (N, 2) ×3, (N,); N may be 0
@@ -342,4 +361,4 @@ def _export_coco(reader: DatasetReader, out: Path) -> Path:
             "sigmas": coco_sigmas(k),
         }],
     }
-    return atomic_write_text(out / COCO_JSON_NAME, json.dumps(doc))
+    return doc

@@ -64,6 +64,23 @@ class TestCoco:
             ev.summarize()
         assert ev.stats[0] < 1.0
 
+    def test_val_split_by_source_loads_in_pycocotools(self, tmp_path):
+        from pycocotools.coco import COCO
+
+        from gannotate.io.exporters import COCO_SPLIT_NAMES
+
+        path, _, _ = make_dataset(tmp_path / "d.h5", [f"p{i}/x" for i in range(8)], per_source=3)
+        export(path, "coco", tmp_path / "out", val_fraction=0.25)
+        parts = [json.loads((tmp_path / "out" / n).read_text()) for n in COCO_SPLIT_NAMES]
+        assert [len(p["annotations"]) for p in parts] == [18, 6]  # 2 of 8 sources, 3 samples each
+        sources = [{a["source"] for a in p["annotations"]} for p in parts]
+        assert not sources[0] & sources[1]  # one person never in both
+        for n in COCO_SPLIT_NAMES:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                coco = COCO(str(tmp_path / "out" / n))
+            assert set(coco.getImgIds()) == {a["image_id"] for a in coco.dataset["annotations"]}
+
     def test_empty_dataset_is_a_valid_coco_file(self, tmp_path):
         from pycocotools.coco import COCO
 
@@ -138,7 +155,7 @@ class TestHrnet:
             split_by_source(["a"], np.array([0]), 1.0)
         path, _, _ = make_dataset(tmp_path / "d.h5", ["a/x"])
         with pytest.raises(GannotateError, match="takes no option val_fraction"):
-            export(path, "coco", tmp_path / "o", val_fraction=0.2)
+            export(path, "pts", tmp_path / "o", val_fraction=0.2)
 
     def test_cli_val_fraction(self, tmp_path):
         from click.testing import CliRunner
