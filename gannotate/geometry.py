@@ -22,6 +22,8 @@ from gannotate.landmarks import Scheme, flip_points
 
 __all__ = [
     "Affine",
+    "face_region",
+    "REGION_GROW",
     "similarity",
     "translation",
     "scaling",
@@ -212,3 +214,22 @@ def hflip_transform(width: int) -> Affine:
 def flip(image: np.ndarray, points: np.ndarray, scheme: Scheme | str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Mirror an image and its ``(..., K, 2)`` points (re-ordered so left stays left)."""
     return np.ascontiguousarray(image[:, ::-1]), flip_points(points, image.shape[1], scheme)
+
+
+#: Where face-region metrics look: the landmark box with its side grown by this fraction (about the centre).
+REGION_GROW = 0.10
+
+
+def face_region(points: np.ndarray, shape: tuple[int, int], grow: float = REGION_GROW) -> np.ndarray:
+    """(B, K, 2) points → (B, H, W) bool: pixels whose centres lie in the landmark box grown by ``grow`` of its side.
+
+    One definition for every face-region measure (progressive gap, the refiner's probe), so their
+    numbers are comparable.
+    """
+    pts = np.asarray(points, np.float64)
+    lo, hi = pts.min(-2), pts.max(-2)  # (B, 2)
+    c, half = (lo + hi) / 2.0, (hi - lo) * (1.0 + grow) / 2.0
+    ys, xs = np.arange(shape[0]), np.arange(shape[1])
+    inx = np.abs(xs[None, :] - c[:, None, 0]) <= half[:, None, 0]  # (B, W)
+    iny = np.abs(ys[None, :] - c[:, None, 1]) <= half[:, None, 1]  # (B, H)
+    return iny[:, :, None] & inx[:, None, :]  # (B, H, W)

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from gannotate.errors import GannotateError
+from gannotate.geometry import REGION_GROW, face_region
 from gannotate.evidence.identity import FaceEmbedder, cosine
 from gannotate.render import Renderer, RendererSpec, make_renderer
 from shape_model.errors import ShapeModelError
@@ -52,8 +53,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: The face region is the landmark box of s₂ with its side grown by this fraction (about the centre).
-REGION_GROW = 0.10
 
 
 @dataclass(frozen=True)
@@ -88,17 +87,6 @@ class Routes:
     two: np.ndarray
     gap: np.ndarray
     change: np.ndarray
-
-
-def face_region(points: np.ndarray, shape: tuple[int, int], grow: float = REGION_GROW) -> np.ndarray:
-    """(B, K, 2) points → (B, H, W) bool: pixels whose centres lie in the landmark box grown by ``grow`` of its side."""
-    pts = np.asarray(points, np.float64)
-    lo, hi = pts.min(-2), pts.max(-2)  # (B, 2)
-    c, half = (lo + hi) / 2.0, (hi - lo) * (1.0 + grow) / 2.0
-    ys, xs = np.arange(shape[0]), np.arange(shape[1])
-    inx = np.abs(xs[None, :] - c[:, None, 0]) <= half[:, None, 0]  # (B, W)
-    iny = np.abs(ys[None, :] - c[:, None, 1]) <= half[:, None, 1]  # (B, H)
-    return iny[:, :, None] & inx[:, None, :]  # (B, H, W)
 
 
 def region_mad(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> np.ndarray:

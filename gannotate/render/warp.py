@@ -236,17 +236,8 @@ class WarpRenderer:
         return RenderOutput(lookup(np.asarray(images), geo), np.round(geo.valid * 255).astype(np.uint8))
 
     def render(self, images: np.ndarray, source_points: np.ndarray, target_points: np.ndarray) -> np.ndarray:
-        """Warp a batch: ``images`` (B, H, W, 3) uint8, points (B, K, 2) → (B, H, W, 3) uint8."""
-        imgs, src, tgt = check_batch(images, source_points, target_points)
-        h, w = imgs.shape[1:3]
-        out = np.empty_like(imgs)
-        meshes: dict[bytes, Mesh] = {}  # targets of one face share its triangulation
-        for b in range(len(imgs)):
-            key = src[b].tobytes()
-            if key not in meshes:
-                meshes[key] = build_mesh(src[b], h, w, self.rings)
-            out[b] = warp_one(imgs[b], src[b], tgt[b], self.rings, meshes[key])
-        return out
+        """Warp a batch: ``images`` (B, H, W, 3) uint8, points (B, K, 2) → (B, H, W, 3) uint8 (= lookup of the geometry)."""
+        return self.render_full(images, source_points, target_points).images
 
 
 @register_renderer("warp", options=(), help="2D piecewise-affine warp over the landmarks (no model; exact landmarks)")

@@ -42,6 +42,7 @@ import torch.nn.functional as F
 
 from gannotate import heatmaps
 from gannotate.errors import CheckpointError, GannotateError
+from gannotate.geometry import face_region
 from gannotate.io.atomic import atomic_write_text
 from gannotate.io.images import write_image
 from gannotate.landmarks import get_scheme
@@ -244,17 +245,6 @@ def _autocast(cfg: RefineConfig, device: torch.device) -> Any:
     return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
 
 
-def face_weight(points: torch.Tensor, size: int) -> torch.Tensor:
-    """(B, 1, S, S) 1 inside the landmarks' bounding box grown by 10%, else 0: where the probe measures."""
-    lo, hi = points.min(1).values, points.max(1).values  # (B, 2)
-    pad = 0.1 * (hi - lo)
-    lo, hi = lo - pad, hi + pad
-    r = torch.arange(size, dtype=points.dtype)
-    inx = (r[None] >= lo[:, :1]) & (r[None] <= hi[:, :1])  # (B, S)
-    iny = (r[None] >= lo[:, 1:]) & (r[None] <= hi[:, 1:])
-    return (iny[:, :, None] & inx[:, None, :]).float().unsqueeze(1)
-
-
 class RefineLoss:
     """The refiner's objective; ``step`` runs the D phase then the G phase on one Î."""
 
@@ -356,7 +346,8 @@ class RefineLoss:
 
 @torch.no_grad()
 def probe(G: Generator, batch: dict[str, Any], cfg: RefineConfig, device: torch.device, sface: Any = None) -> dict[str, float]:
-    """Face-region mean |error| (0–255) of refiner, base render and copy against the real target; SFace cosine.
+    """Face-region mean |error| (0–255; ``geometry.face_region``) of refiner, base render and copy against the
+    real target; SFace cosine.
 
     The baseline the refiner must beat is its own input render (``l1_render``): ``ratio_render`` < 1
     is the evidence that it improves on the geometry rather than copying it.
@@ -371,7 +362,7 @@ def probe(G: Generator, batch: dict[str, Any], cfg: RefineConfig, device: torch.
             out.append(G(batch["p"][sl].to(device), h, batch["v"][sl].to(device)).float().cpu())
     G.train()
     fake = torch.cat(out).clamp(-1, 1)
-    wf = face_weight(batch["pts_y"], cfg.image_size)
+    wf = torch.from_numpy(face_region(batch["pts_y"].numpy(), (cfg.image_size, cfg.image_size))).float().unsqueeze(1)
     n = wf.sum() * 3
 
     def l1(a: torch.Tensor) -> float:
@@ -380,10 +371,10 @@ def probe(G: Generator, batch: dict[str, Any], cfg: RefineConfig, device: torch.
     res = {"l1": l1(fake), "l1_render": l1(batch["p"]), "l1_copy": l1(batch["x"])}
     res["ratio_render"] = res["l1"] / max(res["l1_render"], 1e-9)
     if sface is not None:
+        target = F.normalize(sface(batch["y"])["embedding"].float(), dim=1)  # once, for both comparisons
+
         def cos(a: torch.Tensor) -> float:
-            ea = F.normalize(sface(a)["embedding"].float(), dim=1)
-            eb = F.normalize(sface(batch["y"])["embedding"].float(), dim=1)
-            return float((ea * eb).sum(1).mean())
+            return float((F.normalize(sface(a)["embedding"].float(), dim=1) * target).sum(1).mean())
 
         res["id_cos"], res["id_cos_render"] = cos(fake), cos(batch["p"])
     return res
