@@ -16,10 +16,22 @@ generator, is listed as skipped with the reason):
 3. identity: SFace cosine of each sample to its source, by |yaw| bin (``gannotate.evidence.identity``);
 4. progressive gap: ``|R(R(I, s₁), s₂) − R(I, s₂)|`` on the same faces (``gannotate.evidence.progressive``).
 
+5. with ``--payoff-train``/``--payoff-val`` (real annotated faces, no photo in both): the detector
+   payoff (``gannotate.evidence.payoff``) — the detector trained on the real faces only vs real +
+   each renderer's data at every ``--payoff-ranges`` yaw range, ``--payoff-seeds`` seeds, NME by
+   |yaw| as mean ± std, FR@8, AUC@8, CED plots, and per renderer the range where its data helps;
+   ``--payoff-clips`` adds 300-VW-layout clip frames as a second test set. Resumable: generated
+   sets and finished arms under ``OUT/payoff`` are reused.
+
 Writes ``OUT/compare.json`` (every number, the settings and this command) and ``OUT/compare.md``
-(one table), and prints the table. The detector-training arms of issue 13 (real vs real + generated,
-3 seeds) are not part of this recipe. All the work is library code; this file wires it up and
-formats the table.
+(the tables), and prints them. All the work is library code; this file wires it up and formats
+the tables.
+
+The detector payoff used in the README (about 2 hours on 2 cores)::
+
+    python recipes/compare_renderers.py --input outputs/eval/val.txt --n 9 --expression 0.3 \
+        --payoff-train outputs/eval/train.txt --payoff-val outputs/eval/val.txt \
+        --payoff-clips ../shared/data/videos_300vw_style --payoff-jobs 2
 """
 
 from __future__ import annotations
@@ -83,6 +95,7 @@ def compare(args: argparse.Namespace, command: str) -> dict:
     plan = PlanConfig(n=args.n, yaw=_range(args.poses), expression=args.expression, seed=args.seed)
     yaws = tuple(float(y) for y in args.progressive_yaws.split(","))
     results: dict[str, Any] = {}
+    built = []
     for name in names:
         given = {"generator": args.generator, "device": args.device}
         try:
@@ -91,6 +104,9 @@ def compare(args: argparse.Namespace, command: str) -> dict:
         except GannotateError as e:
             results[name] = {"skipped": str(e)}
             print(f"{name}: skipped ({e})", file=sys.stderr)
+            continue
+        built.append(spec)
+        if args.skip_renderer_metrics:
             continue
         print(f"{name}: augment ...", file=sys.stderr)
         t0 = time.perf_counter()
@@ -112,8 +128,31 @@ def compare(args: argparse.Namespace, command: str) -> dict:
                                                  size=args.size), renderer=renderer, embedder=embedder)
         entry["progressive"] = prog.summary
         results[name] = entry
-    return {"command": command, "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-            "renderers": results}
+    doc = {"command": command, "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+           "renderers": results}
+    if args.payoff_train is not None:
+        doc["payoff"] = _payoff(args, built, out)
+    return doc
+
+
+def _payoff(args: argparse.Namespace, specs: list, out: Path) -> dict:
+    """The detector arms: real only vs real + each built renderer's data, per yaw range and seed."""
+    from gannotate.evidence.payoff import PayoffConfig, best_range, run_payoff
+    from gannotate.io.videos import export_frames
+
+    if args.payoff_val is None:
+        raise GannotateError("--payoff-train needs --payoff-val (held-out real faces, no photo shared with training)")
+    tests = {}
+    if args.payoff_clips is not None:
+        tests["clips"] = export_frames(args.payoff_clips, out / "payoff" / "clip_frames", args.payoff_clip_frames)
+    cfg = PayoffConfig(train=args.payoff_train, val=args.payoff_val, out=out / "payoff", renderers=tuple(specs),
+                       ranges=tuple(float(r) for r in args.payoff_ranges.split(",")),
+                       seeds=tuple(range(args.payoff_seeds)), steps=args.payoff_steps, n_per_face=args.payoff_n,
+                       expression=args.expression, jobs=args.payoff_jobs, tests=tests, gen_seed=args.seed)
+    res = run_payoff(cfg)
+    return {"summary": res.summary, "ced": {k: str(v) for k, v in res.ced.items()}, "generated": res.generated,
+            "best_range": {s.name: best_range(res.summary["val"], s.name) for s in specs},
+            "settings": {"ranges": cfg.ranges, "seeds": cfg.seeds, "steps": cfg.steps, "n_per_face": cfg.n_per_face}}
 
 
 def _f(v: Any, fmt: str) -> str:
@@ -164,11 +203,28 @@ def main(argv: Sequence[str] | None = None) -> dict:
     ap.add_argument("--real", type=Path, default=None, help="real annotated faces for the detector's reference NME")
     ap.add_argument("--limit-faces", type=int, default=None, help="use only the first N input faces")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--skip-renderer-metrics", action="store_true",
+                    help="only the detector payoff (skip augment/fidelity/identity/progressive on --input)")
+    ap.add_argument("--payoff-train", type=Path, default=None, help="real training faces: enables the detector payoff")
+    ap.add_argument("--payoff-val", type=Path, default=None, help="real validation faces (no photo shared with training)")
+    ap.add_argument("--payoff-clips", type=Path, default=None, help="300-VW-layout clips: their frames are a second test set")
+    ap.add_argument("--payoff-clip-frames", type=int, default=20, help="frames per clip in that test set")
+    ap.add_argument("--payoff-ranges", default="15,30,60", help="yaw half-ranges of the generated data, one arm each")
+    ap.add_argument("--payoff-seeds", type=int, default=3)
+    ap.add_argument("--payoff-steps", type=int, default=600, help="detector training steps per arm")
+    ap.add_argument("--payoff-n", type=int, default=4, help="generated faces per training face")
+    ap.add_argument("--payoff-jobs", type=int, default=1, help="arms trained at once (one thread each)")
     args = ap.parse_args(argv)
     command = shlex.join(["python", "recipes/compare_renderers.py"] + list(sys.argv[1:] if argv is None else argv))
     doc = compare(args, command)
     table = markdown(doc)
     (args.out / "compare.json").write_text(json.dumps(doc, indent=2, default=float) + "\n")
+    if "payoff" in doc:
+        from gannotate.evidence.payoff import payoff_markdown
+
+        p = doc["payoff"]
+        table += "\n" + "\n".join(payoff_markdown(s, f"detector payoff, test set: {t}") for t, s in p["summary"].items())
+        table += "\n" + "\n".join(f"- {name}: best yaw range {r}" for name, r in p["best_range"].items()) + "\n"
     (args.out / "compare.md").write_text(f"`{command}`\n\n{table}")
     print(table)
     return doc

@@ -54,17 +54,22 @@ def pairs(shared, out, renderer, per_photo, pairs_per_clip, val_fraction, jobs, 
 @click.option("--max-steps", type=click.IntRange(1), default=None)
 @click.option("--time-budget", type=Duration("min"), default=None, help="e.g. 90m, 2h (a bare number is minutes).")
 @click.option("--resume", is_flag=True, help="Continue exactly from <run-dir>/checkpoint.pt.")
+@click.option("--init-from", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Start from another run's checkpoint.pt: its generator and step, a fresh critic.")
+@click.option("--weight", "weights", multiple=True, metavar="NAME=VALUE",
+              help="Override a loss weight (adv, pix, self, triple, tv, identity, perceptual); 0 turns it off.")
 @click.option("--device", default=None, callback=check_device, help="torch device (default: CUDA if available).")
 @seed_option
 @fail_on_gannotate_error
-def refine(pairs_path, run_dir, preset, max_steps, time_budget, resume, device, seed):  # type: ignore[no-untyped-def]
+def refine(pairs_path, run_dir, preset, max_steps, time_budget, resume, init_from, weights, device, seed):  # type: ignore[no-untyped-def]
     """Train the refiner (render + validity + heatmaps → refined face) with the paper's losses."""
     from dataclasses import replace
 
-    from gannotate.training.refine import REFINE_PRESETS, train_refiner
+    from gannotate.training.refine import REFINE_PRESETS, train_refiner, with_weights
 
-    res = train_refiner(replace(REFINE_PRESETS[preset], seed=seed), pairs_path, run_dir, max_steps=max_steps,
-                        time_budget_min=time_budget, resume=resume, device=device)
+    cfg = with_weights(replace(REFINE_PRESETS[preset], seed=seed), weights)
+    res = train_refiner(cfg, pairs_path, run_dir, max_steps=max_steps, time_budget_min=time_budget, resume=resume,
+                        device=device, init_from=init_from)
     click.echo(json.dumps({"step": res.step, "stopped_by": res.stopped_by, "checkpoint": str(res.checkpoint),
                            "probe": res.probe}, indent=2))
 

@@ -23,12 +23,12 @@ from typing import Iterable, Iterator
 import cv2
 import numpy as np
 
-from gannotate.errors import DatasetError, ImageFileError
+from gannotate.errors import DatasetError, ImageFileError, InputFileError
 from gannotate.io.folders import check_inside
 from gannotate.io.images import to_rgb_uint8
 from gannotate.io.pts import read_pts
 
-__all__ = ["Clip", "VIDEO_NAMES", "discover_clips", "iter_frames"]
+__all__ = ["Clip", "VIDEO_NAMES", "discover_clips", "export_frames", "iter_frames"]
 
 log = logging.getLogger(__name__)
 
@@ -143,3 +143,28 @@ def iter_frames(
             yield number, image, points
     finally:
         cap.release()
+
+
+def export_frames(root: str | Path, out: str | Path, per_clip: int, n_points: int | None = 68) -> Path:
+    """Write up to ``per_clip`` annotated frames of every clip under ``root`` as ``out/<clip>_<frame>.png`` + ``.pts``.
+
+    Why: a folder of annotated photos is what every evaluator and trainer here reads, so clip frames
+    become a second test set (other people, continuous head turns) with no new reader. Frames are
+    spread evenly over each clip; a clip that cannot be read is skipped with a warning. Returns ``out``.
+    """
+    from gannotate.io.images import write_image
+    from gannotate.io.pts import write_pts
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for clip in discover_clips(root):
+        numbers = clip.frame_numbers()
+        pick = sorted({numbers[int(i)] for i in np.linspace(0, len(numbers) - 1, min(per_clip, len(numbers)))})
+        try:
+            for number, image, pts in iter_frames(clip, pick, n_points):
+                stem = f"{clip.name}_{number:06d}"
+                write_image(out / f"{stem}.png", image)
+                write_pts(out / f"{stem}.pts", pts)
+        except (DatasetError, InputFileError) as e:
+            log.warning("%s: skipped (%s)", clip.name, e)
+    return out

@@ -81,3 +81,29 @@ def test_bad_pts_raises(video_root):
     clip.pts_path(4).write_text("1 2\n")
     with pytest.raises(LandmarkFileError, match="expected 68 points"):
         list(iter_frames(clip, frames=[4], n_points=68))
+
+
+def test_export_frames_is_an_annotated_folder(video_root, tmp_path):
+    """Clip frames become <clip>_<frame>.png + .pts that the folder reader loads back unchanged."""
+    from gannotate.io.folders import discover, load_face
+    from gannotate.io.videos import export_frames
+
+    out = export_frames(video_root, tmp_path / "frames", per_clip=5)
+    refs = discover(out).faces
+    numbers = sorted(int(r.key.rsplit("_", 1)[1]) for r in refs)
+    assert len(refs) == 5 and numbers[0] == 1 and numbers[-1] == N_FRAMES  # spread over the clip
+    for ref in refs:
+        image, points = load_face(ref)
+        n = int(ref.key.rsplit("_", 1)[1])
+        assert abs(float(image.mean()) - frame_value(n)) < 3
+        np.testing.assert_allclose(points, points_for(n), atol=1e-3)
+
+
+def test_export_frames_skips_a_broken_clip(video_root, tmp_path, caplog):
+    from gannotate.io.videos import export_frames
+
+    clip = discover_clips(video_root)[0]
+    clip.pts_path(N_FRAMES).write_text("1 2\n")  # the last picked frame is unreadable
+    out = export_frames(video_root, tmp_path / "frames", per_clip=5)
+    assert "clip_a: skipped" in caplog.text
+    assert len(list(out.glob("*.pts"))) == 4  # the frames before the bad one are kept

