@@ -9,7 +9,7 @@ import click
 
 from gannotate.cli.options import Duration, LazyChoice, check_device, fail_on_gannotate_error, seed_option, unused_seed_option
 
-__all__ = ["pairs", "refine", "export_refiner"]
+__all__ = ["pairs", "refine", "export_refiner", "probe_refiner"]
 
 
 def _refine_presets() -> list[str]:
@@ -86,3 +86,17 @@ def export_refiner(checkpoint, out, weights, fp32, seed):  # type: ignore[no-unt
     from gannotate.training.refine import export_refiner as export
 
     click.echo(export(checkpoint, out, half=not fp32, weights=weights))
+
+
+@click.command("probe-refiner")
+@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--pairs", "pairs_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
+              help="The pairs file the run trained on (its held-out groups are probed).")
+@click.option("--device", default="cpu", show_default=True, callback=check_device)
+@unused_seed_option
+@fail_on_gannotate_error
+def probe_refiner(checkpoint, pairs_path, device, seed):  # type: ignore[no-untyped-def]
+    """Held-out probe of a refiner run (G and its EMA): face-region L1 vs its base render and SFace identity, as JSON."""
+    from gannotate.training.refine import heldout_probe
+
+    click.echo(json.dumps(heldout_probe(checkpoint, pairs_path, device), indent=2))

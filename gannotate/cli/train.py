@@ -248,10 +248,10 @@ def export_generator(checkpoint, out, seed):
 
 
 def _attach_refiner_commands() -> None:
-    """``train pairs|refine|export-refiner`` live in their own module (the refiner is its own concept)."""
-    from gannotate.cli.refine import export_refiner, pairs, refine
+    """``train pairs|refine|export-refiner|probe-refiner`` live in their own module (the refiner is its own concept)."""
+    from gannotate.cli.refine import export_refiner, pairs, probe_refiner, refine
 
-    for cmd in (pairs, refine, export_refiner):
+    for cmd in (pairs, refine, export_refiner, probe_refiner):
         train.add_command(cmd)
 
 

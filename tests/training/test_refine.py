@@ -233,5 +233,14 @@ def test_cli_train_refine_then_export(pairs_file, tmp_path):
     assert res.exit_code == 0, res.output
     g, meta = load_generator(tmp_path / "g.pt")
     assert meta.kind == "refine" and meta.info["weights"] == "raw" and g.cfg.extra_channels == 1
+    res = CliRunner().invoke(main, ["train", "probe-refiner", str(run / "checkpoint.pt"), "--pairs", str(pairs_file)])
+    assert res.exit_code == 0, res.output
+    probed = json.loads(res.output)
+    assert probed["step"] == 1 and sum(probed["n"].values()) > 0
+    for part in ("G", "G_ema"):
+        for kind, n in probed["n"].items():
+            if n:
+                r = probed[f"{part}/{kind}"]
+                assert r["l1_copy"] > 0 and r["ratio_render"] == pytest.approx(r["l1"] / r["l1_render"]) and -1 <= r["id_cos"] <= 1
     missing = CliRunner().invoke(main, ["train", "refine", "--pairs", str(tmp_path / "none.h5")])
     assert missing.exit_code == 2  # click: the file must exist
