@@ -55,6 +55,10 @@ def _range(text: str) -> tuple[float, float]:
     return float(a), float(b or a)
 
 
+def _ranges(text: str) -> tuple[float, ...]:
+    return tuple(float(r) for r in text.split(","))
+
+
 def _faces_input(input_path: Path | None, limit: int | None, out: Path) -> Path | None:
     """The input as given, or (``--limit-faces``) a list file / folder holding only its first ``limit`` faces."""
     if limit is None:
@@ -146,7 +150,8 @@ def _payoff(args: argparse.Namespace, specs: list, out: Path) -> dict:
     if args.payoff_clips is not None:
         tests["clips"] = export_frames(args.payoff_clips, out / "payoff" / "clip_frames", args.payoff_clip_frames)
     cfg = PayoffConfig(train=args.payoff_train, val=args.payoff_val, out=out / "payoff", renderers=tuple(specs),
-                       ranges=tuple(float(r) for r in args.payoff_ranges.split(",")),
+                       ranges=_ranges(args.payoff_ranges), ranges_for={n: _ranges(r) for n, r in
+                                                                       (x.split("=", 1) for x in args.payoff_ranges_for)},
                        seeds=tuple(range(args.payoff_seeds)), steps=args.payoff_steps, n_per_face=args.payoff_n,
                        expression=args.expression, jobs=args.payoff_jobs, tests=tests, gen_seed=args.seed)
     res = run_payoff(cfg)
@@ -210,6 +215,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     ap.add_argument("--payoff-clips", type=Path, default=None, help="300-VW-layout clips: their frames are a second test set")
     ap.add_argument("--payoff-clip-frames", type=int, default=20, help="frames per clip in that test set")
     ap.add_argument("--payoff-ranges", default="15,30,60", help="yaw half-ranges of the generated data, one arm each")
+    ap.add_argument("--payoff-ranges-for", action="append", default=[], metavar="RENDERER=R1,R2",
+                    help="another set of ranges for one renderer (e.g. gan=60: the slow one at the widest only)")
     ap.add_argument("--payoff-seeds", type=int, default=3)
     ap.add_argument("--payoff-steps", type=int, default=600, help="detector training steps per arm")
     ap.add_argument("--payoff-n", type=int, default=4, help="generated faces per training face")

@@ -11,6 +11,15 @@ Steps (each one a library call):
   4. export G_ema (fp16, ``GeneratorMeta`` kind "refine") to RUN/generator.pt, draw RUN/curves.png,
      and with ``--ship`` copy it to gannotate/assets/generator_refine.pt.
 Run it again to continue the same run exactly (``--preset refine-gpu`` on a CUDA machine).
+
+The shipped file was built in two calls (2,014 steps in all, about 2.5 h on 2 cores): 1,414 steps with
+the first critic (spectral norm, DiffAugment: it turned out blind, see docs/refiner.md), then 600 with
+the fixed critic from that generator; the exported weights are the EMA::
+
+    python recipes/train_default_generator.py --preset refine-v1 --max-steps 1414 --time-budget 0 \
+        --run-dir outputs/refine/refine_profile
+    python recipes/train_default_generator.py --init-from outputs/refine/refine_profile/checkpoint.pt \
+        --max-steps 2014 --time-budget 0 --run-dir outputs/refine/ft_triple --weights ema --ship
 """
 
 from __future__ import annotations
@@ -28,10 +37,10 @@ from gannotate.detector.data import split_by_photo
 from gannotate.render.gan import SHIPPED_GENERATOR
 from gannotate.training.curves import draw_curves, read_stats
 from gannotate.training.pairs import PairConfig, build_pairs, load_clip_frames, load_photo_crops
-from gannotate.training.refine import REFINE_PRESETS, export_refiner, train_refiner
+from gannotate.training.refine import REFINE_PRESETS, export_refiner, heldout_probe, train_refiner
 
 CURVE_KEYS = ("Loss/G/pix", "Loss/G/triple", "Loss/G/self", "Loss/G/perceptual", "Loss/G/adv", "Mask/invalid",
-              "Probe/l1", "Loss/D/real")
+              "Probe/l1", "Loss/D/accuracy")
 CURVE_REFERENCES = {"Loss/G/pix": "Ref/pix_render", "Probe/l1": "Probe/l1_render"}
 
 
@@ -42,7 +51,9 @@ def main() -> None:
     ap.add_argument("--pairs", type=Path, default=None, help="pairs file [default: outputs/refine/pairs_<renderer>.h5]")
     ap.add_argument("--preset", choices=sorted(REFINE_PRESETS), default="refine")
     ap.add_argument("--run-dir", type=Path, default=None)
-    ap.add_argument("--time-budget", type=float, default=90.0, help="minutes of training in this call")
+    ap.add_argument("--time-budget", type=float, default=90.0, help="minutes of training in this call (0: no limit)")
+    ap.add_argument("--init-from", type=Path, default=None, help="start from another run's checkpoint (fresh critic)")
+    ap.add_argument("--weights", choices=("ema", "raw"), default="ema", help="which generator weights to export")
     ap.add_argument("--max-steps", type=int, default=None)
     ap.add_argument("--pairs-per-clip", type=int, default=60)
     ap.add_argument("--per-photo", type=int, default=3)
@@ -63,10 +74,11 @@ def main() -> None:
         clips = load_clip_frames(args.data / "videos_300vw_style", pcfg.frames_per_clip)
         build_pairs(pairs, photos, clips, pcfg, n_jobs=args.jobs)
     cfg = replace(REFINE_PRESETS[args.preset], seed=args.seed)
-    res = train_refiner(cfg, pairs, run_dir, max_steps=args.max_steps, time_budget_min=args.time_budget,
-                        resume=True, device=args.device)
+    res = train_refiner(cfg, pairs, run_dir, max_steps=args.max_steps, time_budget_min=args.time_budget or None,
+                        resume=True, device=args.device, init_from=args.init_from)
     command = " ".join(["python"] + [shlex.quote(a) for a in sys.argv])
-    gen = export_refiner(res.checkpoint, run_dir / "generator.pt", info={"command": command})
+    info = {"command": command, "probe_heldout": heldout_probe(res.checkpoint, pairs, args.device or "cpu")}
+    gen = export_refiner(res.checkpoint, run_dir / "generator.pt", info=info, weights=args.weights)
     stats = read_stats(run_dir / "stats.jsonl")
     draw_curves(stats, [k for k in CURVE_KEYS if k in stats], run_dir / "curves.png", references=CURVE_REFERENCES)
     if args.ship:

@@ -48,6 +48,7 @@ class PayoffConfig:
         out: working folder (generated sets, arms, results); reruns resume from it.
         renderers: renderer specs whose data is tested.
         ranges: yaw half-ranges (degrees) of the generated targets, one arm per renderer and range.
+        ranges_for: renderer name → its own ranges (overrides ``ranges``; e.g. fewer for a slow renderer).
         seeds: detector seeds (network init and batch order), the same for every arm.
         steps, batch_size, width: detector training (``detector.train.TrainConfig`` / ``DetectorConfig``).
         n_per_face: generated targets per training face.
@@ -62,6 +63,7 @@ class PayoffConfig:
     out: Path
     renderers: tuple[RendererSpec, ...]
     ranges: tuple[float, ...] = (60.0,)
+    ranges_for: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
     seeds: tuple[int, ...] = (0, 1, 2)
     steps: int = 600
     batch_size: int = 32
@@ -75,8 +77,12 @@ class PayoffConfig:
     def __post_init__(self) -> None:
         if not self.seeds:
             raise GannotateError("payoff: give at least one seed")
-        if any(r <= 0 for r in self.ranges):
-            raise GannotateError(f"payoff: yaw ranges must be positive, got {self.ranges}")
+        for r in (self.ranges, *self.ranges_for.values()):
+            if not r or any(x <= 0 for x in r):
+                raise GannotateError(f"payoff: yaw ranges must be positive (and at least one), got {r}")
+
+    def ranges_of(self, renderer: str) -> tuple[float, ...]:
+        return tuple(self.ranges_for.get(renderer, self.ranges))
         if self.steps < 1 or self.jobs < 1 or self.n_per_face < 1:
             raise GannotateError("payoff: steps, jobs and n_per_face must be at least 1")
 
@@ -232,7 +238,7 @@ def run_payoff(cfg: PayoffConfig) -> PayoffResult:
     arms: dict[str, list[str]] = {REAL_ARM: [str(cfg.train)]}
     generated: dict[str, dict[str, Any]] = {}
     for spec in cfg.renderers:
-        for r in cfg.ranges:
+        for r in cfg.ranges_of(spec.name):
             name = arm_name(spec.name, r)
             log.info("payoff: generating %s", name)
             generated[name] = _generate(cfg, spec, r)
@@ -272,7 +278,8 @@ def _write(cfg: PayoffConfig, res: PayoffResult) -> None:
 
     doc = {"config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(cfg).items() if k != "renderers"}
            | {"renderers": [{"name": s.name, "options": dict(s.options)} for s in cfg.renderers],
-              "tests": {k: str(v) for k, v in cfg.tests.items()}},
+              "tests": {k: str(v) for k, v in cfg.tests.items()},
+              "ranges_for": {k: list(v) for k, v in cfg.ranges_for.items()}},
            "generated": res.generated, "summary": res.summary, "per_seed": res.per_seed,
            "ced": {k: str(v) for k, v in res.ced.items()}}
     atomic_write_text(cfg.out / "payoff.json", json.dumps(doc, indent=2, default=float) + "\n")

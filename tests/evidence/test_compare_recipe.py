@@ -52,10 +52,10 @@ def test_compare_recipe_detector_payoff(tmp_path, recipe, split_faces):
     doc = recipe.main(["--out", str(out), "--renderers", "warp", "--skip-renderer-metrics",
                        "--payoff-train", str(train), "--payoff-val", str(val),
                        "--payoff-clips", str(tmp_path / "clips"), "--payoff-clip-frames", "3",
-                       "--payoff-ranges", "15,60", "--payoff-seeds", "2", "--payoff-steps", "2", "--payoff-n", "1"])
+                       "--payoff-ranges", "15,60", "--payoff-ranges-for", "warp=60", "--payoff-seeds", "2", "--payoff-steps", "2", "--payoff-n", "1"])
     p = doc["payoff"]
     assert set(p["summary"]) == {"val", "clips"}
-    assert set(p["summary"]["val"]) == {"real", "warp±15", "warp±60"}
+    assert set(p["summary"]["val"]) == {"real", "warp±60"}  # --payoff-ranges-for overrides the ranges of warp
     assert p["summary"]["clips"]["real"]["nme"]["n"] == 2
     assert p["best_range"]["warp"].startswith("±")
     assert len(list((out / "payoff" / "clip_frames").glob("*.pts"))) == 3

@@ -35,6 +35,10 @@ def test_config_is_checked(tmp_path):
         PayoffConfig(tmp_path, tmp_path, tmp_path, (RendererSpec("warp"),), seeds=())
     with pytest.raises(GannotateError, match="positive"):
         PayoffConfig(tmp_path, tmp_path, tmp_path, (RendererSpec("warp"),), ranges=(0.0,))
+    with pytest.raises(GannotateError, match="positive"):
+        PayoffConfig(tmp_path, tmp_path, tmp_path, (RendererSpec("warp"),), ranges_for={"warp": ()})
+    cfg = PayoffConfig(tmp_path, tmp_path, tmp_path, (RendererSpec("warp"),), ranges=(15.0, 60.0), ranges_for={"gan": (60.0,)})
+    assert cfg.ranges_of("warp") == (15.0, 60.0) and cfg.ranges_of("gan") == (60.0,)
 
 
 def test_run_payoff_end_to_end_and_resume(split_faces, tmp_path):
