@@ -153,7 +153,8 @@ def _payoff(args: argparse.Namespace, specs: list, out: Path) -> dict:
                        ranges=_ranges(args.payoff_ranges), ranges_for={n: _ranges(r) for n, r in
                                                                        (x.split("=", 1) for x in args.payoff_ranges_for)},
                        seeds=tuple(range(args.payoff_seeds)), steps=args.payoff_steps, n_per_face=args.payoff_n,
-                       expression=args.expression, jobs=args.payoff_jobs, tests=tests, gen_seed=args.seed)
+                       expression=args.expression, jobs=args.payoff_jobs, tests=tests, gen_seed=args.seed,
+                       train_missing=not args.payoff_no_train)
     res = run_payoff(cfg)
     return {"summary": res.summary, "ced": {k: str(v) for k, v in res.ced.items()}, "generated": res.generated,
             "best_range": {s.name: best_range(res.summary["val"], s.name) for s in specs},
@@ -221,10 +222,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
     ap.add_argument("--payoff-steps", type=int, default=600, help="detector training steps per arm")
     ap.add_argument("--payoff-n", type=int, default=4, help="generated faces per training face")
     ap.add_argument("--payoff-jobs", type=int, default=1, help="arms trained at once (one thread each)")
+    ap.add_argument("--payoff-no-train", action="store_true",
+                    help="score only the arm × seed runs already complete under OUT/payoff (a partial experiment)")
     args = ap.parse_args(argv)
     command = shlex.join(["python", "recipes/compare_renderers.py"] + list(sys.argv[1:] if argv is None else argv))
     doc = compare(args, command)
-    table = markdown(doc)
+    table = markdown(doc) if any("skipped" in r or "fidelity" in r for r in doc["renderers"].values()) else ""
     (args.out / "compare.json").write_text(json.dumps(doc, indent=2, default=float) + "\n")
     if "payoff" in doc:
         from gannotate.evidence.payoff import payoff_markdown

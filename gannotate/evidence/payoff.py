@@ -56,6 +56,8 @@ class PayoffConfig:
         jobs: arms trained at once (processes of one torch thread each).
         tests: further test sets, name → folder / list file of annotated faces.
         gen_seed: ``augment``'s seed (targets), the same for every renderer.
+        train_missing: train the arm × seed runs not yet complete; False scores only the complete
+            ones (a partial experiment: each arm's row says how many seeds it holds).
     """
 
     train: Path
@@ -73,6 +75,7 @@ class PayoffConfig:
     jobs: int = 1
     tests: Mapping[str, Path] = field(default_factory=dict)
     gen_seed: int = 0
+    train_missing: bool = True
 
     def __post_init__(self) -> None:
         if not self.seeds:
@@ -203,7 +206,7 @@ def _cell(c: Mapping[str, Any], fmt: str = ".2f") -> str:
 
 def payoff_markdown(summary: Mapping[str, Mapping[str, Any]], title: str = "") -> str:
     """One row per arm: mean ± std over seeds for each metric, the NME change against ``real`` and its verdict."""
-    head = ["arm", "seeds", "NME %", "|yaw| 0-15", "15-30", "30-45", "45+", "FR@8 %", "AUC@8", "Δ NME vs real"]
+    head = ["arm", "seeds", "NME %", "\\|yaw\\| 0-15", "15-30", "30-45", "45+", "FR@8 %", "AUC@8", "Δ NME vs real"]
     lines = ([f"**{title}**", ""] if title else []) + ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for arm, row in summary.items():
         cells = [arm, str(row["nme"]["n"])] + [_cell(row[m]) for m in METRICS[:5]] + [_cell(row["failure_8"], ".1f"),
@@ -250,9 +253,11 @@ def run_payoff(cfg: PayoffConfig) -> PayoffResult:
     # Seed-major order: an experiment stopped early has every arm at the same number of seeds.
     todo = [(arm, s) for s in cfg.seeds for arm in arms if not _complete(run_dir(arm, s) / "checkpoint.pt", cfg.steps)]
     log.info("payoff: %d arm × seed runs to train (%d complete)", len(todo), len(arms) * len(cfg.seeds) - len(todo))
-    Parallel(n_jobs=cfg.jobs, backend="loky" if cfg.jobs > 1 else "sequential")(
-        delayed(_train_arm)(arms[a], str(run_dir(a, s)), s, cfg.steps, cfg.batch_size, cfg.width, str(cfg.val))
-        for a, s in todo)
+    if cfg.train_missing:
+        Parallel(n_jobs=cfg.jobs, backend="loky" if cfg.jobs > 1 else "sequential")(
+            delayed(_train_arm)(arms[a], str(run_dir(a, s)), s, cfg.steps, cfg.batch_size, cfg.width, str(cfg.val))
+            for a, s in todo)
+    done = {(a, s) for a in arms for s in cfg.seeds if (a, s) not in todo or cfg.train_missing}
 
     tests = {"val": cfg.val, **dict(cfg.tests)}
     summary, per_seed_all, ceds = {}, {}, {}
@@ -260,10 +265,12 @@ def run_payoff(cfg: PayoffConfig) -> PayoffResult:
         per_seed: dict[str, dict[int, dict]] = {}
         pooled: dict[str, list[np.ndarray]] = {}
         for arm in arms:
-            for s in cfg.seeds:
+            for s in (s for s in cfg.seeds if (arm, s) in done):
                 rep = evaluate_detector(run_dir(arm, s) / "checkpoint.pt", truth)
                 per_seed.setdefault(arm, {})[s] = rep.summary
                 pooled.setdefault(arm, []).append(rep.nme)
+        if REAL_ARM not in per_seed:
+            raise GannotateError("payoff: no complete run of the real-only arm to compare against")
         summary[test] = summarise_arms(per_seed)
         per_seed_all[test] = {a: {str(k): v for k, v in d.items()} for a, d in per_seed.items()}
         # Equal faces per seed: the pooled CED is the mean of the seeds' CEDs.

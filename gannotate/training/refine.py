@@ -98,7 +98,7 @@ class RefineConfig:
     ema_decay: float = 0.999
     clip_share: float = 0.3  # share of clip pairs per batch (the rest render-and-back)
     mirror: bool = True
-    diffaug: bool = False  # DiffAugment slowed the critic ~5x (58 % vs 86 % after 100 steps); measured
+    diffaug: bool = False  # with DiffAugment the critic learned far slower (63 % vs 84 % after 100 steps; recipes/critic_check.py)
     consistency_every: int = 2  # self/triple on every k-th step (CPU budget knob)
     heatmap_sigma: float = heatmaps.DEFAULT_SIGMA
     identity_net: str = "sface"

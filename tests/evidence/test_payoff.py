@@ -27,7 +27,7 @@ def test_summary_mean_std_and_verdicts():
     assert s["profile±15"]["nme_by_yaw/45+"]["n"] == 0  # absent metric: no values, no verdict
     assert best_range(s, "profile") == "±15 (helps, -3.00)" and best_range(s, "gan") == "–"
     md = payoff_markdown(s)
-    assert "| real | 3 | 6.00 ± 1.00 |" in md and "+2.00 (hurts)" in md and "profile\\|" not in md
+    assert "| real | 3 | 6.00 ± 1.00 |" in md and "+2.00 (hurts)" in md and "| \\|yaw\\| 0-15 |" in md
 
 
 def test_config_is_checked(tmp_path):
@@ -61,6 +61,11 @@ def test_run_payoff_end_to_end_and_resume(split_faces, tmp_path):
     again = run_payoff(cfg)  # complete arms are not retrained
     assert [c.stat().st_mtime_ns for c in ckpts] == stamps
     assert again.summary["val"][arm]["nme"]["mean"] == pytest.approx(res.summary["val"][arm]["nme"]["mean"])
+    # A partial experiment is scored as it stands: a seed with no run is left out, not trained.
+    from dataclasses import replace
+
+    partial = run_payoff(replace(cfg, seeds=(0, 1, 5), train_missing=False))
+    assert partial.summary["val"][arm]["nme"]["n"] == 2 and not (tmp_path / "p" / "arms" / "real" / "seed5").exists()
     # A different seed trains a different network (the seed reaches the detector).
     per_seed = res.per_seed["val"]["real"]
     assert per_seed["0"]["nme"] != per_seed["1"]["nme"]
