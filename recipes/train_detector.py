@@ -34,7 +34,7 @@ import torch
 
 from gannotate.annotate import Annotator, FaceFinder, calibrate_box_map
 from gannotate.detector.data import AugmentConfig, canvas_size, load_training_faces, split_by_photo, write_list_file
-from gannotate.detector.model import DetectorConfig, load_checkpoint, save_checkpoint
+from gannotate.detector.model import DetectorConfig, load_checkpoint, save_checkpoint, training_complete
 from gannotate.detector.train import TrainConfig, train
 from gannotate.evaluate import compare_checkpoints
 from gannotate.io.folders import discover, load_face
@@ -43,13 +43,6 @@ from gannotate.landmarks import nme
 log = logging.getLogger("train_detector")
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "300w_afw_helen_spinkoo"
-
-
-def _complete(ckpt: Path, steps: int) -> bool:
-    if not ckpt.is_file():
-        return False
-    _, meta = load_checkpoint(ckpt)
-    return int(meta.get("steps_done", 0)) >= steps or bool(meta.get("time_budget_hit"))
 
 
 def _generate(train_list: Path, out: Path, poses: str, n: int, seed: int) -> Path | None:
@@ -119,7 +112,7 @@ def main(data, out, arms, steps, batch_size, width, time_budget, val_fraction, g
             continue
         run_dir = out / arm.replace("+", "_")
         ckpt = run_dir / "checkpoint.pt"
-        if _complete(ckpt, steps):
+        if training_complete(ckpt, steps):
             log.info("%s: already trained (%s)", arm, ckpt)
             continue
         faces, failures = load_training_faces(sources, "ibug68", canvas)

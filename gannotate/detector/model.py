@@ -205,3 +205,15 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
     except (TypeError, ValueError, RuntimeError, KeyError) as e:
         raise CheckpointError(path, f"weights do not match the stored config: {e}") from e
     return net.to(device).eval(), dict(payload["meta"])
+
+
+def training_complete(path: str | Path, steps: int) -> bool:
+    """Whether ``path`` holds a finished run of ``steps`` steps (or one its time budget stopped), so a
+    rerun may skip it; a missing or unreadable checkpoint is not finished."""
+    if not Path(path).is_file():
+        return False
+    try:
+        _, meta = load_checkpoint(path)
+    except CheckpointError:
+        return False
+    return int(meta.get("steps_done", 0)) >= steps or bool(meta.get("time_budget_hit"))

@@ -83,11 +83,11 @@ class PayoffConfig:
         for r in (self.ranges, *self.ranges_for.values()):
             if not r or any(x <= 0 for x in r):
                 raise GannotateError(f"payoff: yaw ranges must be positive (and at least one), got {r}")
+        if self.steps < 1 or self.jobs < 1 or self.n_per_face < 1:
+            raise GannotateError("payoff: steps, jobs and n_per_face must be at least 1")
 
     def ranges_of(self, renderer: str) -> tuple[float, ...]:
         return tuple(self.ranges_for.get(renderer, self.ranges))
-        if self.steps < 1 or self.jobs < 1 or self.n_per_face < 1:
-            raise GannotateError("payoff: steps, jobs and n_per_face must be at least 1")
 
 
 def arm_name(renderer: str, yaw_range: float) -> str:
@@ -121,18 +121,6 @@ def _generate(cfg: PayoffConfig, spec: RendererSpec, yaw_range: float) -> dict[s
     res = run_augment(AugmentConfig(out=out, input=cfg.train, plan=plan, renderer=spec, formats=("h5",),
                                     command=f"payoff: {arm_name(spec.name, yaw_range)}"))
     return {"dataset": str(out / "dataset.h5"), "samples": res.n_total, "failed_sources": len(res.failures)}
-
-
-def _complete(ckpt: Path, steps: int) -> bool:
-    if not ckpt.is_file():
-        return False
-    from gannotate.detector.model import load_checkpoint
-
-    try:
-        _, meta = load_checkpoint(ckpt)
-    except GannotateError:
-        return False
-    return int(meta.get("steps_done", 0)) >= steps
 
 
 def _train_arm(sources: Sequence[str], run_dir: str, seed: int, steps: int, batch_size: int, width: int,
@@ -250,8 +238,10 @@ def run_payoff(cfg: PayoffConfig) -> PayoffResult:
     def run_dir(arm: str, seed: int) -> Path:
         return cfg.out / "arms" / arm.replace("±", "_pm") / f"seed{seed}"
 
+    from gannotate.detector.model import training_complete
+
     # Seed-major order: an experiment stopped early has every arm at the same number of seeds.
-    todo = [(arm, s) for s in cfg.seeds for arm in arms if not _complete(run_dir(arm, s) / "checkpoint.pt", cfg.steps)]
+    todo = [(arm, s) for s in cfg.seeds for arm in arms if not training_complete(run_dir(arm, s) / "checkpoint.pt", cfg.steps)]
     log.info("payoff: %d arm × seed runs to train (%d complete)", len(todo), len(arms) * len(cfg.seeds) - len(todo))
     if cfg.train_missing:
         Parallel(n_jobs=cfg.jobs, backend="loky" if cfg.jobs > 1 else "sequential")(

@@ -37,6 +37,8 @@ def test_config_is_checked(tmp_path):
         PayoffConfig(tmp_path, tmp_path, tmp_path, (RendererSpec("warp"),), ranges=(0.0,))
     with pytest.raises(GannotateError, match="positive"):
         PayoffConfig(tmp_path, tmp_path, tmp_path, (RendererSpec("warp"),), ranges_for={"warp": ()})
+    with pytest.raises(GannotateError, match="at least 1"):
+        PayoffConfig(tmp_path, tmp_path, tmp_path, (RendererSpec("warp"),), steps=0)
     cfg = PayoffConfig(tmp_path, tmp_path, tmp_path, (RendererSpec("warp"),), ranges=(15.0, 60.0), ranges_for={"gan": (60.0,)})
     assert cfg.ranges_of("warp") == (15.0, 60.0) and cfg.ranges_of("gan") == (60.0,)
 
