@@ -136,6 +136,9 @@ def end_to_end(size: int, n: int, workers: int, faces: Path, repeats: int = 3, n
 
             return timed
 
+    # with workers > 1 a CPU renderer renders in worker processes, which a wrapped renderer would turn off:
+    # those runs get no render_share
+    in_processes = workers > 1 and getattr(inner, "process_parallel", False)
     best: dict = {}
     for _ in range(repeats):
         with tempfile.TemporaryDirectory() as tmp:
@@ -143,12 +146,13 @@ def end_to_end(size: int, n: int, workers: int, faces: Path, repeats: int = 3, n
                                 workers=workers, formats=("h5",), preview_sources=0, renderer=RendererSpec(name))
             Timed.seconds = 0.0
             t0 = time.perf_counter()
-            res = run_augment(cfg, renderer=Timed())
+            res = run_augment(cfg) if in_processes else run_augment(cfg, renderer=Timed())
             dt = time.perf_counter() - t0
         ips = res.n_written / dt
         if ips > best.get("images_per_s", 0):
             best = {"images_per_s": round(ips, 1), "n_images": res.n_written, "seconds": round(dt, 2),
-                    "render_share": round(Timed.seconds / dt, 3)}
+                    "render_share": None if in_processes else round(Timed.seconds / dt, 3),
+                    "render_processes": workers if in_processes else 0}
     return best
 
 

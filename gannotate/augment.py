@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Protocol
@@ -48,6 +49,7 @@ from gannotate.run.bookkeeping import (
     source_attrs,
 )
 from gannotate.run.manifest import versions, write_manifest
+from gannotate.run.render_pool import BatchOutput, RenderPool, render_batch
 from gannotate.run.sources import (
     DEFAULT_MARGIN,
     MIN_FACE_PX,
@@ -97,7 +99,7 @@ class AugmentConfig:
     size: int = 128                             # crop side in pixels
     margin: float = DEFAULT_MARGIN              # crop margin, fraction of the landmark box side
     batch_size: int = 32                        # targets rendered per renderer call
-    workers: int = 1                            # threads decoding/cropping/planning ahead of the renderer
+    workers: int = 1                            # threads preparing faces; a CPU renderer also renders in this many processes
     formats: tuple[str, ...] = ("h5", "pts")    # "h5" always written (resume needs it); "pts" adds a folder
     shard: tuple[int, int] = (0, 1)             # (i, n): this run takes sources i, i+n, i+2n, ...
     renderer: RendererSpec = field(default_factory=RendererSpec)  # which renderer, with its options
@@ -213,11 +215,16 @@ def _prepared(sources: list[Source], model: Any, cfg: AugmentConfig, renderer: R
 
 
 class _Sink:
-    """Buffers (face, target) pairs, renders them in batches and commits each batch to every output."""
+    """Buffers (face, target) pairs, renders them in batches and commits each batch to every output.
 
-    def __init__(self, writer: Any, folder: Any, renderer: Renderer, batch_size: int, progress: Progress):
+    With a :class:`~gannotate.run.render_pool.RenderPool` the batches render in worker processes and are
+    committed in submission order, so the outputs equal a serial run's.
+    """
+
+    def __init__(self, writer: Any, folder: Any, renderer: Renderer, batch_size: int, progress: Progress,
+                 pool: RenderPool | None = None):
         self.writer, self.folder, self.renderer = writer, folder, renderer
-        self.batch_size, self.progress = batch_size, progress
+        self.batch_size, self.progress, self.pool = batch_size, progress, pool
         self.pending: list[tuple[PreparedFace, int, int]] = []  # (face, source index, target index)
         self.written = 0
 
@@ -234,25 +241,31 @@ class _Sink:
         images = np.stack([f.crop for f, _, _ in batch])  # (B, S, S, 3)
         src = np.stack([f.points for f, _, _ in batch])  # (B, K, 2)
         tgt = np.stack([f.plan.points[t] for f, _, t in batch])  # (B, K, 2)
-        extra: dict[str, np.ndarray] = {}
-        if hasattr(self.renderer, "render_full"):  # geometric: keep the validity mask and model residual
-            full = self.renderer.render_full(images, src, tgt)
-            out, extra["masks"] = full.images, full.valid
-            if full.residual is not None:
-                extra["fit_residual"] = np.asarray(full.residual, np.float32)
-        else:
-            out = self.renderer.render(images, src, tgt)
+        if self.pool is None:
+            self._commit(batch, tgt, render_batch(self.renderer, images, src, tgt))
+            return
+        for (done, done_tgt), out in self.pool.submit((batch, tgt), images, src, tgt):
+            self._commit(done, done_tgt, out)
+
+    def finish(self) -> None:
+        """Render what is buffered and commit every batch still in flight."""
+        self.flush()
+        if self.pool is not None:
+            for (done, done_tgt), out in self.pool.drain():
+                self._commit(done, done_tgt, out)
+
+    def _commit(self, batch: list[tuple[PreparedFace, int, int]], tgt: np.ndarray, out: BatchOutput) -> None:
         if self.folder is not None:  # files first: a committed row always has its files
-            for img, pts, (f, _, t) in zip(out, tgt, batch):
+            for img, pts, (f, _, t) in zip(out.images, tgt, batch):
                 self.folder.write(sample_name(f.source.key, t), img, pts)
         self.writer.append(
-            images=out,
+            images=out.images,
             landmarks=tgt,
             params=np.stack([f.plan.params[t] for f, _, t in batch]),
             pose=np.stack([f.plan.pose[t] for f, _, t in batch]),
             source_index=np.array([s for _, s, _ in batch], np.int32),
             target_index=np.array([t for _, _, t in batch], np.int32),
-            **extra,
+            **out.extra,
         )
         self.written += len(batch)
         self.progress.advance(len(batch))
@@ -286,6 +299,8 @@ def run_augment(
 
     t0 = time.time()
     progress = progress or _NoProgress()
+    if (warning := cfg.plan.yaw_warning()) is not None:
+        log.warning("%s", warning)
     out = Path(cfg.out)
     scheme = get_scheme(cfg.scheme)
     sources, failures = find_sources(cfg.input, scheme.n_points, cfg.annotate)  # NoFacesError: nothing written
@@ -295,8 +310,11 @@ def run_augment(
         model, model_sha = load_shape_model(cfg.model_path)
     else:
         model_sha = "custom"
+    # a CPU renderer built from the spec renders in cfg.workers processes (threads would not overlap it)
+    in_processes = renderer is None and cfg.workers > 1
     if renderer is None:
         renderer = make_renderer(cfg.renderer)
+    in_processes = in_processes and getattr(renderer, "process_parallel", False)
 
     digest = sources_digest([src.key for src in sources])
     i, n = cfg.shard
@@ -316,7 +334,9 @@ def run_augment(
 
         folder = FolderWriter(out)
     n_skipped = 0
-    with DatasetWriter(
+    # the pool forks its workers first: before the dataset (and its lock) is open and before any loader thread
+    pool = RenderPool(cfg.renderer, cfg.workers) if in_processes else None
+    with pool if pool is not None else nullcontext(), DatasetWriter(
         out / DATASET_NAME, scheme=scheme.name, image_size=cfg.size, n_params=model.n_params, attrs=attrs, resume=cfg.resume
     ) as writer:
         check_same_settings(writer.path, writer.attrs, attrs, RESUME_KEYS)
@@ -327,7 +347,7 @@ def run_augment(
         done = writer.done_pairs()
         n_skipped = len(done)
         progress.start(len(sources) * cfg.plan.n, n_skipped)
-        sink = _Sink(writer, folder, renderer, cfg.batch_size, progress)
+        sink = _Sink(writer, folder, renderer, cfg.batch_size, progress, pool)
         row_of = {k: r for r, k in enumerate(writer.sources)}
         complete = {r for r in row_of.values() if all((r, t) in done for t in range(cfg.plan.n))}
         pending = [src for src in sources if row_of.get(src.key) not in complete]  # resume: skip finished faces
@@ -344,7 +364,7 @@ def run_augment(
             s = writer.add_source(item.source.key)
             todo = [t for t in range(len(item.plan)) if (s, t) not in done]
             sink.add(item, s, todo)
-        sink.flush()
+        sink.finish()
         n_total = int(writer.n_samples)
     preview = _write_preview(out, sources, cfg, scheme, crops) if n_total else None
     result = AugmentResult(out, n_ok, sink.written, n_skipped, n_total, failures, out / "manifest.json", preview)

@@ -33,6 +33,13 @@ DEFAULT_EXPRESSION_SCALE = 0.5
 _TRUNCATION = 2.5  # expression noise is clipped here (std units), as PointDistributionModel.sample does
 
 
+#: |yaw| up to which the shape model's targets are 3D-consistent faces. Beyond it the cubic pose basis runs out
+#: of training faces and the far-side jaw bulges past the nose: the profile renderer's 3D fit to the targets
+#: leaves a median 4.4 / 5.5 / 7.3% NME at 0–15 / 15–30 / 30–45°, but 10.2% at 45–52.5° and 16.5% at 52.5–60°
+#: (``fit_residual`` of 1,640 profile targets at ±60°, README "Which yaw range").
+RELIABLE_YAW = 45.0
+
+
 @dataclass(frozen=True)
 class PlanConfig:
     """How targets are chosen (the CLI's --n, --poses, --pose-sampling, --pitch, --roll, --expression)."""
@@ -56,6 +63,14 @@ class PlanConfig:
                 raise GannotateError(f"plan: {name} range {r[0]}:{r[1]} has start > end")
         if self.expression is not None and self.expression < 0:
             raise GannotateError(f"plan: expression scale must be >= 0, got {self.expression}")
+
+    def yaw_warning(self) -> str | None:
+        """A line for the user when the yaw range leaves :data:`RELIABLE_YAW` (None when it does not)."""
+        worst = max(abs(self.yaw[0]), abs(self.yaw[1]))
+        if worst <= RELIABLE_YAW:
+            return None
+        return (f"yaw up to {worst:g}°: beyond ±{RELIABLE_YAW:g}° the shape model extrapolates and its targets' far-side"
+                " jaw is not a real face's (README, 'Which yaw range'); those samples teach implausible shapes")
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from gannotate.render import RendererSpec, list_renderers, make_renderer
 FAST = ["--size", "64", "-q"]
 
 
-def _tiny_refiner(path: Path) -> Path:
+def _tiny_refiner(path: Path, seed: int = 0) -> Path:
     """An untrained refiner over the warp (identity-initialised), saved as a generator file."""
     import torch
 
@@ -26,7 +26,7 @@ def _tiny_refiner(path: Path) -> Path:
     from gannotate.models.checkpoint import save_generator
     from gannotate.models.generator import Generator, GeneratorConfig
 
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     g = Generator(GeneratorConfig(n_points=68, width=4, n_res=1, image_size=32, extra_channels=1, colour_mode="residual"))
     meta = GeneratorMeta(scheme="ibug68", image_size=32, kind="refine", base_renderer="warp", crop_margin_rel=0.25)
     return save_generator(path, g, meta)
@@ -123,3 +123,54 @@ def test_a_degenerate_face_fails_by_name_and_the_run_goes_on(tmp_path, face_fold
     res = run_augment(AugmentConfig(out=tmp_path / "o", input=face_folder, plan=PlanConfig(n=2), size=64, renderer=spec))
     assert [Path(f.path).stem for f in res.failures] == ["flat"] and res.failures[0].reason
     assert res.n_sources == 4 and res.n_total == 8
+
+
+def test_workers_render_in_processes_and_match_one_worker(tmp_path, face_folder, spec):
+    """``--workers 2``: a CPU renderer renders batches in 2 processes; the dataset equals the 1-worker one."""
+    cfg = dict(input=face_folder, plan=PlanConfig(n=5, yaw=(-40, 40), seed=2), size=64, batch_size=3, renderer=spec)
+    one = run_augment(AugmentConfig(out=tmp_path / "one", workers=1, **cfg))
+    two = run_augment(AugmentConfig(out=tmp_path / "two", workers=2, **cfg))
+    assert one.n_total == two.n_total == 20
+    _same(tmp_path / "one", tmp_path / "two")
+
+
+def test_a_dead_render_worker_is_one_clear_error_and_the_run_resumes(tmp_path, face_folder, monkeypatch):
+    """A worker killed mid-run (e.g. by the OOM killer) stops the run with one line; a rerun finishes it."""
+    import os
+
+    from gannotate.errors import GannotateError
+    from gannotate.run import render_pool
+
+    cfg = dict(input=face_folder, plan=PlanConfig(n=6, seed=1), size=64, batch_size=2, workers=2, renderer=RendererSpec("warp"))
+    real = render_pool._render_in_worker
+    calls = {"n": 0}
+
+    def dying(*a):  # runs in the worker: the 2nd batch a worker takes kills it
+        calls["n"] += 1
+        if calls["n"] >= 2:
+            os._exit(9)
+        return real(*a)
+
+    dying.__module__, dying.__qualname__ = real.__module__, real.__qualname__  # pickled by name, as the original
+    monkeypatch.setattr(render_pool, "_render_in_worker", dying)
+    with pytest.raises(GannotateError, match="render worker died"):
+        run_augment(AugmentConfig(out=tmp_path / "r", **cfg))
+    monkeypatch.setattr(render_pool, "_render_in_worker", real)
+    res = run_augment(AugmentConfig(out=tmp_path / "r", **cfg))
+    assert res.n_total == 24 and not res.failures
+    run_augment(AugmentConfig(out=tmp_path / "u", **{**cfg, "workers": 1}))
+    _same(tmp_path / "r", tmp_path / "u")
+
+
+def test_resuming_a_gan_dataset_with_other_weights_is_refused(tmp_path, face_folder):
+    """The generator's weights are part of a dataset's identity: no silent mix of two generators' samples."""
+    from gannotate.errors import DatasetError
+
+    g1, g2 = _tiny_refiner(tmp_path / "g1.pt", seed=1), _tiny_refiner(tmp_path / "g2.pt", seed=2)
+    cfg = dict(input=face_folder, plan=PlanConfig(n=1), size=64)
+    run_augment(AugmentConfig(out=tmp_path / "o", renderer=RendererSpec.of("gan", generator=g1), **cfg))
+    with DatasetReader(tmp_path / "o" / "dataset.h5") as r:
+        assert len(str(r.attrs["generator_sha256"])) == 64
+    run_augment(AugmentConfig(out=tmp_path / "o", renderer=RendererSpec.of("gan", generator=g1), **cfg))  # same: fine
+    with pytest.raises(DatasetError, match="generator_sha256"):
+        run_augment(AugmentConfig(out=tmp_path / "o", renderer=RendererSpec.of("gan", generator=g2), **cfg))

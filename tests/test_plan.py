@@ -101,3 +101,20 @@ class TestPlanConfig:
     def test_rejects(self, kwargs):
         with pytest.raises(GannotateError):
             PlanConfig(**kwargs)
+
+
+def test_a_yaw_range_beyond_the_reliable_one_is_named_once(face_folder, tmp_path, caplog):
+    """Beyond ±45° the shape model extrapolates: the run says so (and still runs); within it, nothing."""
+    import logging
+
+    from gannotate.augment import AugmentConfig, run_augment
+    from gannotate.plan import RELIABLE_YAW
+    from gannotate.render import RendererSpec
+
+    assert PlanConfig(yaw=(-RELIABLE_YAW, RELIABLE_YAW)).yaw_warning() is None
+    assert "60°" in PlanConfig(yaw=(-10.0, 60.0)).yaw_warning()
+    with caplog.at_level(logging.WARNING, logger="gannotate"):
+        res = run_augment(AugmentConfig(out=tmp_path / "o", input=face_folder, plan=PlanConfig(n=1, yaw=(-60.0, 60.0)),
+                                        size=32, formats=("h5",), renderer=RendererSpec("warp")))
+    assert res.n_total == 4
+    assert sum("extrapolates" in r.getMessage() for r in caplog.records) == 1

@@ -218,7 +218,7 @@ _quiet = click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @_size
 @_margin
 @_batch
-@click.option("--workers", type=click.IntRange(1), default=1, show_default=True, help="Threads decoding and planning ahead of the renderer.")
+@click.option("--workers", type=click.IntRange(1), default=1, show_default=True, help="Threads decoding and planning ahead of the renderer; a CPU renderer (warp, profile) also renders in this many processes.")
 @click.option("--format", "formats", default="h5,pts", show_default=True, help="Outputs: h5 (always) and/or pts (a 300W folder).")
 @click.option("--shard", type=ShardType(), default="0/1", show_default=True, help="Take sources i, i+n, ... (join with `gannotate merge`).")
 @_renderer

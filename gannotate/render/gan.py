@@ -32,6 +32,7 @@ from gannotate.geometry import Affine, landmark_box, legacy_crop_transform, squa
 from gannotate.landmarks import get_scheme, to_scheme
 from gannotate.generator_meta import GeneratorMeta
 from gannotate.render.base import check_batch, register_renderer
+from shape_model.build import model_sha256
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +117,8 @@ class GANRenderer:
         self._heatmap_kwargs = {"mode": self.meta.heatmap_mode, "sigma": float(self.meta.heatmap_sigma)}
         self._feather = self._feather_mask(self.image_size)
         self.base = None
+        # the weights are part of what a dataset is: resuming or merging with other weights is refused
+        self.dataset_attrs: dict[str, str] = {"generator_sha256": model_sha256(self.checkpoint)}
         if self.meta.kind == "refine":
             from gannotate.render.base import make_renderer
 
@@ -124,7 +127,7 @@ class GANRenderer:
                 raise CheckpointError(self.checkpoint, f"base renderer {self.meta.base_renderer!r} is not geometric")
             # a refiner reports its base render's validity and residual, so datasets keep them
             self.render_full = self._render_full  # type: ignore[method-assign]
-            self.dataset_attrs = dict(getattr(self.base, "dataset_attrs", {}))
+            self.dataset_attrs.update(getattr(self.base, "dataset_attrs", {}))
         on_cuda = str(device).startswith("cuda")
         self.bf16 = precision == "bf16" or (precision == "auto" and (on_cuda or cpu_has_bf16()))
         if not on_cuda:

@@ -19,6 +19,7 @@ turns towards the camera cover the part that turns away.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import cv2
 import numpy as np
@@ -214,6 +215,7 @@ class WarpRenderer:
 
     rings: tuple[tuple[float, float], ...] = DEFAULT_RINGS
     name: str = "warp"
+    process_parallel: ClassVar[bool] = True  # numpy on the CPU: augment --workers N renders in N processes
 
     def geometry(self, images: np.ndarray, source_points: np.ndarray, target_points: np.ndarray) -> Geometry:
         """One layer per sample: the warp's sampling grid (weight 1) and its validity (see :func:`warp_maps`)."""

