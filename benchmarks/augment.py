@@ -156,14 +156,16 @@ def end_to_end(size: int, n: int, workers: int, faces: Path, repeats: int = 3, n
     return best
 
 
-def peak_rss(n: int, size: int = 128) -> dict:
-    """Peak RSS (MiB) of a fresh process running the whole job with n targets per face."""
+def peak_rss(n: int, size: int = 128, name: str = "warp") -> dict:
+    """Peak RSS (MiB) of a fresh process running the whole job with n targets per face (renderer ``name``)."""
     code = (
         "import sys, resource, tempfile, pathlib\n"
         "from gannotate.augment import AugmentConfig, run_augment\n"
         "from gannotate.plan import PlanConfig\n"
+        "from gannotate.render import RendererSpec\n"
         "with tempfile.TemporaryDirectory() as t:\n"
-        f"    r = run_augment(AugmentConfig(out=pathlib.Path(t), plan=PlanConfig(n={n}), size={size}, formats=('h5',)))\n"
+        f"    r = run_augment(AugmentConfig(out=pathlib.Path(t), plan=PlanConfig(n={n}), size={size}, formats=('h5',),"
+        f" renderer=RendererSpec({name!r})))\n"
         "print(r.n_written, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
     )
     t0 = time.perf_counter()
@@ -284,9 +286,8 @@ def main() -> None:
             e2e = end_to_end(size, args.n, workers, faces, name=name)
             result["end_to_end"][f"{size}_workers{workers}"] = e2e
             result["ratio_end_to_end_over_renderer"][f"{size}_workers{workers}"] = round(e2e["images_per_s"] / alone[key], 3)
-    if name == "warp":
-        for n in (200,) if args.quick else (200, 2000):
-            result["peak_rss"].append(peak_rss(n))
+    for n in (200,) if args.quick else (200, 2000):
+        result["peak_rss"].append(peak_rss(n, name=name))
     out = RESULTS if name == "warp" else RESULTS.with_name(f"augment_{name}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")

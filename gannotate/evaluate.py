@@ -276,7 +276,9 @@ def markdown_table(summaries: Mapping[str, dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-_COLOURS = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189))  # RGB
+# RGB, the ten "tab10" colours: a payoff plot has ten arms, and a repeated colour made two of them one
+_COLOURS = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
+            (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207))
 
 
 def draw_ced(curves: Mapping[str, np.ndarray], path: str | Path, limit: float = 10.0, size: tuple[int, int] = (640, 420)) -> Path:

@@ -134,6 +134,16 @@ def test_workers_render_in_processes_and_match_one_worker(tmp_path, face_folder,
     _same(tmp_path / "one", tmp_path / "two")
 
 
+def test_render_workers_leave_the_parents_thread_settings_alone(tmp_path, face_folder):
+    """The workers fork with BLAS and OpenCV at one thread; the parent gets its own settings back."""
+    from threadpoolctl import threadpool_info
+
+    before = (cv2.getNumThreads(), [p["num_threads"] for p in threadpool_info()])
+    run_augment(AugmentConfig(out=tmp_path / "o", input=face_folder, plan=PlanConfig(n=2), size=32, workers=2,
+                              renderer=RendererSpec("warp")))
+    assert (cv2.getNumThreads(), [p["num_threads"] for p in threadpool_info()]) == before
+
+
 def test_a_dead_render_worker_is_one_clear_error_and_the_run_resumes(tmp_path, face_folder, monkeypatch):
     """A worker killed mid-run (e.g. by the OOM killer) stops the run with one line; a rerun finishes it."""
     import os
