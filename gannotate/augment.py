@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -206,7 +207,9 @@ def _prepared(sources: list[Source], model: Any, cfg: AugmentConfig, renderer: R
     from joblib import Parallel, delayed
 
     par = Parallel(n_jobs=cfg.workers, prefer="threads", return_as="generator", pre_dispatch="2*n_jobs")
-    yield from par(delayed(prepare_face)(s, model, cfg, renderer) for s in sources)
+    with warnings.catch_warnings():  # a run stopped early (Ctrl-C, an error) drops prepared faces on purpose
+        warnings.filterwarnings("ignore", message=".*have been successfully executed", category=UserWarning)
+        yield from par(delayed(prepare_face)(s, model, cfg, renderer) for s in sources)
 
 
 # --------------------------------------------------------------------------------------------

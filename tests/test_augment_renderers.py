@@ -172,6 +172,32 @@ def test_a_dead_render_worker_is_one_clear_error_and_the_run_resumes(tmp_path, f
     _same(tmp_path / "r", tmp_path / "u")
 
 
+def test_ctrl_c_with_render_workers_stops_them_and_the_run_resumes(tmp_path, face_folder):
+    """Ctrl-C in the parent: the workers are stopped (none left behind), committed batches stay, a rerun completes."""
+    import multiprocessing
+
+    class Interrupting:
+        commits = 0
+
+        def start(self, total: int, done: int) -> None: ...
+
+        def advance(self, n: int) -> None:
+            type(self).commits += 1
+            if type(self).commits == 2:
+                raise KeyboardInterrupt
+
+    cfg = dict(input=face_folder, plan=PlanConfig(n=8, seed=4), size=48, batch_size=2, workers=2, renderer=RendererSpec("profile"))
+    with pytest.raises(KeyboardInterrupt):
+        run_augment(AugmentConfig(out=tmp_path / "r", **cfg), progress=Interrupting())
+    assert multiprocessing.active_children() == []
+    with DatasetReader(tmp_path / "r" / "dataset.h5") as r:
+        assert 0 < len(r) < 32
+    res = run_augment(AugmentConfig(out=tmp_path / "r", **cfg))
+    assert res.n_total == 32 and res.n_skipped > 0
+    run_augment(AugmentConfig(out=tmp_path / "u", **{**cfg, "workers": 1}))
+    _same(tmp_path / "r", tmp_path / "u")
+
+
 def test_resuming_a_gan_dataset_with_other_weights_is_refused(tmp_path, face_folder):
     """The generator's weights are part of a dataset's identity: no silent mix of two generators' samples."""
     from gannotate.errors import DatasetError

@@ -63,6 +63,9 @@ class _Worker:
 
 
 def _init_worker(spec: RendererSpec) -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the pool, once
     _Worker.renderer = make_renderer(spec)
 
 
@@ -141,12 +144,19 @@ class RenderPool(Generic[T]):
     def _died(self) -> GannotateError:
         return GannotateError(f"a {self.spec.name} render worker died (out of memory?); rerun the same command to resume")
 
-    def close(self) -> None:
-        """Stop the workers; batches not yet handed back are dropped (never committed)."""
+    def close(self, abort: bool = False) -> None:
+        """Stop the workers; batches not yet handed back are dropped (never committed).
+
+        ``abort`` (an error or Ctrl-C in the parent): terminate the workers rather than let them finish
+        the batches already queued to them, so the run stops at once (they would be dropped anyway).
+        """
+        if abort:
+            for proc in list((getattr(self._pool, "_processes", None) or {}).values()):  # no public API before 3.14
+                proc.terminate()
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     def __enter__(self) -> "RenderPool[T]":
         return self
 
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        self.close(abort=exc_type is not None)
