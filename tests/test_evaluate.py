@@ -140,3 +140,20 @@ class TestFidelity:
         assert "ratio generated / real" in r.output
         r = CliRunner().invoke(main, ["evaluate", "fidelity", str(dataset("ibug66"))])
         assert r.exit_code == 3 and "expected ibug68" in r.output
+
+
+def test_several_detectors_on_one_set_equal_each_alone(tmp_path, face_folder):
+    """evaluate_detectors reads the photos once; each report is the single-detector one."""
+    import torch
+
+    from gannotate.detector.model import DetectorConfig, LandmarkNet, save_checkpoint
+
+    torch.manual_seed(0)
+    tiny = save_checkpoint(tmp_path / "tiny.pt", LandmarkNet(DetectorConfig(width=8, blocks=1)).eval(),
+                           {"scheme": "ibug68", "margin": 0.1})
+    both = ev.evaluate_detectors({"shipped": None, "tiny": tiny}, face_folder)
+    for name, ckpt in (("shipped", None), ("tiny", tiny)):
+        alone = ev.evaluate_detector(ckpt, face_folder)
+        assert both[name].keys == alone.keys
+        np.testing.assert_allclose(both[name].nme, alone.nme, rtol=1e-6)
+    assert abs(both["tiny"].summary["nme"] - both["shipped"].summary["nme"]) > 1.0  # two different detectors

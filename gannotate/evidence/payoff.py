@@ -223,7 +223,7 @@ def run_payoff(cfg: PayoffConfig) -> PayoffResult:
     """Generate, train every arm × seed (skipping complete ones), score on every test set; write payoff.json/.md."""
     from joblib import Parallel, delayed
 
-    from gannotate.evaluate import draw_ced, evaluate_detector
+    from gannotate.evaluate import draw_ced, evaluate_detectors
 
     cfg.out.mkdir(parents=True, exist_ok=True)
     arms: dict[str, list[str]] = {REAL_ARM: [str(cfg.train)]}
@@ -254,11 +254,11 @@ def run_payoff(cfg: PayoffConfig) -> PayoffResult:
     for test, truth in tests.items():
         per_seed: dict[str, dict[int, dict]] = {}
         pooled: dict[str, list[np.ndarray]] = {}
-        for arm in arms:
-            for s in (s for s in cfg.seeds if (arm, s) in done):
-                rep = evaluate_detector(run_dir(arm, s) / "checkpoint.pt", truth)
-                per_seed.setdefault(arm, {})[s] = rep.summary
-                pooled.setdefault(arm, []).append(rep.nme)
+        runs = [(arm, s) for arm in arms for s in cfg.seeds if (arm, s) in done]
+        reports = evaluate_detectors({r: run_dir(*r) / "checkpoint.pt" for r in runs}, truth)  # photos read once
+        for arm, s in runs:
+            per_seed.setdefault(arm, {})[s] = reports[arm, s].summary
+            pooled.setdefault(arm, []).append(reports[arm, s].nme)
         if REAL_ARM not in per_seed:
             raise GannotateError("payoff: no complete run of the real-only arm to compare against")
         summary[test] = summarise_arms(per_seed)
