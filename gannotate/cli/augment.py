@@ -215,6 +215,8 @@ _quiet = click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.option("--pitch", type=RangeType(-90, 90), default=None, help="Target pitch range [default: keep the face's].")
 @click.option("--roll", type=RangeType(-180, 180), default=None, help="In-plane rotation range [default: keep the face's].")
 @click.option("--expression", type=click.FloatRange(0.0), default=None, help="Expression jitter in model std units [default: 0.5].")
+@click.option("--large-yaw-targets", type=click.Choice(["3d", "shape-model"]), default="3d", show_default=True,
+              help="Targets beyond ±45° yaw: re-drawn by the 3D face (jaw on the silhouette), or as the shape model draws them.")
 @_size
 @_margin
 @_batch
@@ -236,7 +238,7 @@ _quiet = click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @_quiet
 @click.pass_context
 @fail_on_gannotate_error
-def augment(ctx, input_path, out, n, poses, pose_sampling, pitch, roll, expression, size, margin, batch_size, workers,
+def augment(ctx, input_path, out, n, poses, pose_sampling, pitch, roll, expression, large_yaw_targets, size, margin, batch_size, workers,
             formats, shard, renderer, generator, device, model_path, resume, annotate, backend, ray_address, shards,
             seed, quiet):  # type: ignore[no-untyped-def]
     """Grow a dataset: each input face rendered at N target shapes (poses, expression), landmarks as ground truth.
@@ -262,7 +264,8 @@ def augment(ctx, input_path, out, n, poses, pose_sampling, pitch, roll, expressi
     out = out or _default_out()
     cfg = AugmentConfig(
         out=out, input=input_path,
-        plan=PlanConfig(n=n, yaw=poses, sampling=pose_sampling, pitch=pitch, roll=roll, expression=expression, seed=seed),
+        plan=PlanConfig(n=n, yaw=poses, sampling=pose_sampling, pitch=pitch, roll=roll, expression=expression, seed=seed,
+                        large_yaw=large_yaw_targets),
         size=size, margin=DEFAULT_MARGIN if margin is None else margin, batch_size=batch_size, workers=workers,
         formats=_formats(formats), shard=shard, renderer=_spec(renderer, generator, device, batch_size),
         model_path=model_path, resume=resume, annotate=annotate, command=_command_line(),

@@ -76,7 +76,7 @@ def plan_identity(
         "renderer": renderer,
         "model_sha256": model_sha256,
         "seed": plan.seed,
-        "plan": json.dumps(jsonable(plan)),
+        "plan": json.dumps(jsonable(plan.identity())),
         "crop_margin": crop_margin,
     }
     return {k: v for k, v in ident.items() if v is not None}

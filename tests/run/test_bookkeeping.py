@@ -46,9 +46,18 @@ class TestIdentity:
 
     def test_plan_text_is_what_existing_datasets_hold(self):
         plan = PlanConfig(n=3, pitch=(-10, 10), seed=4)
-        old = json.dumps(json.loads(json.dumps(asdict(plan))))  # the former augment._jsonable(asdict(plan))
+        fields = {k: v for k, v in asdict(plan).items() if k != "large_yaw"}  # the plan before large_yaw existed
+        old = json.dumps(json.loads(json.dumps(fields)))  # the former augment._jsonable(asdict(plan))
         ident = plan_identity(plan=plan, renderer="warp", model_sha256="x", crop_margin=0.25, scheme="ibug68", image_size=64)
         assert ident["plan"] == old and "n_params" not in ident and set(ident) <= set(IDENTITY_KEYS)
+
+    def test_beyond_45_degrees_the_target_kind_is_part_of_the_plan(self):
+        """An old dataset at ±60° (shape-model targets) must not be resumed with 3D ones, nor the reverse."""
+        ident = {k: plan_identity(plan=PlanConfig(yaw=(-60, 60), large_yaw=k), renderer="warp", model_sha256="x",
+                                  crop_margin=0.25, scheme="ibug68", image_size=64)["plan"] for k in ("3d", "shape-model")}
+        assert '"large_yaw": "3d"' in ident["3d"] and ident["3d"] != ident["shape-model"]
+        old = json.dumps(json.loads(json.dumps({k: v for k, v in asdict(PlanConfig(yaw=(-60, 60))).items() if k != "large_yaw"})))
+        assert old not in ident.values()
 
     def test_check_names_each_difference(self, tmp_path):
         check_same_settings(tmp_path, {"seed": 0, "shard": "0/1"}, {"seed": "0", "shard": "0/1", "extra": 1})
