@@ -19,6 +19,8 @@ threads nor the HDF5 file and its lock.
 from __future__ import annotations
 
 import multiprocessing
+import os
+import tempfile
 from collections import deque
 from contextlib import contextmanager
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -93,8 +95,12 @@ def _ready() -> bool:
     return _Worker.renderer is not None
 
 
-def _render_in_worker(images: np.ndarray, src: np.ndarray, tgt: np.ndarray) -> BatchOutput:
+def _render_in_worker(path: str) -> BatchOutput:
+    """Render the batch saved at ``path`` (and remove the file)."""
     assert _Worker.renderer is not None, "render worker used before its initializer ran"
+    with np.load(path) as batch:
+        images, src, tgt = batch["images"], batch["src"], batch["tgt"]
+    os.remove(path)
     return render_batch(_Worker.renderer, images, src, tgt)
 
 
@@ -113,6 +119,10 @@ class RenderPool(Generic[T]):
         self._queue: deque[tuple[T, Future[BatchOutput]]] = deque()
         self._depth = 2 * jobs
         self.spec = spec
+        # batches travel as files, the pipe carries only their paths: a feeder thread blocked writing a
+        # megabyte batch into the pipe of a worker that was terminated hung shutdown for good (CPython 3.11)
+        self._tmp = tempfile.TemporaryDirectory(prefix="gannotate-render-")
+        self._n = 0
         try:
             with _single_threaded_libraries():
                 self._pool.submit(_ready).result()  # a fork pool launches every worker on its first submit
@@ -121,8 +131,11 @@ class RenderPool(Generic[T]):
 
     def submit(self, tag: T, images: np.ndarray, src: np.ndarray, tgt: np.ndarray) -> list[tuple[T, BatchOutput]]:
         """Queue a batch; return the oldest batches once more than ``2 · jobs`` are in flight."""
+        path = os.path.join(self._tmp.name, f"{self._n}.npz")
+        self._n += 1
+        np.savez(path, images=images, src=src, tgt=tgt)
         try:
-            self._queue.append((tag, self._pool.submit(_render_in_worker, images, src, tgt)))
+            self._queue.append((tag, self._pool.submit(_render_in_worker, path)))
         except BrokenProcessPool as e:
             raise self._died() from e
         done = []
@@ -154,6 +167,7 @@ class RenderPool(Generic[T]):
             for proc in list((getattr(self._pool, "_processes", None) or {}).values()):  # no public API before 3.14
                 proc.terminate()
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self._tmp.cleanup()
 
     def __enter__(self) -> "RenderPool[T]":
         return self
