@@ -39,6 +39,7 @@ from gannotate.io.folder_writer import sample_name
 from gannotate.landmarks import get_scheme
 from gannotate.plan import Plan, PlanConfig, plan_face
 from gannotate.render import Renderer, RendererSpec, make_renderer
+from gannotate.render.profile import FACE_MODEL_ATTRS
 from gannotate.run.bookkeeping import (
     DATASET_NAME,
     RESUME_KEYS,
@@ -217,12 +218,6 @@ def _prepared(sources: list[Source], model: Any, cfg: AugmentConfig, renderer: R
 # --------------------------------------------------------------------------------------------
 
 
-def _face_model_attrs() -> dict[str, str]:
-    from gannotate.render.profile import ProfileRenderer
-
-    return dict(ProfileRenderer.dataset_attrs)
-
-
 class _Sink:
     """Buffers (face, target) pairs, renders them in batches and commits each batch to every output.
 
@@ -336,7 +331,7 @@ def run_augment(
         "shard": f"{i}/{n}",
         **source_attrs(cfg.input, digest, len(sources)),
         **getattr(renderer, "dataset_attrs", {}),
-        **(_face_model_attrs() if cfg.plan.uses_3d_targets else {}),  # targets beyond ±45° come from the 3D face
+        **(FACE_MODEL_ATTRS if cfg.plan.uses_3d_targets else {}),  # targets beyond ±45° come from the 3D face
     }
     folder = None
     if "pts" in cfg.formats:

@@ -17,18 +17,14 @@ no longer ``instance(params)``. The face model is non-commercial (its licence go
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
-from shape_model.face3d import Face3DModel, FitConfig, euler_to_rotation, fit_face3d, load_face3d
+from shape_model.face3d import Face3DModel, fit_face3d, load_face3d
 
 __all__ = ["LOW_YAW", "HIGH_YAW", "consistent_targets", "blend_weight"]
 
 LOW_YAW = 45.0   # from here the 3D face's landmarks blend in ...
 HIGH_YAW = 60.0  # ... and from here they are the targets
-_SOURCE_FIT = FitConfig(n_shape=40, shape_reg=3.0, expr_reg=5.0, n_iter=5)  # the profile renderer's settings
-_TARGET_FIT = FitConfig(n_shape=40, shape_reg=3.0, expr_reg=5.0, n_iter=3)
 
 
 def blend_weight(yaw: np.ndarray, lo: float = LOW_YAW, hi: float = HIGH_YAW) -> np.ndarray:
@@ -37,17 +33,14 @@ def blend_weight(yaw: np.ndarray, lo: float = LOW_YAW, hi: float = HIGH_YAW) -> 
     return t * t * (3.0 - 2.0 * t)
 
 
-def _model_path() -> Path:
-    from gannotate.render.profile import MODEL_PATH  # one home for the bundled face model's path
-
-    return MODEL_PATH
-
-
 def consistent_targets(
     source: np.ndarray, source_pose: np.ndarray, targets: np.ndarray, target_pose: np.ndarray,
     model: Face3DModel | None = None,
 ) -> np.ndarray:
     """(n, 68, 2) targets with those beyond :data:`LOW_YAW` re-drawn by the 3D face (see the module doc).
+
+    The fits are the profile renderer's own (its :class:`ProfileConfig` settings and :func:`fit_target`,
+    way "fit"), so a profile render of such a target needs almost no final correction.
 
     Args:
         source: (68, 2) the face's landmarks; source_pose: (3,) its shape-model yaw, pitch, roll.
@@ -56,19 +49,17 @@ def consistent_targets(
     Raises:
         ShapeModelError: the source cannot be fitted (degenerate landmarks).
     """
+    from gannotate.render.profile import MODEL_PATH, ProfileConfig, fit_target
+
     w = blend_weight(np.asarray(target_pose)[:, 0])
     out = np.asarray(targets, np.float32).copy()
     if not (w > 0).any():
         return out
-    from shape_model.pose import rotation_to_euler
-
-    model = model or load_face3d(_model_path())
-    src = fit_face3d(model, np.asarray(source, np.float64), _SOURCE_FIT)
-    src_euler = rotation_to_euler(src.rotation[None])[0]
+    cfg = ProfileConfig()
+    model = model or load_face3d(MODEL_PATH)
+    src = fit_face3d(model, np.asarray(source, np.float64), cfg.fit)
     for i in np.flatnonzero(w > 0):
-        start = euler_to_rotation(*(src_euler + (np.asarray(target_pose[i], np.float64) - source_pose)))
-        fit = fit_face3d(model, out[i].astype(np.float64), _TARGET_FIT, alpha=src.alpha, beta=src.beta,
-                         start_rotation=start)
+        fit, _ = fit_target(model, src, source_pose, out[i].astype(np.float64), target_pose[i], cfg.target_fit, ("fit",))
         drawn = fit.camera_vertices(model)[fit.correspondence, :2]
         out[i] = ((1.0 - w[i]) * out[i] + w[i] * drawn).astype(np.float32)
     return out

@@ -50,8 +50,10 @@ def _tile(renderer, pdm, source, yaw: float, scale: int = 3) -> np.ndarray:
 
     crop = source[0]
     face = renderer._source(crop.points.astype(np.float64), *crop.image.shape[:2])
-    tgt = plan_face(pdm, crop.points, source[1], PlanConfig(n=1, yaw=(yaw, yaw), expression=0.0)).points[0].astype(np.float64)
-    fit, res = fit_target(renderer.model, face, tgt, renderer._poses(tgt[None])[0], renderer.cfg.target_fit, ("fit",))
+    plan = PlanConfig(n=1, yaw=(yaw, yaw), expression=0.0, large_yaw="shape-model")  # the shape model's own targets
+    tgt = plan_face(pdm, crop.points, source[1], plan).points[0].astype(np.float64)
+    fit, res = fit_target(renderer.model, face.fit, face.pose, tgt, renderer._poses(tgt[None])[0], renderer.cfg.target_fit,
+                          ("fit",))
     cam = fit.camera_vertices(renderer.model)
     h, w = crop.image.shape[:2]
     img = np.full((h * scale, w * scale, 3), 255, np.uint8)

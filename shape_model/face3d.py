@@ -94,8 +94,8 @@ class Face3DModel:
             basis = self.shape_basis[:, :, : len(a)]
             hit = self.mean + (basis.reshape(-1, basis.shape[2]) @ a).reshape(-1, 3)
             hit.setflags(write=False)
-            if len(cache) >= 8:
-                cache.pop(next(iter(cache)))
+            if len(cache) >= 8:  # clear, not evict one: a single call, safe while loader threads fit faces too
+                cache.clear()
             cache[key] = hit
         return hit
 

@@ -37,13 +37,18 @@ from gannotate.render.zbuffer import interpolate, rasterise
 from shape_model.errors import ShapeModelError
 from shape_model.face3d import Face3DFit, Face3DModel, FitConfig, euler_to_rotation, fit_face3d, load_face3d
 
-__all__ = ["ProfileRenderer", "ProfileConfig", "SourceFace", "fit_target", "MODEL_PATH", "SFM_LICENCE"]
+__all__ = ["ProfileRenderer", "ProfileConfig", "SourceFace", "fit_target", "MODEL_PATH", "SFM_LICENCE", "FACE_MODEL_ATTRS"]
 
 MODEL_PATH = Path(__file__).resolve().parents[1] / "assets" / "sfm_face3d.npz"
 SFM_LICENCE = (
     "Surrey Face Model (sfm_shape_3448): free for non-commercial use only; "
     "github.com/patrikhuber/eos share/ (cvssp.org/facemodel); Huber et al., VISAPP 2016"
 )
+#: what every dataset whose pixels or targets come from the Surrey Face Model records about it
+FACE_MODEL_ATTRS = {
+    "face_model": "sfm_shape_3448 (Surrey Face Model), github.com/patrikhuber/eos share/",
+    "face_model_licence": SFM_LICENCE,
+}
 _HULL = np.r_[np.arange(0, 17), np.arange(26, 16, -1)]  # jaw then brows: the face region's outline
 _EYES = (36, 45)
 
@@ -220,7 +225,8 @@ def _anchors(points: np.ndarray, h: int, w: int, cfg: ProfileConfig) -> _Anchors
 
 def fit_target(
     model: Face3DModel,
-    source: SourceFace,
+    source_fit: Face3DFit,
+    source_pose: np.ndarray,
     target_points: np.ndarray,
     target_pose: np.ndarray,
     cfg: FitConfig,
@@ -228,19 +234,20 @@ def fit_target(
 ) -> tuple[Face3DFit, dict[str, float]]:
     """The target's fit with the source's identity: the better (smaller NME) of the requested ways.
 
-    "rotate": the source's rotation turned by the PDM pose change, rotation held; scale, shift, expression fitted.
-    "fit": the same start with the rotation free as well.
+    "rotate": the source's rotation turned by the PDM pose change (``target_pose - source_pose``), rotation
+    held; scale, shift, expression fitted. "fit": the same start with the rotation free as well.
     Returns the kept fit and the residual of every way tried.
     """
     if not ways or set(ways) - {"rotate", "fit"}:
         raise ValueError(f"fit_target: ways must be a non-empty subset of ('rotate', 'fit'), got {ways}")
-    euler = _euler(source.fit.rotation) + (np.asarray(target_pose, np.float64) - source.pose)
+    euler = _euler(source_fit.rotation) + (np.asarray(target_pose, np.float64) - np.asarray(source_pose, np.float64))
     rot = euler_to_rotation(*euler)
+    a, b = source_fit.alpha, source_fit.beta
     fits = {}
     if "rotate" in ways:
-        fits["rotate"] = fit_face3d(model, target_points, cfg, alpha=source.fit.alpha, rotation=rot, beta=source.fit.beta)
+        fits["rotate"] = fit_face3d(model, target_points, cfg, alpha=a, rotation=rot, beta=b)
     if "fit" in ways:
-        fits["fit"] = fit_face3d(model, target_points, cfg, alpha=source.fit.alpha, beta=source.fit.beta, start_rotation=rot)
+        fits["fit"] = fit_face3d(model, target_points, cfg, alpha=a, beta=b, start_rotation=rot)
     best = min(fits.values(), key=lambda f: f.residual)
     return best, {k: f.residual for k, f in fits.items()}
 
@@ -259,10 +266,7 @@ class ProfileRenderer:
     model_path: Path = MODEL_PATH
     name: str = "profile"
     process_parallel: ClassVar[bool] = True  # numpy on the CPU: augment --workers N renders in N processes
-    dataset_attrs: ClassVar[dict[str, str]] = {
-        "face_model": "sfm_shape_3448 (Surrey Face Model), github.com/patrikhuber/eos share/",
-        "face_model_licence": SFM_LICENCE,
-    }
+    dataset_attrs: ClassVar[dict[str, str]] = FACE_MODEL_ATTRS
     _cache: "OrderedDict[bytes, SourceFace | GannotateError]" = field(default_factory=OrderedDict, repr=False)
     _model: Face3DModel | None = field(default=None, repr=False)
     _pdm: Any = field(default=None, repr=False)
@@ -370,7 +374,7 @@ class ProfileRenderer:
         model, cfg = self.model, self.cfg
         h, w = image.shape[:2]
         tgt = target.astype(np.float64)
-        fit, residuals = fit_target(model, src, tgt, target_pose, cfg.target_fit, cfg.target_ways)
+        fit, residuals = fit_target(model, src.fit, src.pose, tgt, target_pose, cfg.target_fit, cfg.target_ways)
         self.last_fit_residuals.append(residuals)
         cam = fit.camera_vertices(model)
         pre = cam[fit.correspondence, :2].copy()
