@@ -121,6 +121,7 @@ class TestFidelity:
 
         return make
 
+    @pytest.mark.smoke
     def test_fidelity_of_real_crops(self, dataset, face_folder):
         rep = ev.fidelity(dataset(), real=face_folder)
         assert rep.generated["n_faces"] == 4 and rep.generated["nme"] < 8.0

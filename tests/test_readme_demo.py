@@ -37,6 +37,7 @@ def _with_out(argv: list[str], out: Path) -> list[str]:
     return argv + ["--out", str(out)]
 
 
+@pytest.mark.smoke
 def test_readme_first_command(tmp_path):
     argv = _with_out(_first_augment_command(), tmp_path / "demo")
     assert argv[0] == "augment"

@@ -31,6 +31,7 @@ def make_dataset(path, sources: list[str], per_source: int = 2, seed: int = 1):
 
 
 class TestCoco:
+    @pytest.mark.smoke
     def test_cocoeval_self_ap_is_one(self, tmp_path):
         from pycocotools.coco import COCO
         from pycocotools.cocoeval import COCOeval
