@@ -171,3 +171,12 @@ def progressive_cmd(renderer, generator, device, input_path, yaws, out, size, no
             click.echo(f"grids: {rep.grids[0].parent}")
     if rep.failures:
         sys.exit(EXIT_FAILURES)
+
+
+def _attach_payoff() -> None:
+    from gannotate.cli.payoff import payoff_cmd
+
+    evaluate.add_command(payoff_cmd)
+
+
+_attach_payoff()

@@ -207,13 +207,18 @@ def faces_from_folder(
 
 
 def faces_from_hdf5(
-    path: str | Path, scheme: Scheme, canvas_size: int, convert: bool = False, limit: int | None = None
+    path: str | Path, scheme: Scheme, canvas_size: int, convert: bool = False, limit: int | None = None,
+    sources: Iterable[str] | None = None,
 ) -> FaceSet:
     """Load a generated dataset written by ``augment`` (``gannotate.io.hdf5.DatasetReader``).
 
+    Args:
+        sources: keep only samples generated from these source keys (e.g. the training photos of a
+            split, so a test photo's renders never train); None keeps all.
+
     Raises:
         SchemeError: when the dataset's scheme differs from ``scheme`` and ``convert`` is off.
-        DatasetError: when the file cannot be read.
+        DatasetError: when the file cannot be read, holds no samples, or none from ``sources``.
     """
     from gannotate.io.hdf5 import DatasetReader
 
@@ -224,10 +229,17 @@ def faces_from_hdf5(
             raise SchemeError(scheme.name, ds_scheme, path)
         if n == 0:
             raise DatasetError(path, "the dataset holds no samples")
-        images = np.asarray(reader.images[:n])
-        points = match_scheme(np.asarray(reader.landmarks[:n], dtype=np.float32), scheme, path, convert)
+        rows = np.arange(n)
+        if sources is not None:
+            keep = set(sources)
+            src = np.asarray(reader.source_index[:n])
+            rows = np.array([i for i in rows if reader.sources[src[i]] in keep], dtype=np.int64)
+            if not len(rows):
+                raise DatasetError(path, "no sample was generated from the given training faces")
+        images = np.asarray(reader.images[:n])[rows]
+        points = match_scheme(np.asarray(reader.landmarks[:n], dtype=np.float32)[rows], scheme, path, convert)
     stem = Path(path).stem
-    return FaceSet.from_faces(((f"{stem}/{i}", images[i], points[i]) for i in range(n)), scheme, canvas_size)
+    return FaceSet.from_faces(((f"{stem}/{i}", images[j], points[j]) for j, i in enumerate(rows)), scheme, canvas_size)
 
 
 def load_training_faces(

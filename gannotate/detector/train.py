@@ -9,6 +9,13 @@ soft-argmax needs (a second mode drags the mean between the two).
 A run directory holds ``config.json``, ``stats.jsonl`` (one row per ``log_every`` steps, plus a row
 holding ``val_nme`` at each checkpoint step) and ``checkpoint.pt``, rewritten every
 ``checkpoint_every`` steps (independently of ``log_every``) so a killed run leaves a usable model.
+Beside it ``train_state.pt`` holds the optimiser, the random generators and the batch sampler at
+that step, so a rerun with the same settings and data resumes and ends with the very weights an
+uninterrupted run gives.
+
+Generated faces train beside the real ones at a fixed share of every batch
+(``TrainConfig.real_share``, see :mod:`gannotate.detector.sampler`), or first alone and then the
+real faces fine-tune from those weights (``init_from``): the two recipes of the detector payoff.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -29,13 +37,21 @@ from gannotate.detector.model import (
     DetectorConfig,
     LandmarkNet,
     crop_to_heatmap,
+    load_checkpoint,
     save_checkpoint,
     soft_argmax,
 )
+from gannotate.detector.sampler import RECIPES, BatchSampler
+from gannotate.errors import CheckpointError, GannotateError
 from gannotate.heatmaps import render
 from gannotate.landmarks import nme
 
-__all__ = ["TrainConfig", "PRESETS", "train", "evaluate_faceset", "detector_loss"]
+__all__ = ["TrainConfig", "PRESETS", "Progress", "RECIPES", "train", "train_with_generated", "evaluate_faceset", "detector_loss", "STATE_FILE"]
+
+STATE_FILE = "train_state.pt"
+
+Progress = Callable[[int, int, float], None]
+"""``progress(step, steps, elapsed_s)``: called at every stats row (the CLI prints rate and ETA)."""
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +75,9 @@ class TrainConfig:
         log_every: steps between rows of stats.jsonl.
         checkpoint_every: steps between checkpoint rewrites (and validation, when given).
         time_budget_s: stop early (after a checkpoint) when training has run this long; 0 = no limit.
+        real_share: share of each batch drawn from the real faces when generated faces are given
+            (``None``: one shuffled pool over both, each face equally often).
+        init_from: a detector checkpoint whose weights start the run (fine-tuning); "" = random init.
     """
 
     steps: int = 3000
@@ -75,6 +94,8 @@ class TrainConfig:
     log_every: int = 50
     checkpoint_every: int = 250
     time_budget_s: float = 0.0
+    real_share: float | None = 0.5
+    init_from: str = ""
 
 
 PRESETS: dict[str, TrainConfig] = {
@@ -126,6 +147,40 @@ def _lr_at(step: int, cfg: TrainConfig, elapsed_s: float = 0.0) -> float:
     return cfg.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
 
 
+def _run_identity(cfg: TrainConfig, net_cfg: DetectorConfig, aug: AugmentConfig, faces: FaceSet,
+                  generated: FaceSet | None) -> dict:
+    """What a saved training state must match to be resumed: settings and the data's size and keys."""
+    keys = faces.keys + (generated.keys if generated is not None else [])
+    return {"train": asdict(cfg), "net": net_cfg.to_dict(), "augment": asdict(aug),
+            "n_real": len(faces), "n_generated": 0 if generated is None else len(generated),
+            "keys_hash": hash_keys(keys)}
+
+
+def hash_keys(keys: list[str]) -> str:
+    """A short stable digest of the training faces' keys (data changed → no resume)."""
+    import hashlib
+
+    return hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16]
+
+
+def _load_state(run_dir: Path, identity: dict) -> dict | None:
+    """The saved training state of ``run_dir`` if it matches ``identity``, else None (start afresh)."""
+    from gannotate.models.checkpoint import safe_load
+
+    path = run_dir / STATE_FILE
+    if not path.is_file() or not (run_dir / "checkpoint.pt").is_file():
+        return None
+    try:
+        state = safe_load(path)
+    except CheckpointError as e:
+        log.warning("%s: not resumed (%s); training from the start", path, e.reason)
+        return None
+    if json.loads(state.get("identity", "{}")) != json.loads(json.dumps(identity)):
+        log.warning("%s: settings or data changed since it was saved; training from the start", path)
+        return None
+    return state
+
+
 def train(
     faces: FaceSet,
     run_dir: str | Path,
@@ -134,28 +189,44 @@ def train(
     aug: AugmentConfig = AugmentConfig(),
     val: FaceSet | None = None,
     meta: dict | None = None,
+    generated: FaceSet | None = None,
+    progress: Progress | None = None,
 ) -> Path:
-    """Train a detector on ``faces`` and write ``run_dir/checkpoint.pt``; returns its path.
+    """Train a detector on ``faces`` (and ``generated``) and write ``run_dir/checkpoint.pt``; returns its path.
+
+    A run folder holding a matching ``train_state.pt`` resumes from it; a finished run returns at once.
 
     Args:
-        faces: training canvases (any mix of sources, one scheme).
+        faces: real training canvases (any mix of sources, one scheme).
         run_dir: output folder (created).
         cfg, net_cfg, aug: optimisation, network size (K is taken from ``faces.scheme``), augmentation.
         val: optional validation faces, scored (NME %) at every checkpoint.
         meta: extra plain-typed entries stored in the checkpoint (e.g. the data sources).
+        generated: generated faces, drawn at ``cfg.real_share`` of each batch beside ``faces``.
+        progress: called as ``progress(step, steps, elapsed_s)`` at every stats row.
     """
-    # Set up: run folder, seeds, network, optimiser.
+    # Set up: run folder, seeds, network, optimiser, batch sampler; resume a saved state.
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    if generated is not None and generated.scheme.name != faces.scheme.name:
+        raise GannotateError(f"generated faces use {generated.scheme.name}, real faces {faces.scheme.name}")
+    all_faces = FaceSet.concat([faces, generated]) if generated is not None and len(generated) else faces
     torch.set_num_threads(cfg.num_threads)
     torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)  # augmentation
+    sampler = BatchSampler(len(faces), len(all_faces) - len(faces), cfg.batch_size, cfg.real_share, cfg.seed)
     net_cfg = replace(net_cfg or DetectorConfig(), n_points=faces.scheme.n_points)
     device = torch.device(cfg.device)
     net = LandmarkNet(net_cfg).to(device)
+    if cfg.init_from:
+        start_net, _ = load_checkpoint(cfg.init_from, device)
+        if start_net.cfg != net_cfg:
+            raise CheckpointError(cfg.init_from, f"its network {start_net.cfg} differs from this run's {net_cfg}")
+        net.load_state_dict(start_net.state_dict())
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     use_amp = device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    identity = _run_identity(cfg, net_cfg, aug, faces, generated)
     ckpt_meta = {
         "scheme": faces.scheme.name,
         "crop_mode": "landmark-box",
@@ -166,21 +237,32 @@ def train(
         "train": asdict(cfg),
         "augment": asdict(aug),
         "n_train_faces": len(faces),
+        "n_generated_faces": identity["n_generated"],
         **(meta or {}),
     }
-    (run_dir / "config.json").write_text(json.dumps({"train": asdict(cfg), "net": net_cfg.to_dict(), "augment": asdict(aug), "meta": meta or {}}, indent=2))
-    stats = (run_dir / "stats.jsonl").open("a")
     ckpt = run_dir / "checkpoint.pt"
+    first_step, elapsed_before = 0, 0.0
+    state = _load_state(run_dir, identity)
+    if state is not None:
+        saved_net, _ = load_checkpoint(ckpt, device)
+        net.load_state_dict(saved_net.state_dict())
+        opt.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["torch_rng"])
+        rng.bit_generator.state = state["aug_rng"]
+        sampler.load_state_dict(state["sampler"])
+        first_step, elapsed_before = int(state["step"]), float(state["elapsed_s"])
+        log.info("%s: resuming at step %d of %d", run_dir, first_step, cfg.steps)
+    _keep_stats_until(run_dir / "stats.jsonl", first_step)
+    (run_dir / "config.json").write_text(json.dumps({"train": asdict(cfg), "net": net_cfg.to_dict(), "augment": asdict(aug),
+                                                     "meta": meta or {}, "n_real": len(faces),
+                                                     "n_generated": identity["n_generated"]}, indent=2))
+    stats = (run_dir / "stats.jsonl").open("a")
 
     # Training loop.
-    order = rng.permutation(len(faces))
-    cursor, t0, running = 0, time.time(), []
-    for step in range(cfg.steps):
-        if cursor + cfg.batch_size > len(order):
-            order, cursor = rng.permutation(len(faces)), 0
-        idx = order[cursor: cursor + cfg.batch_size]
-        cursor += cfg.batch_size
-        images, pts = sample_batch(faces, idx, rng, net_cfg.input_size, cfg.margin, aug)
+    t0, running = time.time() - elapsed_before, []
+    for step in range(first_step, cfg.steps):
+        images, pts = sample_batch(all_faces, sampler.next(), rng, net_cfg.input_size, cfg.margin, aug)
         x = to_tensor(images, device)
         target = crop_to_heatmap(torch.from_numpy(pts).to(device), net_cfg.input_size, net_cfg.heatmap_size)
         for g in opt.param_groups:
@@ -195,7 +277,7 @@ def train(
         scaler.update()
         running.append(parts["l1"] * net_cfg.input_size)  # L1 per point in crop pixels
 
-        # Maintenance: stats, checkpoint, validation, time budget.
+        # Maintenance: stats, checkpoint + training state, validation, time budget.
         last = step + 1 == cfg.steps
         elapsed = time.time() - t0
         out_of_time = cfg.time_budget_s > 0 and elapsed > cfg.time_budget_s
@@ -204,6 +286,7 @@ def train(
         row = {"step": step + 1, "time_s": round(elapsed, 1)}
         if checkpoint_now:  # independent of log_every: a checkpoint step always gets a stats row
             save_checkpoint(ckpt, net, {**ckpt_meta, "steps_done": step + 1, "train_time_s": round(elapsed, 1), "time_budget_hit": out_of_time})
+            _save_state(run_dir, identity, step + 1, elapsed, opt, scaler, rng, sampler)
             if val is not None and len(val):
                 row["val_nme"] = float(np.mean(evaluate_faceset(net, val, cfg.margin)))
         if log_now:
@@ -214,9 +297,61 @@ def train(
             stats.write(json.dumps(row) + "\n")
             stats.flush()
             log.info("step %d %s", step + 1, row)
+            if progress is not None:
+                progress(step + 1, cfg.steps, elapsed)
         if out_of_time:
             log.warning("time budget of %.0f s reached after %d of %d steps", cfg.time_budget_s, step + 1, cfg.steps)
             break
     stats.close()
     return ckpt
 
+
+def _save_state(run_dir: Path, identity: dict, step: int, elapsed: float, opt: torch.optim.Optimizer,
+                scaler: torch.amp.GradScaler, rng: np.random.Generator, sampler: BatchSampler) -> None:
+    """Everything besides the weights that a resumed run needs, written atomically after the checkpoint."""
+    from gannotate.io.atomic import atomic_path
+
+    state = {"identity": json.dumps(identity), "step": step, "elapsed_s": elapsed, "optimizer": opt.state_dict(),
+             "scaler": scaler.state_dict(), "torch_rng": torch.get_rng_state(), "aug_rng": rng.bit_generator.state,
+             "sampler": sampler.state_dict()}
+    with atomic_path(run_dir / STATE_FILE) as tmp:
+        torch.save(state, tmp)
+
+
+def _keep_stats_until(path: Path, step: int) -> None:
+    """Drop stats rows past ``step`` (written after the last checkpoint of a killed run): the resumed run rewrites them."""
+    if not path.is_file():
+        return
+    rows = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+    path.write_text("".join(r + "\n" for r in rows))
+
+
+def train_with_generated(
+    faces: FaceSet,
+    generated: FaceSet | None,
+    run_dir: str | Path,
+    cfg: TrainConfig = TrainConfig(),
+    recipe: str = "mixed",
+    net_cfg: DetectorConfig | None = None,
+    aug: AugmentConfig = AugmentConfig(),
+    val: FaceSet | None = None,
+    meta: dict | None = None,
+    progress: Progress | None = None,
+) -> Path:
+    """:func:`train` with one of :data:`RECIPES` for the generated faces (None: real only); resumable.
+
+    ``pretrain`` runs ``cfg.steps`` on the generated faces, then ``cfg.steps`` on the real ones (twice
+    the compute: the real phase alone matches a real-only run's budget).
+    """
+    if recipe not in RECIPES:
+        raise GannotateError(f"unknown training recipe {recipe!r} (known: {', '.join(RECIPES)})")
+    meta = {**(meta or {}), "recipe": recipe if generated is not None else "real"}
+    if generated is None or recipe == "mixed":
+        return train(faces, run_dir, cfg, net_cfg, aug, val, meta, generated, progress)
+    from gannotate.detector.model import training_complete
+
+    pre = Path(run_dir) / "pretrain"
+    if not training_complete(pre / "checkpoint.pt", cfg.steps):
+        train(generated, pre, cfg, net_cfg, aug, val, {**meta, "phase": "pretrain"}, None, progress)
+    return train(faces, run_dir, replace(cfg, init_from=str(pre / "checkpoint.pt")), net_cfg, aug, val,
+                 {**meta, "phase": "fine-tune"}, None, progress)

@@ -63,3 +63,50 @@ def test_checkpoints_do_not_wait_for_log_steps(tmp_path, faceset, monkeypatch):
     assert [r["step"] for r in rows] == [2, 3, 4, 6, 7]
     assert [r["step"] for r in rows if "val_nme" in r] == [2, 4, 6, 7]
     assert [r["step"] for r in rows if "loss" in r] == [3, 6, 7]
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_killed_run_resumes_to_the_same_weights(tmp_path, faceset):
+    """A run stopped after its step-4 checkpoint, rerun, ends with the uninterrupted run's weights."""
+    cfg = replace(PRESETS["smoke"], steps=6, checkpoint_every=2, num_threads=1)
+    net_cfg = DetectorConfig(width=8, blocks=1)
+    gen = FaceSet(faceset.canvases[::-1].copy(), faceset.points[::-1].copy(), [f"g{i}" for i in range(4)], faceset.scheme)
+    whole = train(faceset, tmp_path / "whole", cfg, net_cfg, generated=gen)
+
+    def stop_at_4(step, steps, elapsed):
+        if step == 4:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        train(faceset, tmp_path / "cut", cfg, net_cfg, generated=gen, progress=stop_at_4)
+    assert load_checkpoint(tmp_path / "cut" / "checkpoint.pt")[1]["steps_done"] == 4
+    calls = []
+    resumed = train(faceset, tmp_path / "cut", cfg, net_cfg, generated=gen, progress=lambda *a: calls.append(a[0]))
+    assert calls == [5, 6]  # only the remaining steps ran
+    for (k, va), vb in zip(load_checkpoint(whole)[0].state_dict().items(), load_checkpoint(resumed)[0].state_dict().values()):
+        assert torch.equal(va, vb), k
+    steps = [json.loads(line)["step"] for line in (tmp_path / "cut" / "stats.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5, 6]
+
+
+def test_changed_data_is_not_resumed(tmp_path, faceset):
+    cfg = replace(PRESETS["smoke"], steps=4, num_threads=1)
+    net_cfg = DetectorConfig(width=8, blocks=1)
+    train(faceset, tmp_path / "run", cfg, net_cfg)
+    calls = []
+    other = FaceSet(faceset.canvases[:3], faceset.points[:3], faceset.keys[:3], faceset.scheme)
+    train(other, tmp_path / "run", cfg, net_cfg, progress=lambda *a: calls.append(a[0]))
+    assert calls == [1, 2, 3, 4]
+
+
+def test_init_from_starts_at_those_weights(tmp_path, faceset):
+    net_cfg = DetectorConfig(width=8, blocks=1)
+    first = train(faceset, tmp_path / "pre", replace(PRESETS["smoke"], num_threads=1), net_cfg)
+    cfg = replace(PRESETS["smoke"], steps=1, lr=0.0, warmup=1, weight_decay=0.0, num_threads=1, init_from=str(first))
+    tuned = train(faceset, tmp_path / "ft", cfg, net_cfg)
+    for (k, va), vb in zip(load_checkpoint(first)[0].state_dict().items(), load_checkpoint(tuned)[0].state_dict().values()):
+        if va.is_floating_point() and "running" not in k:
+            assert torch.equal(va, vb), k  # lr 0: the weights are the start's
