@@ -16,22 +16,21 @@ generator, is listed as skipped with the reason):
 3. identity: SFace cosine of each sample to its source, by |yaw| bin (``gannotate.evidence.identity``);
 4. progressive gap: ``|R(R(I, s₁), s₂) − R(I, s₂)|`` on the same faces (``gannotate.evidence.progressive``).
 
-5. with ``--payoff-train``/``--payoff-val`` (real annotated faces, no photo in both): the detector
-   payoff (``gannotate.evidence.payoff``) — the detector trained on the real faces only vs real +
-   each renderer's data at every ``--payoff-ranges`` yaw range, ``--payoff-seeds`` seeds, NME by
-   |yaw| as mean ± std, FR@8, AUC@8, CED plots, and per renderer the range where its data helps;
-   ``--payoff-clips`` adds 300-VW-layout clip frames as a second test set. Resumable: generated
-   sets and finished arms under ``OUT/payoff`` are reused.
+5. with ``--payoff-real`` (annotated photos): the detector payoff (``gannotate.payoff``, the
+   protocol of ``gannotate evaluate payoff``) — photos split by photo with every turned face's photo
+   test-only; the detector trained on the scenario's real faces only vs real + each renderer's data
+   at every ``--payoff-ranges`` yaw range, per recipe, ``--payoff-seeds`` seeds; NME (ours and the
+   51-point box measure) by |yaw| with a paired bootstrap and verdicts; ``--payoff-clips`` adds
+   300-VW-layout clip frames as a further test set. Resumable under ``OUT/payoff``.
 
 Writes ``OUT/compare.json`` (every number, the settings and this command) and ``OUT/compare.md``
 (the tables), and prints them. All the work is library code; this file wires it up and formats
 the tables.
 
-The detector payoff used in the README (about 2 hours on 2 cores)::
+The detector payoff of every renderer (``recipes/payoff.py`` runs the headline one)::
 
-    python recipes/compare_renderers.py --input outputs/eval/val.txt --n 9 --expression 0.3 \
-        --payoff-train outputs/eval/train.txt --payoff-val outputs/eval/val.txt \
-        --payoff-clips ../shared/data/videos_300vw_style --payoff-jobs 2
+    python recipes/compare_renderers.py --renderers warp,profile,gan --skip-renderer-metrics \
+        --payoff-real ../shared/data/300w_afw_helen_spinkoo/image_for_pts.txt --payoff-jobs 2
 """
 
 from __future__ import annotations
@@ -134,31 +133,27 @@ def compare(args: argparse.Namespace, command: str) -> dict:
         results[name] = entry
     doc = {"command": command, "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
            "renderers": results}
-    if args.payoff_train is not None:
+    if args.payoff_real is not None:
         doc["payoff"] = _payoff(args, built, out)
     return doc
 
 
 def _payoff(args: argparse.Namespace, specs: list, out: Path) -> dict:
-    """The detector arms: real only vs real + each built renderer's data, per yaw range and seed."""
-    from gannotate.evidence.payoff import PayoffConfig, best_range, run_payoff
+    """The detector payoff protocol for every built renderer (``gannotate.payoff``)."""
     from gannotate.io.videos import export_frames
+    from gannotate.payoff import PayoffConfig, run_payoff
 
-    if args.payoff_val is None:
-        raise GannotateError("--payoff-train needs --payoff-val (held-out real faces, no photo shared with training)")
     tests = {}
     if args.payoff_clips is not None:
         tests["clips"] = export_frames(args.payoff_clips, out / "payoff" / "clip_frames", args.payoff_clip_frames)
-    cfg = PayoffConfig(train=args.payoff_train, val=args.payoff_val, out=out / "payoff", renderers=tuple(specs),
-                       ranges=_ranges(args.payoff_ranges), ranges_for={n: _ranges(r) for n, r in
-                                                                       (x.split("=", 1) for x in args.payoff_ranges_for)},
+    root = args.payoff_root or (args.payoff_real.parent / "images" if args.payoff_real.is_file() else None)
+    cfg = PayoffConfig(real=args.payoff_real, root=root if root and root.is_dir() else None, out=out / "payoff",
+                       renderers=tuple(s.name for s in specs), ranges=_ranges(args.payoff_ranges),
+                       scenarios=tuple(args.payoff_scenarios.split(",")), recipes=tuple(args.payoff_recipes.split(",")),
                        seeds=tuple(range(args.payoff_seeds)), steps=args.payoff_steps, n_per_face=args.payoff_n,
                        expression=args.expression, jobs=args.payoff_jobs, tests=tests, gen_seed=args.seed,
-                       train_missing=not args.payoff_no_train)
-    res = run_payoff(cfg)
-    return {"summary": res.summary, "ced": {k: str(v) for k, v in res.ced.items()}, "generated": res.generated,
-            "best_range": {s.name: best_range(res.summary["val"], s.name) for s in specs},
-            "settings": {"ranges": cfg.ranges, "seeds": cfg.seeds, "steps": cfg.steps, "n_per_face": cfg.n_per_face}}
+                       val_fraction=args.payoff_val_fraction)
+    return run_payoff(cfg, train_missing=not args.payoff_no_train)
 
 
 def _f(v: Any, fmt: str) -> str:
@@ -211,30 +206,32 @@ def main(argv: Sequence[str] | None = None) -> dict:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-renderer-metrics", action="store_true",
                     help="only the detector payoff (skip augment/fidelity/identity/progressive on --input)")
-    ap.add_argument("--payoff-train", type=Path, default=None, help="real training faces: enables the detector payoff")
-    ap.add_argument("--payoff-val", type=Path, default=None, help="real validation faces (no photo shared with training)")
-    ap.add_argument("--payoff-clips", type=Path, default=None, help="300-VW-layout clips: their frames are a second test set")
+    ap.add_argument("--payoff-real", type=Path, default=None,
+                    help="annotated photos (folder or list file): enables the detector payoff")
+    ap.add_argument("--payoff-root", type=Path, default=None, help="image root of a --payoff-real list file")
+    ap.add_argument("--payoff-clips", type=Path, default=None, help="300-VW-layout clips: their frames are a further test set")
     ap.add_argument("--payoff-clip-frames", type=int, default=20, help="frames per clip in that test set")
-    ap.add_argument("--payoff-ranges", default="15,30,60", help="yaw half-ranges of the generated data, one arm each")
-    ap.add_argument("--payoff-ranges-for", action="append", default=[], metavar="RENDERER=R1,R2",
-                    help="another set of ranges for one renderer (e.g. gan=60: the slow one at the widest only)")
+    ap.add_argument("--payoff-ranges", default="45,60", help="yaw half-ranges of the generated data, one arm each")
+    ap.add_argument("--payoff-scenarios", default="frontal", help="frontal, all, few100, few50")
+    ap.add_argument("--payoff-recipes", default="mixed", help="mixed and/or pretrain")
+    ap.add_argument("--payoff-val-fraction", type=float, default=0.15, help="photos held out as a second test set")
     ap.add_argument("--payoff-seeds", type=int, default=3)
-    ap.add_argument("--payoff-steps", type=int, default=600, help="detector training steps per arm")
+    ap.add_argument("--payoff-steps", type=int, default=1500, help="detector training steps per arm")
     ap.add_argument("--payoff-n", type=int, default=4, help="generated faces per training face")
-    ap.add_argument("--payoff-jobs", type=int, default=1, help="arms trained at once (one thread each)")
+    ap.add_argument("--payoff-jobs", type=int, default=1, help="runs trained at once (one thread each)")
     ap.add_argument("--payoff-no-train", action="store_true",
-                    help="score only the arm × seed runs already complete under OUT/payoff (a partial experiment)")
+                    help="score only the runs already complete under OUT/payoff (a partial experiment)")
     args = ap.parse_args(argv)
     command = shlex.join(["python", "recipes/compare_renderers.py"] + list(sys.argv[1:] if argv is None else argv))
     doc = compare(args, command)
     table = markdown(doc) if any("skipped" in r or "fidelity" in r for r in doc["renderers"].values()) else ""
     (args.out / "compare.json").write_text(json.dumps(doc, indent=2, default=float) + "\n")
     if "payoff" in doc:
-        from gannotate.evidence.payoff import payoff_markdown
+        from gannotate.metrics.payoff import payoff_markdown
 
-        p = doc["payoff"]
-        table += "\n" + "\n".join(payoff_markdown(s, f"detector payoff, test set: {t}") for t, s in p["summary"].items())
-        table += "\n" + "\n".join(f"- {name}: best yaw range {r}" for name, r in p["best_range"].items()) + "\n"
+        table += "\n" + "\n".join(payoff_markdown(summary, f"detector payoff: {scenario}, test set {test}")
+                                   for test, by_scenario in doc["payoff"]["tests"].items()
+                                   for scenario, summary in by_scenario.items())
     (args.out / "compare.md").write_text(f"`{command}`\n\n{table}")
     print(table)
     return doc

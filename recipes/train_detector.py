@@ -35,7 +35,7 @@ import torch
 from gannotate.annotate import Annotator, FaceFinder, calibrate_box_map
 from gannotate.detector.data import AugmentConfig, canvas_size, load_training_faces, split_by_photo, write_list_file
 from gannotate.detector.model import DetectorConfig, load_checkpoint, save_checkpoint, training_complete
-from gannotate.detector.train import TrainConfig, train
+from gannotate.detector.train import TrainConfig, train_with_generated
 from gannotate.evaluate import compare_checkpoints
 from gannotate.io.folders import discover, load_face
 from gannotate.landmarks import nme
@@ -45,11 +45,12 @@ log = logging.getLogger("train_detector")
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "300w_afw_helen_spinkoo"
 
 
-def _generate(train_list: Path, out: Path, poses: str, n: int, seed: int) -> Path | None:
-    """Run ``gannotate augment`` on the training split; None when augment is not available."""
+def _generate(train_list: Path, out: Path, poses: str, n: int, seed: int, size: int, margin: float) -> Path | None:
+    """Run ``gannotate augment`` on the training split (targets uniform in yaw); None when it fails."""
     h5 = out / "generated.h5"
     cmd = [sys.executable, "-c", "from gannotate.cli import main; main()", "augment", "--input", str(train_list), "--poses", poses,
-           "--n", str(n), "--out", str(out), "--seed", str(seed), "--format", "h5", "-q"]
+           "--pose-sampling", "uniform", "--n", str(n), "--size", str(size), "--margin", str(margin), "--workers", "2",
+           "--out", str(out), "--seed", str(seed), "--format", "h5", "-q"]
     log.info("running %s", " ".join(cmd))
     res = subprocess.run(cmd, capture_output=True, text=True)
     if res.returncode not in (0, 1):
@@ -71,16 +72,23 @@ def _generate(train_list: Path, out: Path, poses: str, n: int, seed: int) -> Pat
 @click.option("--val-fraction", type=float, default=0.15, show_default=True, help="Share of photos held out.")
 @click.option("--generated", type=click.Path(path_type=Path), default=None, help="An existing generated .h5 to use.")
 @click.option("--poses", default="-60:60", show_default=True, help="Yaw range for augment.")
+@click.option("--gen-size", type=int, default=192, show_default=True,
+              help="augment --size: 192 with --gen-margin 0.4 matches the detector's training canvas.")
+@click.option("--gen-margin", type=float, default=0.4, show_default=True, help="augment --margin.")
+@click.option("--recipe", type=click.Choice(["mixed", "pretrain"]), default="mixed", show_default=True,
+              help="How the real+generated arm uses the generated faces (gannotate detector train --recipe).")
+@click.option("--real-share", type=float, default=0.5, show_default=True, help="Real faces per batch (--recipe mixed).")
+@click.option("--ship-arm", default="real", show_default=True, help="The arm --ship copies.")
 @click.option("--n", "n_per_face", type=int, default=4, show_default=True, help="Generated faces per training face.")
 @click.option("--threads", type=int, default=1, show_default=True,
               help="Torch threads (1 is fastest on a shared, oversubscribed machine).")
 @click.option("--calibration-faces", type=int, default=120, show_default=True,
               help="Training faces used to fit the YuNet-box → landmark-box map (0: skip it and the annotate check).")
 @click.option("--ship", type=click.Path(path_type=Path), default=None,
-              help="Copy the real-only checkpoint here (gannotate/assets/detector.pt).")
+              help="Copy the --ship-arm checkpoint here (gannotate/assets/detector.pt).")
 @click.option("--seed", type=int, default=0, show_default=True)
-def main(data, out, arms, steps, batch_size, width, time_budget, val_fraction, generated, poses, n_per_face, threads,
-         calibration_faces, ship, seed):
+def main(data, out, arms, steps, batch_size, width, time_budget, val_fraction, generated, poses, gen_size, gen_margin,
+         recipe, real_share, ship_arm, n_per_face, threads, calibration_faces, ship, seed):
     """Train and compare the detector arms; write results.md, results.json and ced.png under OUT."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     torch.set_num_threads(threads)
@@ -93,21 +101,21 @@ def main(data, out, arms, steps, batch_size, width, time_budget, val_fraction, g
     log.info("split: %d train faces, %d validation faces (no shared photo)", len(train_pairs), len(val_pairs))
 
     cfg = TrainConfig(steps=steps, batch_size=batch_size, seed=seed, num_threads=threads, time_budget_s=time_budget,
-                      device="cuda" if torch.cuda.is_available() else "cpu")
+                      device="cuda" if torch.cuda.is_available() else "cpu", real_share=real_share)
     net_cfg = DetectorConfig(width=width)
     canvas = canvas_size(net_cfg.input_size, cfg.margin)
     val_faces, _ = load_training_faces([val_list], "ibug68", canvas)
 
     # Train each arm (same network, steps and seed; only the data differ).
-    arm_sources = {"real": [train_list]}
+    arm_sources: dict[str, tuple[Path, Path | None]] = {"real": (train_list, None)}
     if "real+generated" in arms.split(","):
-        gen = generated or _generate(train_list, out / "generated", poses, n_per_face, seed)
+        gen = generated or _generate(train_list, out / "generated", poses, n_per_face, seed, gen_size, gen_margin)
         if gen is None:
             log.warning("no generated data (gannotate augment unavailable or failed): the comparison is pending")
         else:
-            arm_sources["real+generated"] = [train_list, gen]
+            arm_sources["real+generated"] = (train_list, gen)
     timings = {}
-    for arm, sources in arm_sources.items():
+    for arm, (real_src, gen_src) in arm_sources.items():
         if arm not in arms.split(","):
             continue
         run_dir = out / arm.replace("+", "_")
@@ -115,10 +123,12 @@ def main(data, out, arms, steps, batch_size, width, time_budget, val_fraction, g
         if training_complete(ckpt, steps):
             log.info("%s: already trained (%s)", arm, ckpt)
             continue
-        faces, failures = load_training_faces(sources, "ibug68", canvas)
+        faces, failures = load_training_faces([real_src], "ibug68", canvas)
+        gen_faces = load_training_faces([gen_src], "ibug68", canvas)[0] if gen_src else None
         t0 = time.time()
-        train(faces, run_dir, cfg, net_cfg, AugmentConfig(), val=val_faces,
-              meta={"sources": [str(s) for s in sources], "arm": arm, "split_seed": seed, "val_fraction": val_fraction})
+        train_with_generated(faces, gen_faces, run_dir, cfg, recipe, net_cfg, AugmentConfig(), val=val_faces,
+                             meta={"sources": [str(s) for s in (real_src, gen_src) if s], "arm": arm, "split_seed": seed,
+                                   "val_fraction": val_fraction})
         timings[arm] = time.time() - t0
         log.info("%s: trained in %.0f s on %d faces (%d skipped)", arm, timings[arm], len(faces), len(failures))
 
@@ -140,8 +150,8 @@ def main(data, out, arms, steps, batch_size, width, time_budget, val_fraction, g
             bmap, n_matched = calibration
             extra |= {"yunet_box_map": bmap, "yunet_box_map_faces": n_matched}
         save_checkpoint(ckpt, net, {**meta, **extra})
-    if "real" in ckpts and calibration_faces > 0:
-        summary["annotate_pipeline"] = _annotate_pipeline(ckpts["real"], val_list)
+    if ship_arm in ckpts and calibration_faces > 0:
+        summary["annotate_pipeline"] = _annotate_pipeline(ckpts[ship_arm], val_list)
     lines = [f"Validation: {len(val_pairs)} faces on photos never seen in training ({len(train_pairs)} training faces).", "",
              report.markdown, ""]
     for arm in ckpts:
@@ -152,10 +162,10 @@ def main(data, out, arms, steps, batch_size, width, time_budget, val_fraction, g
                      f"NME {a['nme']:.2f} % on those")
     (out / "results.md").write_text("\n".join(lines) + "\n")
     (out / "results.json").write_text(json.dumps(summary, indent=2))
-    if ship is not None and "real" in ckpts:
+    if ship is not None and ship_arm in ckpts:
         ship.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(ckpts["real"], ship)
-        log.info("shipped %s → %s", ckpts["real"], ship)
+        shutil.copyfile(ckpts[ship_arm], ship)
+        log.info("shipped %s → %s", ckpts[ship_arm], ship)
     click.echo((out / "results.md").read_text())
 
 

@@ -39,8 +39,18 @@ def detector() -> None:
 
 @detector.command("train")
 @click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="Run folder (config.json, stats.jsonl, checkpoint.pt).")
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="Run folder (config.json, stats.jsonl, checkpoint.pt, train_state.pt); a rerun resumes it.")
 @click.option("--val", type=click.Path(exists=True, path_type=Path), default=None, help="Validation folder / list file.")
+@click.option("--generated", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Generated .h5 sets trained beside SOURCES by --recipe (repeatable).")
+@click.option("--recipe", type=click.Choice(["mixed", "pretrain"]), default="mixed", show_default=True,
+              help="mixed: each batch holds --real-share real faces; pretrain: --steps on the generated faces, "
+                   "then --steps on the real ones from those weights (OUT/pretrain/).")
+@click.option("--real-share", type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True), default=0.5, show_default=True,
+              help="Share of real faces per batch with --recipe mixed.")
+@click.option("--init-from", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Start from this detector checkpoint's weights (fine-tuning).")
 @click.option("--preset", type=click.Choice(["default", "smoke"]), default="default", show_default=True)
 @click.option("--steps", type=click.IntRange(1), default=None, help="Override the preset's steps.")
 @click.option("--batch-size", type=click.IntRange(1), default=None)
@@ -49,24 +59,54 @@ def detector() -> None:
 @click.option("--scheme", default="ibug68", show_default=True)
 @click.option("--time-budget", type=Duration("s"), default=0.0,
               help="Stop after this long: 90s, 40m, 2h (a bare number is seconds; 0: no limit).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress line.")
 @_convert
 @_device
 @seed_option
 @fail_on_gannotate_error
-def train_cmd(sources, out, val, preset, steps, batch_size, width, heatmap_size, scheme, time_budget, convert, device, seed):
-    """Train on SOURCES: any mix of augment .h5 datasets and folders / list files of photos with .pts."""
-    from gannotate.detector import AugmentConfig, DetectorConfig, PRESETS, load_training_faces, train
+def train_cmd(sources, out, val, generated, recipe, real_share, init_from, preset, steps, batch_size, width, heatmap_size,
+              scheme, time_budget, quiet, convert, device, seed):
+    """Train on SOURCES (folders / list files of photos with .pts, or .h5 sets) and, optionally, --generated sets."""
+    from gannotate.detector import AugmentConfig, DetectorConfig, PRESETS, load_training_faces
     from gannotate.detector.data import canvas_size
+    from gannotate.detector.train import train_with_generated
 
-    cfg = replace(PRESETS[preset], seed=seed, device=device, time_budget_s=time_budget)
+    cfg = replace(PRESETS[preset], seed=seed, device=device, time_budget_s=time_budget, real_share=real_share,
+                  init_from=str(init_from or ""))
     cfg = replace(cfg, steps=steps or cfg.steps, batch_size=batch_size or cfg.batch_size)
     net_cfg = DetectorConfig(width=width, heatmap_size=int(heatmap_size))
     canvas = canvas_size(net_cfg.input_size, cfg.margin)
     faces, failures = load_training_faces(sources, scheme, canvas, convert)
     _report_failures(failures)
+    gen = load_training_faces(generated, scheme, canvas, convert)[0] if generated else None
     val_faces = load_training_faces([val], scheme, canvas, convert)[0] if val else None
-    ckpt = train(faces, out, cfg, net_cfg, AugmentConfig(), val=val_faces, meta={"sources": [str(s) for s in sources]})
-    click.echo(f"trained on {len(faces)} faces → {ckpt}")
+    ckpt = train_with_generated(faces, gen, out, cfg, recipe, net_cfg, AugmentConfig(), val=val_faces,
+                                meta={"sources": [str(s) for s in sources], "generated": [str(g) for g in generated]},
+                                progress=None if quiet else ProgressLine())
+    if not quiet:
+        click.echo("", err=True)
+    n_gen = f" + {len(gen)} generated ({recipe})" if gen is not None else ""
+    click.echo(f"trained on {len(faces)} faces{n_gen} → {ckpt}")
+
+
+class ProgressLine:
+    """``step 250/1500 · 1.4 steps/s · ETA 15 min`` on one stderr line, rewritten in place."""
+
+    def __init__(self) -> None:
+        self.first: tuple[int, float] | None = None
+
+    def __call__(self, step: int, steps: int, elapsed: float) -> None:
+        if self.first is None:  # a resumed run starts counting here
+            self.first = (step, elapsed)
+            rate = step / max(elapsed, 1e-9)
+        else:
+            rate = (step - self.first[0]) / max(elapsed - self.first[1], 1e-9)
+        eta = (steps - step) / max(rate, 1e-9)
+        click.echo(f"\rstep {step}/{steps} · {rate:.2f} steps/s · ETA {_minutes(eta)}   ", nl=False, err=True)
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
 
 
 @detector.command("predict")

@@ -40,24 +40,22 @@ def test_compare_recipe_end_to_end(tmp_path, recipe):
     assert "| warp | 6 |" in md and "| profile | 6 |" in md and "| gan | skipped" in md
 
 
-def test_compare_recipe_detector_payoff(tmp_path, recipe, split_faces):
-    """The payoff part alone: arms for the built renderer, a second test set from clip frames, tables written."""
+def test_compare_recipe_detector_payoff(tmp_path, recipe, face_folder):
+    """The payoff part alone: the protocol for the built renderer, a further test set from clip frames, tables written."""
     from gannotate.io.builtin import builtin_faces
 
     from tests.evidence.conftest import make_driver_clip
 
-    train, val = split_faces
     make_driver_clip(tmp_path / "clips", builtin_faces()[0], n_frames=6)
     out = tmp_path / "cmp"
     doc = recipe.main(["--out", str(out), "--renderers", "warp", "--skip-renderer-metrics",
-                       "--payoff-train", str(train), "--payoff-val", str(val),
+                       "--payoff-real", str(face_folder), "--payoff-scenarios", "all", "--payoff-val-fraction", "0",
                        "--payoff-clips", str(tmp_path / "clips"), "--payoff-clip-frames", "3",
-                       "--payoff-ranges", "15,60", "--payoff-ranges-for", "warp=60", "--payoff-seeds", "2", "--payoff-steps", "2", "--payoff-n", "1"])
-    p = doc["payoff"]
-    assert set(p["summary"]) == {"val", "clips"}
-    assert set(p["summary"]["val"]) == {"real", "warp±60"}  # --payoff-ranges-for overrides the ranges of warp
-    assert p["summary"]["clips"]["real"]["nme"]["n"] == 2
-    assert p["best_range"]["warp"].startswith("±")
+                       "--payoff-ranges", "60", "--payoff-seeds", "2", "--payoff-steps", "2", "--payoff-n", "1"])
+    tests = doc["payoff"]["tests"]
+    assert set(tests) == {"turned", "clips"}
+    assert set(tests["turned"]["all"]) == {"real", "warp±60"}
+    assert tests["clips"]["all"]["real"]["nme/all"]["n_seeds"] == 2
     assert len(list((out / "payoff" / "clip_frames").glob("*.pts"))) == 3
     md = (out / "compare.md").read_text()
-    assert "detector payoff, test set: val" in md and "detector payoff, test set: clips" in md and "best yaw range" in md
+    assert "detector payoff: all, test set turned" in md and "detector payoff: all, test set clips" in md
