@@ -63,6 +63,8 @@ def _default_name(p: Path) -> str:
               help="frontal (train on faces below 20°), all, few100, few50 (faces drawn by photo).")
 @click.option("--recipes", default="mixed", show_default=True, callback=_names,
               help="mixed (each batch --real-share real faces) and/or pretrain (generated first, then real).")
+@click.option("--arms", default="", callback=_names,
+              help="Only these arms besides real, e.g. 'profile±45,profile±45 pretrain' [default: every set × recipe].")
 @click.option("--real-share", type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True), default=0.5, show_default=True)
 @click.option("--seeds", default="0,1,2", show_default=True, callback=_ints, help="Detector seeds, shared by every arm.")
 @click.option("--steps", type=click.IntRange(1), default=1500, show_default=True,
@@ -77,7 +79,7 @@ def _default_name(p: Path) -> str:
 @click.option("--no-train", is_flag=True, help="Score the complete runs only (a partial experiment).")
 @click.option("--seed", "split_seed", type=int, default=0, show_default=True, help="Split and generation seed.")
 @fail_on_gannotate_error
-def payoff_cmd(real, root, generated, renderers, ranges, out, scenarios, recipes, real_share, seeds, steps, turned_yaw,
+def payoff_cmd(real, root, generated, renderers, ranges, out, scenarios, recipes, arms, real_share, seeds, steps, turned_yaw,
                val_fraction, tests, jobs, no_train, split_seed):
     """Train the detector on your real photos with and without generated data; score it on turned faces.
 
@@ -96,7 +98,7 @@ def payoff_cmd(real, root, generated, renderers, ranges, out, scenarios, recipes
     if not logging.getLogger().handlers:
         logging.basicConfig(format="%(asctime)s %(message)s", level=logging.WARNING)
     cfg = PayoffConfig(real=real, root=root, out=out, scenarios=scenarios, renderers=renderers, ranges=ranges,
-                       generated=generated, recipes=recipes, seeds=seeds, steps=steps, real_share=real_share,
+                       generated=generated, recipes=recipes, arms=arms, seeds=seeds, steps=steps, real_share=real_share,
                        turned_yaw=turned_yaw, val_fraction=val_fraction, split_seed=split_seed, gen_seed=split_seed,
                        tests=tests, jobs=jobs)
     doc = run_payoff(cfg, train_missing=not no_train)

@@ -33,7 +33,7 @@ from gannotate.detector.sampler import RECIPES
 from gannotate.errors import GannotateError
 from gannotate.payoff.split import Face, PayoffSplit, scenario_faces, split_photos
 
-__all__ = ["Scenario", "PayoffConfig", "Arm", "arms_of", "run_payoff", "prepare", "train_all"]
+__all__ = ["Scenario", "PayoffConfig", "Arm", "arms_of", "run_payoff", "prepare", "plan_jobs", "train_jobs", "train_all"]
 
 log = logging.getLogger(__name__)
 
@@ -250,7 +250,7 @@ class _Job:
     val_list: str
 
 
-def _jobs(cfg: PayoffConfig, prep: Prepared) -> list[_Job]:
+def plan_jobs(cfg: PayoffConfig, prep: Prepared) -> list[_Job]:
     """Seed-major, two-phase (pretrain) arms last: an experiment stopped early has every one-phase
     arm at the same number of seeds, and the costliest arms are the ones left out."""
     from gannotate.detector.model import training_complete
@@ -293,21 +293,27 @@ def _train_job(job: _Job) -> str:
                                     net_cfg, AugmentConfig(), val=val, meta=meta))
 
 
-def train_all(cfg: PayoffConfig, prep: Prepared) -> None:
-    """Train every missing run in ``cfg.jobs`` processes; logs each finished run with an ETA."""
+def train_jobs(jobs: Sequence[_Job], n_jobs: int = 1) -> None:
+    """Train ``jobs`` (from :func:`plan_jobs`, of one or several experiments) in ``n_jobs`` processes of one
+    torch thread each; logs each finished run with an ETA."""
     from joblib import Parallel, delayed
 
-    jobs = _jobs(cfg, prep)
-    total = len(cfg.seeds) * len(cfg.scenarios) * len(arms_of(cfg))
-    log.info("payoff: %d runs to train (%d complete), %d at a time", len(jobs), total - len(jobs), cfg.jobs)
     if not jobs:
         return
     t0 = time.time()
-    par = Parallel(n_jobs=cfg.jobs, backend="loky" if cfg.jobs > 1 else "sequential", return_as="generator_unordered")
+    par = Parallel(n_jobs=n_jobs, backend="loky" if n_jobs > 1 else "sequential", return_as="generator_unordered")
     for i, ckpt in enumerate(par(delayed(_train_job)(j) for j in jobs), 1):
         rate = (time.time() - t0) / i
         log.info("payoff: run %d/%d done (%s) · %.1f min per run · ETA %.0f min", i, len(jobs), ckpt, rate / 60,
                  rate * (len(jobs) - i) / 60)
+
+
+def train_all(cfg: PayoffConfig, prep: Prepared) -> None:
+    """Train every missing run of ``cfg`` in ``cfg.jobs`` processes."""
+    jobs = plan_jobs(cfg, prep)
+    total = len(cfg.seeds) * len(cfg.scenarios) * len(arms_of(cfg))
+    log.info("payoff: %d runs to train (%d complete), %d at a time", len(jobs), total - len(jobs), cfg.jobs)
+    train_jobs(jobs, cfg.jobs)
 
 
 def run_payoff(cfg: PayoffConfig, train_missing: bool = True) -> dict[str, Any]:

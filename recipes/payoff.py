@@ -1,0 +1,64 @@
+"""Recipe: the detector payoff behind the README's headline, as it was run (resumable; ~3 h on 2 cores).
+
+One split of the shared 300W photos (``gannotate.payoff``: photos with a face turned ≥ 28° are
+test-only, the shipped detector's 69 validation faces a second test set); three experiments whose
+runs share one pool of ``--jobs`` processes, the costliest last:
+
+* S1 *frontal* (training faces below 20°): real only vs real + profile renders at ±45° and ±60°
+  (mixed batches, half real), seeds 0–2;
+* S3 *few50* (50 of those faces): real only vs real + profile ±45° (mixed), seed 0;
+* S1 with the pretrain→fine-tune recipe at ±45°, seed 0 (twice the compute of a run).
+
+Then it scores every complete run (``gannotate evaluate payoff --no-train`` scores any subset again).
+
+Usage::
+
+    python recipes/payoff.py --out outputs/payoff --jobs 2
+    gannotate evaluate payoff --real ../shared/data/300w_afw_helen_spinkoo/image_for_pts.txt \\
+        --root ../shared/data/300w_afw_helen_spinkoo/images --renderers profile --ranges 45,60 \\
+        --recipes mixed,pretrain --out outputs/payoff --no-train          # the S1 table alone
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from dataclasses import replace
+from pathlib import Path
+
+from gannotate.payoff import PayoffConfig, prepare
+from gannotate.payoff.protocol import arms_of, plan_jobs, run_dir, train_jobs
+from gannotate.metrics.payoff import score_experiment
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "300w_afw_helen_spinkoo"
+
+
+def experiments(out: Path, steps: int) -> list[PayoffConfig]:
+    base = PayoffConfig(real=DATA / "image_for_pts.txt", root=DATA / "images", out=out, scenarios=("frontal",),
+                        renderers=("profile",), ranges=(45.0, 60.0), recipes=("mixed", "pretrain"),
+                        arms=("profile±45", "profile±60"), seeds=(0, 1, 2), steps=steps)
+    return [base,
+            replace(base, scenarios=("few50",), arms=("profile±45",), seeds=(0,)),
+            replace(base, arms=("profile±45 pretrain",), seeds=(0,))]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", type=Path, default=Path("outputs/payoff"))
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=1500)
+    ap.add_argument("--no-train", action="store_true", help="only score the complete runs")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    exps = experiments(args.out, args.steps)
+    preps = [prepare(replace(c, scenarios=("frontal", "few50"))) for c in exps[:1]] * len(exps)
+    if not args.no_train:
+        train_jobs([j for c, p in zip(exps, preps) for j in plan_jobs(c, p)], args.jobs)
+    runs = {(s, a.name, seed): run_dir(c, s, a, seed) / "checkpoint.pt"
+            for c in exps for s in c.scenarios for a in arms_of(c) for seed in c.seeds}
+    score_experiment(runs, preps[0].test_lists, args.out, args.steps)
+    print((args.out / "payoff.md").read_text())
+
+
+if __name__ == "__main__":
+    main()
