@@ -6,8 +6,8 @@ runs share one pool of ``--jobs`` processes, the costliest last:
 
 * S1 *frontal* (training faces below 20°): real only vs real + profile renders at ±45° and ±60°
   (mixed batches, half real), seeds 0–2;
-* S3 *few50* (50 of those faces): real only vs real + profile ±45° (mixed), seed 0;
-* S1 with the pretrain→fine-tune recipe at ±45°, seed 0 (twice the compute of a run).
+* S3 *few50* (50 of those faces): real only vs real + profile ±45° (mixed), seeds 0–2;
+* S1 with the pretrain→fine-tune recipe at ±45°, seeds 0–2 (twice the compute of a run).
 
 Then it scores every complete run (``gannotate evaluate payoff --no-train`` scores any subset again).
 
@@ -38,8 +38,8 @@ def experiments(out: Path, steps: int) -> list[PayoffConfig]:
                         renderers=("profile",), ranges=(45.0, 60.0), recipes=("mixed", "pretrain"),
                         arms=("profile±45", "profile±60"), seeds=(0, 1, 2), steps=steps)
     return [base,
-            replace(base, scenarios=("few50",), arms=("profile±45",), seeds=(0,)),
-            replace(base, arms=("profile±45 pretrain",), seeds=(0,))]
+            replace(base, scenarios=("few50",), arms=("profile±45",)),
+            replace(base, arms=("profile±45 pretrain",))]
 
 
 def main() -> None:
