@@ -7,6 +7,7 @@ runs share one pool of ``--jobs`` processes, the costliest last:
 * S1 *frontal* (training faces below 20°): real only vs real + profile renders at ±45° and ±60°
   (mixed batches, half real), seeds 0–2;
 * S3 *few50* (50 of those faces): real only vs real + profile ±45° (mixed), seeds 0–2;
+* S1 real only at twice the steps, seed 0 (``OUT/budget<2·steps>``): is real-only converged?
 * S1 with the pretrain→fine-tune recipe at ±45°, seeds 0–2 (twice the compute of a run).
 
 Then it scores every complete run (``gannotate evaluate payoff --no-train`` scores any subset again).
@@ -39,6 +40,8 @@ def experiments(out: Path, steps: int) -> list[PayoffConfig]:
                         arms=("profile±45", "profile±60"), seeds=(0, 1, 2), steps=steps)
     return [base,
             replace(base, scenarios=("few50",), arms=("profile±45",)),
+            # is real-only converged at `steps`? the same run at twice the steps (its own folder)
+            replace(base, out=out / f"budget{2 * steps}", renderers=(), arms=(), seeds=(0,), steps=2 * steps),
             replace(base, arms=("profile±45 pretrain",))]
 
 
@@ -51,12 +54,15 @@ def main() -> None:
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     exps = experiments(args.out, args.steps)
-    preps = [prepare(replace(c, scenarios=("frontal", "few50"))) for c in exps[:1]] * len(exps)
+    # one split and one set of generated data for all (the budget check only needs the split)
+    preps = [prepare(replace(c, scenarios=("frontal", "few50"))) for c in (exps[0], exps[2])]
+    prep_of = [preps[1] if c.out != args.out else preps[0] for c in exps]
     if not args.no_train:
-        train_jobs([j for c, p in zip(exps, preps) for j in plan_jobs(c, p)], args.jobs)
-    runs = {(s, a.name, seed): run_dir(c, s, a, seed) / "checkpoint.pt"
-            for c in exps for s in c.scenarios for a in arms_of(c) for seed in c.seeds}
-    score_experiment(runs, preps[0].test_lists, args.out, args.steps)
+        train_jobs([j for c, p in zip(exps, prep_of) for j in plan_jobs(c, p)], args.jobs)
+    for steps, group in ((args.steps, [c for c in exps if c.out == args.out]), (2 * args.steps, [exps[2]])):
+        runs = {(s, a.name, seed): run_dir(c, s, a, seed) / "checkpoint.pt"
+                for c in group for s in c.scenarios for a in arms_of(c) for seed in c.seeds}
+        score_experiment(runs, preps[0].test_lists, group[0].out, steps)
     print((args.out / "payoff.md").read_text())
 
 
