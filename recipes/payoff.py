@@ -45,13 +45,50 @@ def experiments(out: Path, steps: int) -> list[PayoffConfig]:
             replace(base, arms=("profile±45 pretrain",))]
 
 
+def turned_figure(test_list: Path, arms: dict[str, Path], path: Path, n: int = 6, cell: int = 192, per_row: int = 3) -> Path:
+    """The ``n`` most turned test faces, ``per_row`` faces a row, one tile per arm: its prediction and NME."""
+    import cv2
+    import numpy as np
+
+    from gannotate.detector.data import crop_transform_for_points, iter_annotated
+    from gannotate.detector.predict import Detector
+    from gannotate.evaluate import yaw_of
+    from gannotate.landmarks import IBUG68, nme
+    from gannotate.preview import contact_sheet
+
+    faces = list(iter_annotated(test_list, IBUG68, []))
+    yaw = np.abs(yaw_of(np.stack([p for _, _, p in faces])))
+    dets = {name: Detector.load(ckpt) for name, ckpt in arms.items()}
+    images, points, labels = [], [], []
+    for i in np.argsort(-yaw)[:n]:
+        _, image, truth = faces[i]
+        crop = crop_transform_for_points(truth, cell, 0.25)
+        tile = crop.warp(image, cell)
+        for name, det in dets.items():
+            pred = det.predict_from_points([image], truth[None])[0]
+            images.append(tile)
+            points.append(crop.apply(pred))
+            labels.append(f"{yaw[i]:.0f}deg {name}: {float(nme(pred, truth)):.1f}")
+    sheet = contact_sheet(images, points, ncols=len(dets) * per_row, cell=cell, labels=labels)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
+    return path
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=Path("outputs/payoff"))
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--steps", type=int, default=1500)
     ap.add_argument("--no-train", action="store_true", help="only score the complete runs")
+    ap.add_argument("--figure", type=Path, default=None,
+                    help="only draw the most turned test faces read by real-only and by real + profile ±45 (seed 0)")
     args = ap.parse_args()
+    if args.figure:
+        runs = args.out / "runs" / "frontal"
+        turned_figure(args.out / "split" / "test_turned.txt", {"real": runs / "real" / "seed0" / "checkpoint.pt",
+                      "+gen": runs / "profile_pm45" / "seed0" / "checkpoint.pt"}, args.figure)
+        return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     exps = experiments(args.out, args.steps)
     # one split and one set of generated data for all (the budget check only needs the split)
