@@ -8,7 +8,7 @@ runs share one pool of ``--jobs`` processes, the costliest last:
   (mixed batches, half real), seeds 0–2;
 * S3 *few50* (50 of those faces): real only vs real + profile ±45° (mixed), seeds 0–2;
 * S1 real only at twice the steps, seed 0 (``OUT/budget<2·steps>``): is real-only converged?
-* S1 with the pretrain→fine-tune recipe at ±45°, seeds 0–2 (twice the compute of a run).
+* S1 with the pretrain→fine-tune recipe at ±45°, seed 0 (twice the compute of a run).
 
 Then it scores every complete run (``gannotate evaluate payoff --no-train`` scores any subset again).
 
@@ -42,7 +42,7 @@ def experiments(out: Path, steps: int) -> list[PayoffConfig]:
             replace(base, scenarios=("few50",), arms=("profile±45",)),
             # is real-only converged at `steps`? the same run at twice the steps (its own folder)
             replace(base, out=out / f"budget{2 * steps}", renderers=(), arms=(), seeds=(0,), steps=2 * steps),
-            replace(base, arms=("profile±45 pretrain",))]
+            replace(base, arms=("profile±45 pretrain",), seeds=(0,))]
 
 
 def turned_figure(test_list: Path, arms: dict[str, Path], path: Path, n: int = 6, cell: int = 192, per_row: int = 3) -> Path:
