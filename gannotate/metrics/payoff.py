@@ -162,18 +162,18 @@ def _delta(c: Mapping[str, Any]) -> str:
 
 
 def payoff_markdown(summary: Mapping[str, Mapping[str, Any]], title: str = "", measure: str = "nme") -> str:
-    """One row per arm: mean ± std over seeds per |yaw| range, FR/AUC, and the change against real at 30°+
-    and <28° (relative change, bootstrap 95% interval of the paired difference, verdict)."""
+    """One row per arm: mean ± std over seeds per |yaw| range, FR/AUC, and the change against real at 30°+,
+    35°+ and <28° (relative change, bootstrap 95% interval of the paired difference, verdict)."""
     ranges = ("all", "0-15", "15-30", "30-45", "45+", "30+", "35+")
     head = ["arm", "seeds"] + [f"{measure} {r}" if i == 0 else r for i, r in enumerate(ranges)] + [
-        "FR@8 %", "AUC@8", "Δ 30+ vs real", "Δ <28 vs real"]
+        "FR@8 %", "AUC@8", "Δ 30+ vs real", "Δ 35+ vs real", "Δ <28 vs real"]
     lines = ([f"**{title}**", ""] if title else []) + ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for arm, row in summary.items():
         first = row[f"{measure}/all"]
         n = [f"{first['n_seeds']}"]
         cells = [arm] + n + [_fmt(row[f"{measure}/{r}"]) for r in ranges] + [
             _fmt(row["fr8"] | {"n_seeds": first["n_seeds"]}, ".1f"), _fmt(row["auc8"] | {"n_seeds": first["n_seeds"]}, ".3f"),
-            _delta(row[f"{measure}/30+"]), _delta(row[f"{measure}/<28"])]
+            _delta(row[f"{measure}/30+"]), _delta(row[f"{measure}/35+"]), _delta(row[f"{measure}/<28"])]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     faces = next(iter(summary.values()))
     lines.append("")

@@ -185,8 +185,12 @@ def _write_faces(path: Path, faces: Sequence[Face]) -> Path:
     return write_list_file(path, [(f.landmarks, f.image) for f in faces])
 
 
-def prepare(cfg: PayoffConfig) -> Prepared:
-    """Split the photos, write the list files and generate (or resume) every generated set."""
+def prepare(cfg: PayoffConfig, generate: bool = True) -> Prepared:
+    """Split the photos, write the list files and generate (or resume) every generated set.
+
+    With ``generate`` off the sets are only located (scoring a running experiment must not take the
+    lock a generating or resuming ``augment`` holds).
+    """
     split = split_photos(cfg.real, cfg.root, cfg.turned_yaw, cfg.val_fraction, cfg.split_seed)
     sdir = cfg.out / "split"
     faces = {s: scenario_faces(split.train, SCENARIOS[s].max_yaw, SCENARIOS[s].n_faces, cfg.split_seed)
@@ -206,7 +210,8 @@ def prepare(cfg: PayoffConfig) -> Prepared:
     for spec in cfg.renderers:
         for r in cfg.ranges:
             key = f"{spec}±{r:g}"
-            generated[key] = _generate(cfg, spec, r, gen_input, cfg.out / "generated" / key.replace("±", "_pm"))
+            folder = cfg.out / "generated" / key.replace("±", "_pm")
+            generated[key] = _generate(cfg, spec, r, gen_input, folder) if generate else folder / "dataset.h5"
     return Prepared(split, lists, faces, tests, generated)
 
 
@@ -322,7 +327,7 @@ def run_payoff(cfg: PayoffConfig, train_missing: bool = True) -> dict[str, Any]:
 
     cfg.out.mkdir(parents=True, exist_ok=True)
     (cfg.out / "config.json").write_text(json.dumps(asdict(cfg), indent=2, default=str) + "\n")
-    prep = prepare(cfg)
+    prep = prepare(cfg, generate=train_missing)
     if train_missing:
         train_all(cfg, prep)
     runs = {(s, a.name, seed): run_dir(cfg, s, a, seed) / "checkpoint.pt"
