@@ -44,7 +44,7 @@ def test_compare_recipe_detector_payoff(tmp_path, recipe, split_faces):
     """The payoff part alone: arms for the built renderer, a second test set from clip frames, tables written."""
     from gannotate.io.builtin import builtin_faces
 
-    from tests.evidence.conftest import make_driver_clip
+    from tests.driver_clip import make_driver_clip
 
     train, val = split_faces
     make_driver_clip(tmp_path / "clips", builtin_faces()[0], n_frames=6)
