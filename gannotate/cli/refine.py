@@ -7,15 +7,8 @@ from pathlib import Path
 
 import click
 
-from gannotate.cli.options import (
-    Duration,
-    LazyChoice,
-    check_device,
-    fail_on_gannotate_error,
-    loss_weight_option,
-    seed_option,
-    unused_seed_option,
-)
+from gannotate.cli.options import Duration, LazyChoice, check_device, fail_on_gannotate_error, seed_option, unused_seed_option
+from gannotate.cli.options import loss_weight_option
 
 __all__ = ["pairs", "refine", "export_refiner", "probe_refiner"]
 

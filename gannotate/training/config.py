@@ -340,13 +340,3 @@ REFINE_PRESETS: dict[str, RefineConfig] = {
     "tiny": RefineConfig(image_size=32, g_width=4, g_res=1, d_width=4, batch_size=2, probe_pairs=4,
                          log_every=1, checkpoint_every=2, probe_every=2, sample_every=2),
 }
-
-
-REFINE_PRESETS: dict[str, RefineConfig] = {
-    "refine": RefineConfig(),
-    # the first shipped run's critic (spectral norm, default init, DiffAugment): kept to rebuild that file
-    "refine-v1": RefineConfig(d_spectral_norm=True, d_init="default", diffaug=True),
-    "refine-gpu": RefineConfig(batch_size=32, g_width=48, g_res=6, d_width=48, lr_g=2e-4, lr_d=4e-4),
-    "tiny": RefineConfig(image_size=32, g_width=4, g_res=1, d_width=4, batch_size=2, probe_pairs=4,
-                         log_every=1, checkpoint_every=2, probe_every=2, sample_every=2),
-}
