@@ -23,7 +23,7 @@ from typing import Mapping, Sequence
 import cv2
 import numpy as np
 
-from gannotate.errors import DatasetError, GannotateError, SchemeError
+from gannotate.errors import DatasetError, InputFileError, SchemeError
 from gannotate.landmarks import nme as nme_per_face
 from gannotate.landmarks import scheme_for, to_scheme
 from gannotate.metrics.registry import EvalInput, compute_metrics, register_metric
@@ -146,8 +146,8 @@ def evaluate_folders(predictions: str | Path, truth: str | Path, convert: bool =
             continue
         try:
             t, p = read_pts(tpath), read_pts(ppath)
-        except GannotateError as e:
-            failures.append(Failure(str(getattr(e, "path", tpath)), str(e)))
+        except InputFileError as e:  # read_pts names the file it could not read
+            failures.append(Failure(e.path, str(e)))
             continue
         if t.shape != p.shape:
             if not convert:
