@@ -1,4 +1,9 @@
-"""The paper's loss terms as pure tensor functions, and the object that weighs and applies them.
+"""The paper's loss terms as pure tensor functions, and the two objectives that weigh and apply them.
+
+:class:`TripleConsistencyLoss` (GANnotation from scratch, triplets) and :class:`RefineLoss` (the
+refiner, pairs over a geometric render) each compute one phase (``"D"`` or ``"G"``) and call
+``backward()`` in ``accumulate_gradients(phase, batch)``; the training loop runs the optimisers.
+The weights are :class:`~gannotate.training.config.LossWeights`, whose field names are the loss names.
 
 Convention: images are float NCHW tensors in [-1, 1]; heatmaps are (B, K, H, W) in [0, 1];
 discriminator outputs are raw scores (B,) or (B, 1) (no sigmoid: the hinge acts on scores).
