@@ -61,7 +61,8 @@ def main() -> dict:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from gannotate.render.gan import cpu_has_bf16
-    from gannotate.training.refine import REFINE_PRESETS, generator_config
+    from gannotate.training.config import REFINE_PRESETS
+    from gannotate.training.refine import generator_config
 
     configs = {"paper_k68": GeneratorConfig(n_points=68), "refine": generator_config(REFINE_PRESETS["refine"], 68)}
     result = {

@@ -19,15 +19,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from gannotate.plan import RELIABLE_YAW
 from shape_model.face3d import Face3DModel, fit_face3d, load_face3d
 
-__all__ = ["LOW_YAW", "HIGH_YAW", "consistent_targets", "blend_weight"]
+__all__ = ["HIGH_YAW", "consistent_targets", "blend_weight"]
 
-LOW_YAW = 45.0   # from here the 3D face's landmarks blend in ...
-HIGH_YAW = 60.0  # ... and from here they are the targets
+HIGH_YAW = 60.0  # the 3D face's landmarks blend in from plan.RELIABLE_YAW and are the targets from here
 
 
-def blend_weight(yaw: np.ndarray, lo: float = LOW_YAW, hi: float = HIGH_YAW) -> np.ndarray:
+def blend_weight(yaw: np.ndarray, lo: float = RELIABLE_YAW, hi: float = HIGH_YAW) -> np.ndarray:
     """(n,) 0 for |yaw| ≤ lo, smoothly to 1 at |yaw| ≥ hi."""
     t = np.clip((np.abs(np.asarray(yaw, np.float64)) - lo) / (hi - lo), 0.0, 1.0)
     return t * t * (3.0 - 2.0 * t)
@@ -37,7 +37,7 @@ def consistent_targets(
     source: np.ndarray, source_pose: np.ndarray, targets: np.ndarray, target_pose: np.ndarray,
     model: Face3DModel | None = None,
 ) -> np.ndarray:
-    """(n, 68, 2) targets with those beyond :data:`LOW_YAW` re-drawn by the 3D face (see the module doc).
+    """(n, 68, 2) targets with those beyond :data:`gannotate.plan.RELIABLE_YAW` re-drawn by the 3D face (see the module doc).
 
     The fits are the profile renderer's own (its :class:`ProfileConfig` settings and :func:`fit_target`,
     way "fit"), so a profile render of such a target needs almost no final correction.

@@ -12,9 +12,9 @@ generator, is listed as skipped with the reason):
    (``gannotate.augment.run_augment``) → ``OUT/<renderer>/dataset.h5``; throughput = samples / wall
    time of the whole job (fit, render, write);
 2. fidelity: the shipped (or ``--detector``) landmark detector's NME on the generated images vs
-   the targets, and its ratio to the NME on real faces (``gannotate.evaluate.fidelity``);
-3. identity: SFace cosine of each sample to its source, by |yaw| bin (``gannotate.evidence.identity``);
-4. progressive gap: ``|R(R(I, s₁), s₂) − R(I, s₂)|`` on the same faces (``gannotate.evidence.progressive``).
+   the targets, and its ratio to the NME on real faces (``gannotate.metrics.fidelity``);
+3. identity: SFace cosine of each sample to its source, by |yaw| bin (``gannotate.metrics.identity``);
+4. progressive gap: ``|R(R(I, s₁), s₂) − R(I, s₂)|`` on the same faces (``gannotate.metrics.progressive``).
 
 5. with ``--payoff-real`` (annotated photos): the detector payoff (``gannotate.payoff``, the
    protocol of ``gannotate evaluate payoff``) — photos split by photo with every turned face's photo
@@ -84,9 +84,9 @@ def _faces_input(input_path: Path | None, limit: int | None, out: Path) -> Path 
 def compare(args: argparse.Namespace, command: str) -> dict:
     """Run every renderer through augment, fidelity, identity and progressive; return the results."""
     from gannotate.augment import AugmentConfig, run_augment
-    from gannotate.evaluate import fidelity
-    from gannotate.evidence.identity import FaceEmbedder, identity_scores
-    from gannotate.evidence.progressive import ProgressiveConfig, run_progressive
+    from gannotate.metrics import fidelity
+    from gannotate.metrics.identity import FaceEmbedder, identity_scores
+    from gannotate.metrics.progressive import ProgressiveConfig, run_progressive
     from gannotate.plan import PlanConfig
     from gannotate.render import list_renderers, make_renderer, renderer_options, spec_from_cli
 

@@ -25,7 +25,9 @@ import torch.nn.functional as F
 from gannotate.models.discriminator import Discriminator, DiscriminatorConfig
 from gannotate.training.diffaug import diff_augment
 from gannotate.training.pairs import PairSet
-from gannotate.training.refine import RefineBatches, RefineConfig, RefineLoss, build_refine_networks
+from gannotate.training.config import RefineConfig
+from gannotate.training.losses import RefineLoss
+from gannotate.training.refine import RefineBatches, build_refine_networks
 
 # name: (spectral norm, init, DiffAugment)
 VARIANTS = {

@@ -88,8 +88,9 @@ def main() -> None:
     import torch
 
     from gannotate.render import RendererSpec, make_renderer
+    from gannotate.training.config import REFINE_PRESETS
     from gannotate.training.pairs import PairConfig, build_pairs, load_sources
-    from gannotate.training.refine import REFINE_PRESETS, export_refiner, train_refiner
+    from gannotate.training.refine import export_refiner, train_refiner
 
     t0 = time.perf_counter()
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")

@@ -52,7 +52,7 @@ def turned_figure(test_list: Path, arms: dict[str, Path], path: Path, n: int = 6
 
     from gannotate.detector.data import crop_transform_for_points, iter_annotated
     from gannotate.detector.predict import Detector
-    from gannotate.evaluate import yaw_of
+    from gannotate.metrics import yaw_of
     from gannotate.landmarks import IBUG68, nme
     from gannotate.preview import contact_sheet
 

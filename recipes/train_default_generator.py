@@ -37,7 +37,8 @@ from gannotate.detector.data import split_by_photo
 from gannotate.render.gan import SHIPPED_GENERATOR
 from gannotate.training.curves import draw_curves, read_stats
 from gannotate.training.pairs import PairConfig, build_pairs, load_clip_frames, load_photo_crops
-from gannotate.training.refine import REFINE_PRESETS, export_refiner, heldout_probe, train_refiner
+from gannotate.training.config import REFINE_PRESETS
+from gannotate.training.refine import export_refiner, heldout_probe, train_refiner
 
 CURVE_KEYS = ("Loss/G/pix", "Loss/G/triple", "Loss/G/self", "Loss/G/perceptual", "Loss/G/adv", "Mask/invalid",
               "Probe/l1", "Loss/D/accuracy")

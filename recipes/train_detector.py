@@ -36,7 +36,7 @@ from gannotate.annotate import Annotator, FaceFinder, calibrate_box_map
 from gannotate.detector.data import AugmentConfig, canvas_size, load_training_faces, split_by_photo, write_list_file
 from gannotate.detector.model import DetectorConfig, load_checkpoint, save_checkpoint, training_complete
 from gannotate.detector.train import TrainConfig, train_with_generated
-from gannotate.evaluate import compare_checkpoints
+from gannotate.metrics import compare_checkpoints
 from gannotate.io.folders import discover, load_face
 from gannotate.landmarks import nme
 

@@ -139,7 +139,7 @@ def predict_cmd(source, out, checkpoint, convert, device, seed):
 @fail_on_gannotate_error
 def evaluate_cmd(source, checkpoint, convert, device, as_json, ced, seed):
     """NME (by yaw bin), failure rates and AUC of the detector on annotated faces in SOURCE."""
-    from gannotate.evaluate import draw_ced, evaluate_detector, markdown_table
+    from gannotate.metrics import draw_ced, evaluate_detector, markdown_table
 
     rep = evaluate_detector(checkpoint, source, convert, device)
     _report_failures(rep.failures)

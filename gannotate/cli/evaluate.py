@@ -1,4 +1,4 @@
-"""``gannotate evaluate nme|fidelity|identity|progressive``: parse, call the library, print."""
+"""``gannotate evaluate nme|fidelity|identity|independent|progressive|payoff``: parse, call the library, print."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from gannotate.cli.options import EXIT_FAILURES, LazyChoice, check_device, fail_on_gannotate_error, unused_seed_option
+from gannotate.cli.payoff import payoff_cmd
 
 __all__ = ["evaluate"]
 
@@ -28,7 +29,7 @@ def evaluate() -> None:
 @fail_on_gannotate_error
 def nme_cmd(predictions, truth, convert, ced, as_json, seed):
     """Match .pts files of PREDICTIONS and TRUTH by relative stem and report NME statistics."""
-    from gannotate.evaluate import draw_ced, evaluate_folders, markdown_table
+    from gannotate.metrics import draw_ced, evaluate_folders, markdown_table
 
     rep = evaluate_folders(predictions, truth, convert)
     for f in rep.failures:
@@ -54,7 +55,7 @@ def nme_cmd(predictions, truth, convert, ced, as_json, seed):
 @fail_on_gannotate_error
 def fidelity_cmd(dataset, checkpoint, real, limit, convert, device, as_json, seed):
     """NME of the detector on DATASET's generated images vs its stored targets, beside its NME on real faces."""
-    from gannotate.evaluate import fidelity
+    from gannotate.metrics import fidelity
 
     rep = fidelity(dataset, checkpoint, real, convert, limit, device)
     if as_json:
@@ -95,7 +96,7 @@ def _yaw_list(value: str) -> tuple[float, ...]:
 @fail_on_gannotate_error
 def identity_cmd(dataset, input_path, batch_size, limit, device, as_json, seed):
     """SFace cosine between each sample of DATASET and its source face, by |yaw| bin (same person: cos ≥ 0.363)."""
-    from gannotate.evidence.identity import FaceEmbedder, identity_scores, identity_table
+    from gannotate.metrics.identity import FaceEmbedder, identity_scores, identity_table
 
     rep = identity_scores(dataset, input_path, FaceEmbedder(device, batch_size), batch_size, limit)
     for f in rep.failures:
@@ -125,7 +126,7 @@ def independent_cmd(datasets, real, predictor, limit, as_json, seed):
     predictor on those, beside real photos with --real. Needs dlib: pip install -e ".[dlib]" (the 68-point
     model is for non-commercial use; it only measures here).
     """
-    from gannotate.evidence.independent import DlibReader, find_predictor, read_dataset, read_real, reads_table
+    from gannotate.metrics.independent import DlibReader, find_predictor, read_dataset, read_real, reads_table
 
     if not datasets and real is None:
         raise click.UsageError("give at least one DATASET or --real FACES")
@@ -154,7 +155,7 @@ def independent_cmd(datasets, real, predictor, limit, as_json, seed):
 @fail_on_gannotate_error
 def progressive_cmd(renderer, generator, device, input_path, yaws, out, size, no_identity, as_json, seed):
     """Progressive gap, the paper's Fig 5 as a number: mean |R(R(I,s1),s2) − R(I,s2)| (0–255, face region) and identity of each route."""
-    from gannotate.evidence.progressive import ProgressiveConfig, progressive_table, run_progressive
+    from gannotate.metrics.progressive import ProgressiveConfig, progressive_table, run_progressive
     from gannotate.render import spec_from_cli
 
     spec = spec_from_cli(renderer, generator=generator, device=device)
@@ -173,10 +174,4 @@ def progressive_cmd(renderer, generator, device, input_path, yaws, out, size, no
         sys.exit(EXIT_FAILURES)
 
 
-def _attach_payoff() -> None:
-    from gannotate.cli.payoff import payoff_cmd
-
-    evaluate.add_command(payoff_cmd)
-
-
-_attach_payoff()
+evaluate.add_command(payoff_cmd)  # its own module: a job of its own, with its own options

@@ -24,6 +24,7 @@ __all__ = [
     "check_device",
     "seed_option",
     "unused_seed_option",
+    "loss_weight_option",
     "fail_on_gannotate_error",
     "EXIT_FAILURES",
     "EXIT_USAGE",
@@ -162,6 +163,52 @@ def unused_seed_option(f: Callable) -> Callable:
     output depends on it) but still accepted, so scripts that pass ``--seed`` to every command work."""
     return click.option("--seed", type=int, default=0, hidden=True,
                         help="Ignored: this command draws nothing at random.")(f)
+
+
+class _LazyHelpOption(click.Option):
+    """An option whose help text is built when help is shown (it may need modules that import torch)."""
+
+    def __init__(self, *args: Any, help_text: Callable[[], str], **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._help_text = help_text
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        self.help = self._help_text()
+        return super().get_help_record(ctx)
+
+
+def _loss_weight_help() -> str:
+    from gannotate.training.config import LossWeights
+
+    return f"Override one loss weight (repeatable; names: {', '.join(LossWeights.names())}; 0 switches it off)."
+
+
+def _collect_loss_weights(ctx: click.Context, param: click.Parameter, values: Sequence[str]) -> None:
+    """Parse ``NAME=VALUE`` items into ``ctx.params["loss_weights"]`` (``{loss name: weight}``, merged over aliases)."""
+    from gannotate.training.config import parse_loss_weights
+
+    merged = ctx.params.setdefault("loss_weights", {})
+    try:
+        merged.update(parse_loss_weights(values))
+    except GannotateError as e:
+        raise click.BadParameter(str(e), ctx, param) from None
+
+
+def loss_weight_option(*hidden_aliases: str) -> Callable[[Callable], Callable]:
+    """``--loss-weight NAME=VALUE`` (repeatable) → the command's ``loss_weights`` argument, ``{loss name: weight}``.
+
+    Names come from :class:`gannotate.training.config.LossWeights`; a weight must be 0 or more.
+    ``hidden_aliases`` are older spellings still accepted (not shown in help).
+    """
+
+    def deco(f: Callable) -> Callable:
+        for alias in hidden_aliases:
+            f = click.option(alias, "loss_weight_alias", multiple=True, hidden=True, expose_value=False,
+                             callback=_collect_loss_weights)(f)
+        return click.option("--loss-weight", multiple=True, metavar="NAME=VALUE", expose_value=False,
+                            callback=_collect_loss_weights, cls=_LazyHelpOption, help_text=_loss_weight_help)(f)
+
+    return deco
 
 
 def _hdf5_failed_writes() -> int:

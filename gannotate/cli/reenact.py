@@ -42,7 +42,7 @@ def reenact(face, driver, out, renderer, generator, device, mode, size, fps, bat
 
     Exit code 1 when driver frames were skipped (missing or unreadable .pts; each is named on stderr).
     """
-    from gannotate.evidence.reenact import ReenactConfig, run_reenact
+    from gannotate.reenact import ReenactConfig, run_reenact
     from gannotate.render import spec_from_cli
 
     spec = spec_from_cli(renderer, generator=generator, device=device)

@@ -8,12 +8,13 @@ from pathlib import Path
 import click
 
 from gannotate.cli.options import Duration, LazyChoice, check_device, fail_on_gannotate_error, seed_option, unused_seed_option
+from gannotate.cli.options import loss_weight_option
 
 __all__ = ["pairs", "refine", "export_refiner", "probe_refiner"]
 
 
 def _refine_presets() -> list[str]:
-    from gannotate.training.refine import REFINE_PRESETS
+    from gannotate.training.config import REFINE_PRESETS
 
     return sorted(REFINE_PRESETS)
 
@@ -56,18 +57,19 @@ def pairs(shared, out, renderer, per_photo, pairs_per_clip, val_fraction, jobs, 
 @click.option("--resume", is_flag=True, help="Continue exactly from <run-dir>/checkpoint.pt.")
 @click.option("--init-from", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Start from another run's checkpoint.pt: its generator and step, a fresh critic.")
-@click.option("--weight", "weights", multiple=True, metavar="NAME=VALUE",
-              help="Override a loss weight (adv, pix, self, triple, tv, identity, perceptual); 0 turns it off.")
+@loss_weight_option("--weight")
 @click.option("--device", default=None, callback=check_device, help="torch device (default: CUDA if available).")
 @seed_option
 @fail_on_gannotate_error
-def refine(pairs_path, run_dir, preset, max_steps, time_budget, resume, init_from, weights, device, seed):  # type: ignore[no-untyped-def]
+def refine(pairs_path, run_dir, preset, max_steps, time_budget, resume, init_from, loss_weights, device, seed):  # type: ignore[no-untyped-def]
     """Train the refiner (render + validity + heatmaps → refined face) with the paper's losses."""
     from dataclasses import replace
 
-    from gannotate.training.refine import REFINE_PRESETS, train_refiner, with_weights
+    from gannotate.training.config import REFINE_PRESETS
+    from gannotate.training.refine import train_refiner
 
-    cfg = with_weights(replace(REFINE_PRESETS[preset], seed=seed), weights)
+    cfg = replace(REFINE_PRESETS[preset], seed=seed)
+    cfg = replace(cfg, weights=cfg.weights.with_named(loss_weights))
     res = train_refiner(cfg, pairs_path, run_dir, max_steps=max_steps, time_budget_min=time_budget, resume=resume,
                         device=device, init_from=init_from)
     click.echo(json.dumps({"step": res.step, "stopped_by": res.stopped_by, "checkpoint": str(res.checkpoint),

@@ -13,6 +13,7 @@ from gannotate.cli.options import (
     LazyChoice,
     check_device,
     fail_on_gannotate_error,
+    loss_weight_option,
     seed_option,
     unused_seed_option,
 )
@@ -23,9 +24,6 @@ _PHOTOS_IN_SHARED = ("300w_afw_helen_spinkoo/image_for_pts.txt", "300w_afw_helen
 _VIDEOS_IN_SHARED = "videos_300vw_style"
 
 
-LOSS_NAMES = ("adv", "pix", "self", "triple", "identity", "perceptual", "tv")
-
-
 def _preset_names() -> list[str]:
     """Preset names, read when ``train run`` parses (gannotate.training imports torch)."""
     from gannotate.training.config import PRESETS
@@ -33,42 +31,21 @@ def _preset_names() -> list[str]:
     return sorted(PRESETS)
 
 
-def parse_loss_weights(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, float]:
-    """``("self=10", "tv=0")`` → ``{"self_": 10.0, "tv": 0.0}`` (LossWeights field names)."""
-    out: dict[str, float] = {}
-    for v in values:
-        name, sep, number = v.partition("=")
-        if not sep or name not in LOSS_NAMES:
-            raise click.BadParameter(f"{v!r}: expected NAME=VALUE with NAME one of {', '.join(LOSS_NAMES)}")
-        try:
-            weight = float(number)
-        except ValueError:
-            raise click.BadParameter(f"{v!r}: {number!r} is not a number") from None
-        if not weight >= 0:
-            raise click.BadParameter(f"{v!r}: a weight must be 0 or more")
-        out["self_" if name == "self" else name] = weight
-    return out
-
-
 def _check_training_checkpoint(path: Path) -> None:
     """Refuse (exit 3, one line) a safe-to-load checkpoint that lacks what resume/export read.
 
-    Why here: the trainer indexes ``ckpt["config"]`` directly, so such a file ended in a KeyError
-    traceback. (The same check belongs in ``training.trainer.load_checkpoint``; see the report.)
+    Why before the run: a config of another version would otherwise fail deep inside the trainer
+    with a TypeError traceback (``load_checkpoint`` already refuses a file without config or G).
     """
     from gannotate.errors import CheckpointError
-    from gannotate.training.config import TrainConfig
+    from gannotate.training.config import GANTrainConfig
     from gannotate.training.trainer import load_checkpoint
 
     ckpt = load_checkpoint(path)
-    missing = [k for k in ("config", "G") if k not in ckpt]
-    if missing:
-        raise CheckpointError(path, f"training checkpoint without {' or '.join(repr(k) for k in missing)}: "
-                                    "it cannot be resumed or exported (written by another tool or version?)")
     try:
-        TrainConfig.from_dict(ckpt["config"])
+        GANTrainConfig.from_dict(ckpt["config"])
     except (TypeError, ValueError, KeyError, AttributeError) as e:
-        raise CheckpointError(path, f"its 'config' is not a TrainConfig of this version ({e})"[:300]) from None
+        raise CheckpointError(path, f"its 'config' is not a GANTrainConfig of this version ({e})"[:300]) from None
 
 
 def _check_explicit_weights(cfg, vgg19_weights: str | None, identity_weights: str | None) -> None:
@@ -78,7 +55,7 @@ def _check_explicit_weights(cfg, vgg19_weights: str | None, identity_weights: st
 
     import torch
 
-    from gannotate.training.trainer import _feature_networks
+    from gannotate.training.feature_nets import load_feature_networks
 
     checks = []
     if vgg19_weights is not None and cfg.weights.perceptual and cfg.perceptual_net in ("vgg19", "auto"):
@@ -86,7 +63,7 @@ def _check_explicit_weights(cfg, vgg19_weights: str | None, identity_weights: st
     if identity_weights is not None and cfg.weights.identity and cfg.identity_net is not None:
         checks.append(("identity", "--identity-weights", replace(cfg.weights, perceptual=0.0)))
     for loss, option, weights in checks:
-        reasons = _feature_networks(replace(cfg, weights=weights), torch.device("cpu"))[2]
+        reasons = load_feature_networks(replace(cfg, weights=weights), torch.device("cpu")).reasons
         if loss in reasons:
             raise click.BadParameter(reasons[loss], param_hint=option)
 
@@ -164,8 +141,7 @@ def prepare(out, shared, photos, photos_root, videos, frame_step, max_frames_per
               help="Ramp the self/triple-consistency weights from 0 over N steps (0: off, the paper).")
 @click.option("--consistency-hold", type=click.IntRange(0), default=None,
               help="Keep the self/triple-consistency weights at 0 for the first N steps, before the ramp.")
-@click.option("--loss-weight", "loss_weights", multiple=True, callback=parse_loss_weights, metavar="NAME=VALUE",
-              help=f"Override one loss weight (repeatable; names: {', '.join(LOSS_NAMES)}; 0 switches it off).")
+@loss_weight_option()
 @click.option("--device", default=None, callback=check_device, help="torch device (default: CUDA if available).")
 @click.option("--log-every", type=click.IntRange(1), default=None)
 @click.option("--sample-every", type=click.IntRange(0), default=None)
@@ -185,8 +161,7 @@ def run(cache_path, run_dir, preset, max_steps, time_budget, resume, batch_size,
                      perceptual_weights=vgg19_weights, identity_weights=identity_weights, log_every=log_every, sample_every=sample_every,
                      checkpoint_every=checkpoint_every, consistency_warmup_steps=consistency_warmup,
                      consistency_hold_steps=consistency_hold, seed=seed)
-    if loss_weights:
-        cfg = replace(cfg, weights=replace(cfg.weights, **loss_weights))
+    cfg = replace(cfg, weights=cfg.weights.with_named(loss_weights))
     if perceptual is not None:
         cfg = replace(cfg, perceptual_net=None if perceptual == "none" else perceptual)
     if identity is not None:

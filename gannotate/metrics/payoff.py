@@ -23,16 +23,18 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from gannotate.errors import GannotateError
+from gannotate.metrics.yaw import LANDMARK_YAW_BINS, bin_label
 
 __all__ = ["RANGES", "FaceScores", "score_faces", "paired_bootstrap", "summarise", "verdict", "payoff_markdown",
            "score_experiment"]
 
 RANGES: dict[str, tuple[float, float]] = {
-    "all": (0.0, math.inf), "0-15": (0.0, 15.0), "15-30": (15.0, 30.0), "30-45": (30.0, 45.0),
-    "45+": (45.0, math.inf), "<28": (0.0, 28.0), "30+": (30.0, math.inf), "35+": (35.0, math.inf),
+    "all": (0.0, math.inf),
+    **{bin_label(lo, hi): (lo, hi) for lo, hi in LANDMARK_YAW_BINS},
+    "<28": (0.0, 28.0), "30+": (30.0, math.inf), "35+": (35.0, math.inf),
 }
-"""|yaw| ranges (degrees) scored: the standard bins, then the headline groups (frontal side of the
-turned split, and the goals' 30°+ / 35°+)."""
+"""|yaw| ranges (degrees) scored: all faces, the landmark bins of :mod:`gannotate.metrics.yaw`, then
+the headline groups (the frontal side of the turned split, and the goals' 30°+ and 35°+)."""
 
 MEASURES = ("nme", "box51")
 REAL = "real"
@@ -62,7 +64,7 @@ class FaceScores:
 
 def score_faces(keys: Sequence[str], pred: np.ndarray, truth: np.ndarray) -> FaceScores:
     """Per-face scores of (N, 68, 2) predictions against the truth."""
-    from gannotate.evaluate import yaw_of
+    from gannotate.metrics.yaw import yaw_of
     from gannotate.landmarks import nme, nme_box_inner
 
     yaw = yaw_of(truth)
@@ -142,7 +144,7 @@ def summarise(arms: Mapping[str, Mapping[int, FaceScores]]) -> dict[str, dict[st
 
 
 def _auc8(nmes: np.ndarray) -> float:
-    from gannotate.evaluate import auc
+    from gannotate.metrics.nme import auc
 
     return auc(nmes, 8.0)
 
@@ -194,7 +196,7 @@ def score_experiment(runs: Mapping[tuple[str, str, int], Path], tests: Mapping[s
     """
     from gannotate.detector.model import training_complete
     from gannotate.detector.predict import Detector, predict_annotated_many
-    from gannotate.evaluate import draw_ced
+    from gannotate.metrics.nme import draw_ced
     from gannotate.io.atomic import atomic_write_text
 
     done = {k: p for k, p in runs.items() if training_complete(p, steps)}

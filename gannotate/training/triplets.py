@@ -19,7 +19,6 @@ torch batch holds images (B, 3, H, W) float32 in [-1, 1] and points (B, K, 2) in
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,27 +28,9 @@ from gannotate.errors import DatasetError
 from gannotate.geometry import Affine, hflip_transform, paper_crop_transform, similarity, translation
 from gannotate.landmarks import scheme_for
 from gannotate.training.cache import TrainingCache
+from gannotate.training.config import TripletConfig
 
-__all__ = ["TripletConfig", "TripletSampler", "TripletBatches", "to_tensor_images"]
-
-
-@dataclass(frozen=True)
-class TripletConfig:
-    """How triplets are drawn and cropped."""
-
-    image_size: int = 128  # side of the training crop (px)
-    margin: float = 10.0  # paper: landmark box + 10 source px on each side
-    paired_ratio: float = 0.5  # probability that a batch is paired (video) rather than unpaired (photo)
-    rotation_deg: float = 15.0  # unpaired views: rotation ~ U(−r, r)
-    shear: float = 0.05  # unpaired views: horizontal shear ~ U(−s, s) (the "affine" part)
-    scale_jitter: float = 0.05  # every view: crop scale × (1 + U(−j, j))
-    shift_jitter: float = 0.03  # every view: crop shift ~ U(−j, j) × image_size
-    # Mirror with probability 1/2, one decision per triplet (paired and unpaired), as the original
-    # training code. Why not per view: a mirrored target asks G to invent the other side of a
-    # face (hair parting, moles) that its input never showed; the pixel term then rewards blur
-    # and copying the input wins.
-    mirror: bool = True
-    min_frame_gap: int = 5  # paired: frames of a triplet at least this many cache entries apart (if the clip allows)
+__all__ = ["TripletSampler", "TripletBatches", "to_tensor_images"]
 
 
 class TripletSampler:

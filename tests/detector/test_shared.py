@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gannotate.detector.data import split_by_photo, write_list_file
-from gannotate.evaluate import evaluate_detector
+from gannotate.metrics import evaluate_detector
 
 pytestmark = pytest.mark.shared_data
 

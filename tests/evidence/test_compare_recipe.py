@@ -44,7 +44,7 @@ def test_compare_recipe_detector_payoff(tmp_path, recipe, face_folder):
     """The payoff part alone: the protocol for the built renderer, a further test set from clip frames, tables written."""
     from gannotate.io.builtin import builtin_faces
 
-    from tests.evidence.conftest import make_driver_clip
+    from tests.driver_clip import make_driver_clip
 
     make_driver_clip(tmp_path / "clips", builtin_faces()[0], n_frames=6)
     out = tmp_path / "cmp"

@@ -41,3 +41,25 @@ def test_bad_loss_weight_is_a_usage_error(tmp_path):
     for bad in ("self", "selfx=1", "pix=abc", "pix=-1"):
         r = CliRunner().invoke(main, ["train", "run", "--cache", str(cache), "--loss-weight", bad])
         assert r.exit_code == 2 and "--loss-weight" in r.output, (bad, r.output)
+
+
+def test_one_loss_weight_option_for_both_trainers(tmp_path):
+    """train run and train refine both take --loss-weight (names from LossWeights); --weight stays a hidden alias."""
+    from gannotate.training.config import LossWeights
+
+    help_text = CliRunner().invoke(main, ["train", "refine", "--help"]).output
+    assert "--loss-weight" in help_text and "--weight " not in help_text
+    assert all(name in " ".join(help_text.split()) for name in LossWeights.names())
+    pairs = tmp_path / "p.h5"
+    pairs.write_bytes(b"")
+    for option in ("--loss-weight", "--weight"):
+        r = CliRunner().invoke(main, ["train", "refine", "--pairs", str(pairs), option, "pix=-1"])
+        assert r.exit_code == 2 and "0 or more" in r.output, (option, r.output)
+
+
+def test_loss_names_come_from_the_weights_dataclass():
+    from gannotate.training.config import LossWeights, parse_loss_weights
+
+    assert LossWeights.names() == ["adv", "pix", "self", "triple", "identity", "perceptual", "tv"]
+    w = LossWeights().with_named(parse_loss_weights(["self=2", "tv=0"]))
+    assert (w.self_, w.tv, w.by_name()["self"]) == (2.0, 0.0, 2.0)

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from gannotate.training import losses as L
+from gannotate.training.config import LossWeights
 
 
 class TestAdversarial:
@@ -106,7 +107,7 @@ class TestTripleConsistencyLoss:
         for k in ("adv", "pix", "self", "triple", "tv"):
             assert f"Loss/G/{k}" in stats
         assert "Loss/G/identity" not in stats and loss.disabled["identity"] == "no weights"
-        w = L.LossWeights()
+        w = LossWeights()
         expected = sum(
             wt * stats[f"Loss/G/{k}"]
             for k, wt in (("adv", w.adv), ("pix", w.pix), ("self", w.self_), ("triple", w.triple), ("tv", w.tv))
@@ -151,7 +152,7 @@ class TestTripleConsistencyLoss:
 
     def test_zero_weight_switches_a_term_off(self):
         G, D = _ToyG(), _ToyD()
-        loss = L.TripleConsistencyLoss(G, D, L.LossWeights(triple=0.0))
+        loss = L.TripleConsistencyLoss(G, D, LossWeights(triple=0.0))
         assert "Loss/G/triple" not in loss.accumulate_gradients("G", _batch())
 
     def test_bad_phase(self):

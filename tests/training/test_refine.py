@@ -14,9 +14,9 @@ from gannotate.models.generator import Generator, GeneratorConfig, group_heatmap
 from gannotate.landmarks import get_scheme
 from gannotate.render import RendererSpec, make_renderer, lookup
 from gannotate.render.resample import lookup_torch
-from gannotate.training.losses import LossWeights
+from gannotate.training.config import REFINE_PRESETS, LossWeights
 from gannotate.training.pairs import PairConfig, PairSet, build_pairs
-from gannotate.training.refine import REFINE_PRESETS, RefineBatches, export_refiner, load_refine_checkpoint, train_refiner
+from gannotate.training.refine import RefineBatches, export_refiner, load_refine_checkpoint, train_refiner
 
 SIZE = 32
 
@@ -157,7 +157,7 @@ class TestTraining:
 
     def test_weight_overrides_and_legacy_configs(self):
         from gannotate.errors import GannotateError
-        from gannotate.training.refine import RefineConfig, with_weights
+        from gannotate.training.config import RefineConfig, with_weights
 
         cfg = with_weights(tiny(), ["triple=0", "self=2.5"])
         assert cfg.weights.triple == 0 and cfg.weights.self_ == 2.5 and cfg.weights.pix == tiny().weights.pix

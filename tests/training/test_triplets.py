@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from gannotate.training.cache import CacheWriter, TrainingCache
-from gannotate.training.triplets import TripletBatches, TripletConfig, TripletSampler, to_tensor_images
+from gannotate.training.config import TripletConfig
+from gannotate.training.triplets import TripletBatches, TripletSampler, to_tensor_images
 
 
 @pytest.fixture(scope="module")

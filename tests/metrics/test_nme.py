@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from gannotate import evaluate as ev
+from gannotate import metrics as ev
 from gannotate.errors import DatasetError, GannotateError, SchemeError
 from gannotate.landmarks import interocular_distance
 

@@ -9,9 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from gannotate.cli import main
-from gannotate.evidence.identity import (
+from gannotate.metrics.identity import (
     ARCFACE_TEMPLATE,
-    IDENTITY_YAW_BINS,
     SAME_PERSON_THRESHOLD,
     _similarity_to_template,
     align_faces,
@@ -20,7 +19,8 @@ from gannotate.evidence.identity import (
     identity_table,
     summarise_identity,
 )
-from tests.evidence.conftest import WIDE_MARGIN, ShiftRenderer
+from gannotate.metrics.yaw import SAMPLE_YAW_BINS as IDENTITY_YAW_BINS
+from tests.metrics.conftest import WIDE_MARGIN, ShiftRenderer
 
 SHIFTS = ((3, -2), (-4, 1), (0, 5), (2, 2), (-1, -3))  # integer (dx, dy) per sample
 YAWS = (5.0, -20.0, 35.0, -50.0, 70.0)  # one sample in each |yaw| bin

@@ -25,9 +25,8 @@ from typing import Any, Mapping
 import numpy as np
 
 from gannotate.errors import DatasetError, GannotateError
-from gannotate.evaluate import yaw_of
 from gannotate.landmarks import nme as nme_per_face
-from gannotate.evidence.identity import IDENTITY_YAW_BINS
+from gannotate.metrics.yaw import SAMPLE_YAW_BINS, bin_labels, by_yaw, yaw_of
 
 __all__ = ["DlibReader", "find_predictor", "ReadReport", "summarise_reads", "read_dataset", "read_real", "reads_table"]
 
@@ -120,11 +119,7 @@ def summarise_reads(detected: np.ndarray, nme: np.ndarray, yaw: np.ndarray) -> d
                 "nme_mean": float(np.mean(nme[hit])) if hit.any() else float("nan"),
                 "nme_median": float(np.median(nme[hit])) if hit.any() else float("nan")}
 
-    a = np.abs(yaw)
-    out = cell(np.ones(len(yaw), bool))
-    out["by_yaw"] = {(f"{lo:g}+" if np.isinf(hi) else f"{lo:g}-{hi:g}"): cell((a >= lo) & (a < hi))
-                     for lo, hi in IDENTITY_YAW_BINS}
-    return out
+    return {**cell(np.ones(len(yaw), bool)), "by_yaw": by_yaw(yaw, SAMPLE_YAW_BINS, cell)}
 
 
 def _report(reader: DlibReader, images: np.ndarray, truth: np.ndarray, yaw: np.ndarray) -> ReadReport:
@@ -167,7 +162,7 @@ def read_real(faces: str | Path, reader: DlibReader, size: int = 128, margin: fl
 
 def reads_table(reports: Mapping[str, dict]) -> str:
     """Markdown: per named summary, detected % and mean NME per |yaw| bin."""
-    bins = [f"{lo:g}+" if np.isinf(hi) else f"{lo:g}-{hi:g}" for lo, hi in IDENTITY_YAW_BINS]
+    bins = bin_labels(SAMPLE_YAW_BINS)
     head = ["", "detected % (NME %)"] + [f"\\|yaw\\| {b}" for b in bins]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, s in reports.items():

@@ -8,8 +8,8 @@ crop instead lowers every score and makes the threshold meaningless.
 
 :func:`identity_scores` scores every sample of an ``augment`` dataset against its source face,
 re-loaded and cropped exactly as ``augment`` cropped it (same keys, ``crop_margin`` and image size
-from the dataset's attributes), and summarises by |yaw| bin (:data:`IDENTITY_YAW_BINS`, yaw from the
-dataset's ``pose[:, 0]``). SFace runs in batches.
+from the dataset's attributes), and summarises by |yaw| bin (:data:`~gannotate.metrics.yaw.SAMPLE_YAW_BINS`,
+yaw from the dataset's ``pose[:, 0]``). SFace runs in batches.
 
 Convention: images (B, H, W, 3) uint8 RGB; points (B, K, 2) float32 (x, y), 0-based pixel centres;
 embeddings (B, 128) float32, unit length; similarities are cosines in [-1, 1].
@@ -26,10 +26,10 @@ import cv2
 import numpy as np
 
 from gannotate.errors import DatasetError, GannotateError, SchemeError, check_points
+from gannotate.metrics.yaw import SAMPLE_YAW_BINS, bin_labels, by_yaw
 
 __all__ = [
     "SAME_PERSON_THRESHOLD",
-    "IDENTITY_YAW_BINS",
     "ARCFACE_TEMPLATE",
     "five_points",
     "align_faces",
@@ -45,18 +45,11 @@ log = logging.getLogger(__name__)
 
 #: OpenCV's SFace same-person threshold on the cosine similarity (``FaceRecognizerSF``, cos ≥ 0.363).
 SAME_PERSON_THRESHOLD = 0.363
-#: |yaw| bins in degrees for the identity summary (a 60+ bin: generated sets go to ±60° and beyond).
-IDENTITY_YAW_BINS: tuple[tuple[float, float], ...] = (
-    (0.0, 15.0), (15.0, 30.0), (30.0, 45.0), (45.0, 60.0), (60.0, float("inf")))
 #: Five-point targets (x, y) of the 112×112 crop SFace/ArcFace were trained on (OpenCV's alignCrop):
 #: eye on the image's left, eye on the image's right, nose tip, mouth corner left, mouth corner right.
 ARCFACE_TEMPLATE = np.array(
     [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]], np.float64)
 _CROP = 112
-
-
-def _bin_name(lo: float, hi: float) -> str:
-    return f"{lo:g}+" if np.isinf(hi) else f"{lo:g}-{hi:g}"
 
 
 def five_points(points: np.ndarray) -> np.ndarray:
@@ -166,12 +159,8 @@ def summarise_identity(sims: np.ndarray, yaw: np.ndarray | None = None,
         return {"n": int(x.size), "mean": float(x.mean()) if x.size else float("nan"),
                 "share_same": float(100.0 * np.mean(x >= threshold)) if x.size else float("nan")}
 
-    out = {**stats(s), "threshold": threshold, "by_yaw": {}}
-    if yaw is not None:
-        ay = np.abs(np.asarray(yaw, np.float64))
-        for lo, hi in IDENTITY_YAW_BINS:
-            out["by_yaw"][_bin_name(lo, hi)] = stats(s[(ay >= lo) & (ay < hi)])
-    return out
+    by_bin = {} if yaw is None else by_yaw(yaw, SAMPLE_YAW_BINS, lambda m: stats(s[m]))
+    return {**stats(s), "threshold": threshold, "by_yaw": by_bin}
 
 
 @dataclass
@@ -269,7 +258,7 @@ def identity_scores(dataset: str | Path, input_path: str | Path | None = None, e
 
 def identity_table(summaries: Mapping[str, dict]) -> str:
     """Markdown: rows = named :func:`summarise_identity` results; cells ``mean cos / share ≥ t % (n)`` by |yaw| bin."""
-    bins = [_bin_name(lo, hi) for lo, hi in IDENTITY_YAW_BINS]
+    bins = bin_labels(SAMPLE_YAW_BINS)
     t = next(iter(summaries.values()), {}).get("threshold", SAME_PERSON_THRESHOLD)
     head = ["", "samples", "mean cos", f"≥ {t:g} %"] + [f"\\|yaw\\| {b}: cos / % (n)" for b in bins]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]

@@ -10,8 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from gannotate.cli import main
-from gannotate.evidence.identity import cosine
-from gannotate.evidence.progressive import (
+from gannotate.metrics.identity import cosine
+from gannotate.metrics.progressive import (
     ProgressiveConfig,
     face_region,
     region_mad,
@@ -20,7 +20,7 @@ from gannotate.evidence.progressive import (
     yaw_targets,
 )
 from gannotate.render import WarpRenderer
-from tests.evidence.conftest import CopyRenderer, ShiftRenderer
+from tests.metrics.conftest import CopyRenderer, ShiftRenderer
 
 
 class TestRegion:

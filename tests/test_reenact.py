@@ -11,9 +11,9 @@ from click.testing import CliRunner
 
 from gannotate.render import DEFAULT_RENDERER
 from gannotate.cli import main
-from gannotate.evidence.reenact import ReenactConfig, read_driver, retarget, run_reenact, temporal_jitter
+from gannotate.reenact import ReenactConfig, read_driver, retarget, run_reenact, temporal_jitter
 from gannotate.io.pts import read_pts
-from tests.evidence.conftest import make_driver_clip, write_pts
+from tests.driver_clip import make_driver_clip, write_pts
 
 N = 5
 

@@ -11,7 +11,7 @@ The **progressive gap** is the mean absolute difference of the two routes (0–2
 pixels of the face region: the landmark box of s₂ grown by 10 % of its side about its centre). A
 renderer whose output is as good an input as a photo has gap 0. **change** is the same measure
 between the one-pass image and the input, ``mean |R(I, s₂) − I|``: how much rendering moved pixels,
-the scale to read the gap against. SFace identity (:mod:`gannotate.evidence.identity`) of each
+the scale to read the gap against. SFace identity (:mod:`gannotate.metrics.identity`) of each
 route to the source says which route keeps the person.
 
 Works for every registered renderer (warp and profile give a baseline for the GAN).
@@ -33,7 +33,7 @@ import numpy as np
 
 from gannotate.errors import GannotateError
 from gannotate.geometry import REGION_GROW, face_region
-from gannotate.evidence.identity import FaceEmbedder, cosine
+from gannotate.metrics.identity import FaceEmbedder, cosine
 from gannotate.render import Renderer, RendererSpec, make_renderer
 from shape_model.errors import ShapeModelError
 

@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from gannotate.errors import GannotateError
-from gannotate.evidence.independent import DlibReader, find_predictor, read_dataset, read_real, summarise_reads
+from gannotate.metrics.independent import DlibReader, find_predictor, read_dataset, read_real, summarise_reads
 
 
 @pytest.fixture(scope="module")
