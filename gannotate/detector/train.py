@@ -49,6 +49,7 @@ from gannotate.landmarks import nme
 __all__ = ["TrainConfig", "PRESETS", "Progress", "RECIPES", "train", "train_with_generated", "evaluate_faceset", "detector_loss", "STATE_FILE"]
 
 STATE_FILE = "train_state.pt"
+STATE_KIND, STATE_FORMAT = "gannotate.detector.train_state", 1
 
 Progress = Callable[[int, int, float], None]
 """``progress(step, steps, elapsed_s)``: called at every stats row (the CLI prints rate and ETA)."""
@@ -165,17 +166,18 @@ def hash_keys(keys: list[str]) -> str:
 
 def _load_state(run_dir: Path, identity: dict) -> dict | None:
     """The saved training state of ``run_dir`` if it matches ``identity``, else None (start afresh)."""
-    from gannotate.models.checkpoint import safe_load
+    from gannotate.training.runs import load_checkpoint as load_run_state
 
     path = run_dir / STATE_FILE
     if not path.is_file() or not (run_dir / "checkpoint.pt").is_file():
         return None
     try:
-        state = safe_load(path)
+        state = load_run_state(path, STATE_KIND, STATE_FORMAT, what="detector training state",
+                               require=("identity", "step", "optimizer", "sampler"))
     except CheckpointError as e:
         log.warning("%s: not resumed (%s); training from the start", path, e.reason)
         return None
-    if json.loads(state.get("identity", "{}")) != json.loads(json.dumps(identity)):
+    if json.loads(state["identity"]) != json.loads(json.dumps(identity)):
         log.warning("%s: settings or data changed since it was saved; training from the start", path)
         return None
     return state
@@ -308,14 +310,13 @@ def train(
 
 def _save_state(run_dir: Path, identity: dict, step: int, elapsed: float, opt: torch.optim.Optimizer,
                 scaler: torch.amp.GradScaler, rng: np.random.Generator, sampler: BatchSampler) -> None:
-    """Everything besides the weights that a resumed run needs, written atomically after the checkpoint."""
-    from gannotate.io.atomic import atomic_path
+    """Everything besides the weights that a resumed run needs, written after the checkpoint (atomic, verified)."""
+    from gannotate.training.runs import save_checkpoint as save_run_state
 
-    state = {"identity": json.dumps(identity), "step": step, "elapsed_s": elapsed, "optimizer": opt.state_dict(),
-             "scaler": scaler.state_dict(), "torch_rng": torch.get_rng_state(), "aug_rng": rng.bit_generator.state,
-             "sampler": sampler.state_dict()}
-    with atomic_path(run_dir / STATE_FILE) as tmp:
-        torch.save(state, tmp)
+    save_run_state(run_dir / STATE_FILE, {
+        "kind": STATE_KIND, "format_version": STATE_FORMAT, "identity": json.dumps(identity), "step": step,
+        "elapsed_s": elapsed, "optimizer": opt.state_dict(), "scaler": scaler.state_dict(),
+        "torch_rng": torch.get_rng_state(), "aug_rng": rng.bit_generator.state, "sampler": sampler.state_dict()})
 
 
 def _keep_stats_until(path: Path, step: int) -> None:

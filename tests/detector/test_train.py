@@ -110,3 +110,17 @@ def test_init_from_starts_at_those_weights(tmp_path, faceset):
     for (k, va), vb in zip(load_checkpoint(first)[0].state_dict().items(), load_checkpoint(tuned)[0].state_dict().values()):
         if va.is_floating_point() and "running" not in k:
             assert torch.equal(va, vb), k  # lr 0: the weights are the start's
+
+
+def test_a_damaged_state_is_not_resumed(tmp_path, faceset):
+    """A training state that fails its check starts the run afresh (and says so) instead of crashing."""
+    from gannotate.detector.train import STATE_FILE
+
+    cfg = replace(PRESETS["smoke"], steps=4, num_threads=1)
+    net_cfg = DetectorConfig(width=8, blocks=1)
+    train(faceset, tmp_path / "run", cfg, net_cfg)
+    state = tmp_path / "run" / STATE_FILE
+    state.write_bytes(state.read_bytes()[:200])
+    calls = []
+    train(faceset, tmp_path / "run", cfg, net_cfg, progress=lambda *a: calls.append(a[0]))
+    assert calls == [1, 2, 3, 4]  # intact, the finished run would have trained nothing
