@@ -27,7 +27,7 @@ Writes ``OUT/compare.json`` (every number, the settings and this command) and ``
 (the tables), and prints them. All the work is library code; this file wires it up and formats
 the tables.
 
-The detector payoff used in the README (about 2 hours on 2 cores)::
+The detector payoff of docs/results/payoff.md (about 2 hours on 2 cores)::
 
     python recipes/compare_renderers.py --input outputs/eval/val.txt --n 9 --expression 0.3 \
         --payoff-train outputs/eval/train.txt --payoff-val outputs/eval/val.txt \
