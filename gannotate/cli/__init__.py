@@ -1,11 +1,8 @@
 """The ``gannotate`` command: a click group whose subcommands only parse, call the library and print.
 
 Each command group lives in its own module here and holds no logic the library lacks.
-Exit codes: 0 success; 1 some inputs failed (the run finished, failures are in the manifest), or
-no face at all in --input;
-2 usage error (click: bad value, refused weights file, a --device this machine lacks); 3 a fatal
-gannotate error (bad model, unwritable output, disk full, file in use, ...); 4 a dataset whose
-stored images fail their checksum (see gannotate/errors.py). Subcommand modules import torch only
+Exit codes (0–4) are listed in docs/reference.md; ``gannotate.cli.options`` maps errors to them.
+Subcommand modules import torch only
 inside their commands, so ``gannotate --help`` stays fast (tests/test_cli_options.py checks it).
 """
 

@@ -20,8 +20,9 @@ __all__ = ["export"]
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Output folder (created).")
 @click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), default=None,
-              help="hrnet-csv only: put this share of the source faces (all their samples) in "
-                   "face_landmarks_valid.csv and the rest in face_landmarks_train.csv; deterministic.")
+              help="hrnet-csv and coco: put this share of the source faces (all their samples) in the "
+                   "validation file (face_landmarks_valid.csv / annotations_valid.json) and the rest in the "
+                   "training file (face_landmarks_train.csv / annotations_train.json); deterministic.")
 @unused_seed_option
 @fail_on_gannotate_error
 def export(dataset: Path, fmt: str, out_dir: Path, val_fraction: float | None, seed: int) -> None:

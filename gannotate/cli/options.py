@@ -32,7 +32,7 @@ __all__ = [
     "EXIT_CORRUPT",
 ]
 
-# exit codes (also listed in gannotate/errors.py)
+# exit codes (the table users read: docs/reference.md)
 EXIT_FAILURES = 1  # the run finished but some inputs failed (listed in the manifest)
 EXIT_USAGE = 2  # click's code for a bad option value
 EXIT_FATAL = 3  # nothing (more) could be done: bad model, unwritable output, ...

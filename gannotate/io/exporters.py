@@ -30,7 +30,6 @@ folder output uses.
 from __future__ import annotations
 
 import csv
-import hashlib
 import inspect
 import io
 import json
@@ -45,6 +44,7 @@ from gannotate.io.atomic import atomic_write_text
 from gannotate.io.folder_writer import FolderWriter, sample_name
 from gannotate.io.hdf5 import COORD_ORIGIN, DatasetReader
 from gannotate.io.images import write_image
+from gannotate.io.splits import val_keys
 from gannotate.landmarks import Scheme, get_scheme, scheme_for
 from gannotate.registry import Registry
 
@@ -221,19 +221,14 @@ def _box(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nda
 def split_by_source(sources: Sequence[str], source_index: np.ndarray, val_fraction: float) -> np.ndarray:
     """(N,) bool, True for samples of the validation part: whole source faces, never one split.
 
-    Sources are ranked by a hash of their key (stable across runs, machines and dataset order) and
-    the first ``round(val_fraction · M)`` of them (at least one when the fraction is > 0 and
-    M ≥ 2) are validation; every sample follows its source.
+    Sources are ranked by a hash of their key (:func:`gannotate.io.splits.val_keys`, stable across
+    runs, machines and dataset order) and the first ``round(val_fraction · M)`` of them (at least one
+    when the fraction is > 0 and M ≥ 2) are validation; every sample follows its source.
     """
-    if not 0.0 <= val_fraction < 1.0:
-        raise GannotateError(f"val_fraction must be in [0, 1), got {val_fraction}")
-    used = sorted(set(int(i) for i in np.asarray(source_index).tolist()))
-    if val_fraction == 0.0 or len(used) == 0:
-        return np.zeros(len(source_index), dtype=bool)
-    keyed = sorted(used, key=lambda i: hashlib.sha256(str(sources[i] if i < len(sources) else i).encode()).hexdigest())
-    n_val = max(1, round(val_fraction * len(used))) if len(used) >= 2 else 0
-    val = set(keyed[:n_val])
-    return np.array([int(i) in val for i in np.asarray(source_index).tolist()], dtype=bool)
+    idx = [int(i) for i in np.asarray(source_index).tolist()]
+    key = {i: str(sources[i] if i < len(sources) else i) for i in set(idx)}
+    val = val_keys(key.values(), val_fraction)
+    return np.array([key[i] in val for i in idx], dtype=bool)
 
 
 def _hrnet_rows(names: list[str], pts1: np.ndarray) -> str:

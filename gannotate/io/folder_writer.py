@@ -18,7 +18,7 @@ from gannotate.errors import DatasetError
 from gannotate.io.images import write_image
 from gannotate.io.pts import write_pts
 
-__all__ = ["FolderWriter", "sample_name"]
+__all__ = ["FolderWriter", "sample_name", "unquote_key"]
 
 # percent-encode exactly the characters that would fold two keys together or leave the folder:
 # '%' first (the escape itself), then the two path separators
@@ -30,8 +30,9 @@ def sample_name(key: str, target: int) -> str:
 
     ``sub/a`` → ``sub%2Fa_0003`` and ``sub__a`` → ``sub__a_0003``: '/' and '\\' are
     percent-encoded (and '%' itself), so the mapping is injective (two keys never share an output
-    name, as ``'/' → '__'`` did) and no key can climb out of the output folder (``..`` stays inside
-    one flat name). Keys without those characters come out unchanged.
+    name; a plain ``'/' → '__'`` would fold ``a/b`` and ``a__b`` together) and no key can climb out
+    of the output folder (``..`` stays inside one flat name). Keys without those characters come
+    out unchanged; :func:`unquote_key` reverses the encoding.
 
     Args:
         key: a :class:`gannotate.io.folders.FaceRef` key (posix path without extension).
@@ -45,6 +46,12 @@ def sample_name(key: str, target: int) -> str:
     for char, code in _ESCAPES:
         flat = flat.replace(char, code)
     return f"{flat}_{int(target):04d}"
+
+
+def unquote_key(flat: str) -> str:
+    """The source key of a :func:`sample_name` stem without its ``_NNNN`` target suffix (``sub%2Fa`` → ``sub/a``)."""
+    codes = {code: char for char, code in _ESCAPES}
+    return re.sub("|".join(re.escape(c) for c in codes), lambda m: codes[m.group(0)], flat)
 
 
 _SAMPLE_STEM = re.compile(r"_\d{4,}$")  # what sample_name() ends with

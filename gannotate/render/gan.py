@@ -235,7 +235,7 @@ def _make_gan(generator: str | None = None, device: str = "cpu", batch_size: int
     if path is None:
         raise GannotateError(
             "renderer 'gan' needs a trained generator: this build ships none; "
-            "pass --generator PATH (a file from `gannotate train export-generator`) or use another --renderer"
+            "pass --generator PATH (a file from `gannotate export-generator` or `gannotate train export-refiner`) or use another --renderer"
         )
     if not path.is_file():
         raise CheckpointError(path, "no such file")

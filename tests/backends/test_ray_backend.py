@@ -204,6 +204,30 @@ def test_ray_options_need_the_ray_backend(tmp_path, opts):
     assert res.exit_code == 2, res.output
 
 
+def _holders(sid: int, root: Path) -> list[int]:
+    """Live processes of session ``sid`` with a file under ``root`` open (Linux /proc)."""
+    root = str(root.resolve())
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # after "pid (comm)": state ppid pgrp session
+            if int(fields[3]) != sid or fields[0] == "Z":
+                continue
+            if any(os.readlink(fd).startswith(root) for fd in (stat.parent / "fd").iterdir()):
+                pids.append(int(stat.parent.name))
+        except OSError:
+            continue  # the process ended while we looked
+    return pids
+
+
+def _wait_until_released(sid: int, root: Path, timeout: float) -> list[int]:
+    """Poll until no process of session ``sid`` holds a file under ``root``; those still holding one at ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while (left := _holders(sid, root)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return left
+
+
 @pytest.mark.slow
 def test_sigkill_of_the_driver_then_rerun_resumes(tmp_path, local_merged):
     """The driver process (with the local Ray instance it started) is SIGKILLed mid-run; a re-run finishes."""
@@ -220,7 +244,9 @@ def test_sigkill_of_the_driver_then_rerun_resumes(tmp_path, local_merged):
     assert proc.poll() is None, "the run finished before it could be killed"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    time.sleep(3)  # Ray's reaper ends the orphaned workers
+    # Ray's reaper ends the orphaned workers (its agents linger a minute more, with nothing of ours open)
+    left = _wait_until_released(proc.pid, out, timeout=120)
+    assert not left, f"processes of the killed run still hold files under {out} after 120 s: {left}"
     res = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     _complete_and_unique(out)

@@ -139,7 +139,7 @@ class TestPlausibility:
             assert (np.diff(shapes[:, 3:14, 0], axis=1) > 0).all()  # lower jaw runs left to right
 
     def test_raw_model_is_mostly_plausible(self, model):
-        # Without the redraw, the model alone: measured 100% at yaw 0 and ~90% at ±45° (docs/shape_model.md).
+        # Without the redraw, the model alone: measured 100% at yaw 0 and ~90% at ±45° (docs/results/shape_model.md).
         for yaw, floor in ((0.0, 0.995), (45.0, 0.85), (-45.0, 0.85)):
             p = model.sample(1, 4000, yaw_range=(yaw, yaw), plausible_only=False)
             assert is_plausible(model.instances(p), p.yaw).mean() >= floor
