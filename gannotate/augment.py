@@ -299,6 +299,7 @@ def run_augment(
         GannotateError: the renderer or shape model cannot be set up.
     """
     from gannotate.io.atomic import remove_stale_temps
+    from gannotate.io.filelock import run_lock
     from gannotate.io.hdf5 import DatasetWriter
 
     t0 = time.time()
@@ -340,8 +341,8 @@ def run_augment(
         folder = FolderWriter(out)
     n_skipped = 0
     # the pool forks its workers first: before the dataset (and its lock) is open and before any loader thread
-    pool = RenderPool(cfg.renderer, cfg.workers) if in_processes else None
-    with pool if pool is not None else nullcontext(), DatasetWriter(
+    pool = RenderPool(cfg.renderer, cfg.workers, out) if in_processes else None
+    with pool if pool is not None else nullcontext(), run_lock(out), DatasetWriter(
         out / DATASET_NAME, scheme=scheme.name, image_size=cfg.size, n_params=model.n_params, attrs=attrs, resume=cfg.resume
     ) as writer:
         check_same_settings(writer.path, writer.attrs, attrs, RESUME_KEYS)
