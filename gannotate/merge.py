@@ -98,9 +98,9 @@ def _merge_locked(out: Path, shard_dirs: list[Path], command: str | None, failur
                                                       "re-run its `gannotate augment` command to complete it")
     default_command = "gannotate merge " + " ".join([str(out)] + [str(d) for d in shard_dirs])
     command = command or default_command
-    readers = [DatasetReader(Path(d) / DATASET_NAME) for d in shard_dirs]
     all_failures: list[Failure] = list(failures)
-    try:
+    with contextlib.ExitStack() as stack:  # every reader is closed, also when a later one is refused
+        readers = [stack.enter_context(DatasetReader(Path(d) / DATASET_NAME)) for d in shard_dirs]
         first = readers[0]
         seen: dict[str, Path] = {}
         for r in readers:  # shards partition the sources: a face in two shards would duplicate samples
