@@ -5,23 +5,40 @@ Exit codes: 0 success; 1 some inputs failed (the run finished, failures are in t
 no face at all in --input;
 2 usage error (click: bad value, refused weights file, a --device this machine lacks); 3 a fatal
 gannotate error (bad model, unwritable output, disk full, file in use, ...); 4 a dataset whose
-stored images fail their checksum (see gannotate/errors.py). Subcommand modules import torch only
+stored images or ground truth fail their checksum (see gannotate/errors.py); 130 interrupted (Ctrl-C:
+what was committed stays, rerun the command to resume). Subcommand modules import torch only
 inside their commands, so ``gannotate --help`` stays fast (tests/test_cli_options.py checks it).
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import click
 
 from gannotate import __version__
 from gannotate.cli.commands import register_all
 
-__all__ = ["main"]
+__all__ = ["main", "EXIT_INTERRUPTED"]
+
+#: the shell's code for a command stopped by SIGINT (128 + 2); click's own Abort would exit 1, the
+#: code for "some inputs failed"
+EXIT_INTERRUPTED = 130
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    """The command group, with Ctrl-C leaving as 130 and one line instead of click's "Aborted!" (exit 1)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            click.echo("interrupted: what was committed is kept; run the same command again to resume", err=True)
+            raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="gannotate")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 def main(verbose: int) -> None:
