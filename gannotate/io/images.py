@@ -12,6 +12,7 @@ here (Pillow parses the header only) and applied with :func:`apply_orientation`.
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import cv2
@@ -57,21 +58,55 @@ def to_rgb_uint8(pixels: np.ndarray, bgr: bool = False) -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
+def _jpeg_exif(data: bytes) -> bytes | None:
+    """The TIFF block of a JPEG's ``Exif`` APP1 segment, found by walking the markers (no decoding)."""
+    i = 2
+    while i + 4 <= len(data) and data[i] == 0xFF:
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (0x01, 0xD8) or 0xD0 <= marker <= 0xD7:  # markers without a length
+            i += 2
+            continue
+        if marker in (0xDA, 0xD9):  # start of scan / end of image: no EXIF before the pixels
+            return None
+        length = int.from_bytes(data[i + 2 : i + 4], "big")
+        if marker == 0xE1 and data[i + 4 : i + 10] == b"Exif\x00\x00":
+            return data[i + 10 : i + 2 + length]
+        i += 2 + length
+    return None
+
+
 def exif_orientation(data: bytes | np.ndarray) -> int:
     """The EXIF orientation (1..8) of an encoded image; 1 when it carries none (or no EXIF at all).
+
+    JPEG: read from its ``Exif`` segment without decoding anything (any size of photo); other
+    formats (PNG ``eXIf``, WebP, TIFF): from Pillow's header parse.
 
     Raises:
         ValueError: the tag holds a value outside 1..8.
     """
     import io
+    import warnings
 
     from PIL import Image, UnidentifiedImageError
 
+    raw = bytes(memoryview(data))
     try:
-        with Image.open(io.BytesIO(bytes(memoryview(data)))) as im:
-            value = im.getexif().get(_EXIF_ORIENTATION, 1)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):  # no header Pillow knows: no EXIF to apply
-        return 1
+        if raw[:2] == b"\xff\xd8":
+            block = _jpeg_exif(raw)
+            exif = Image.Exif()
+            if block:
+                exif.load(block)
+            value = exif.get(_EXIF_ORIENTATION, 1)
+        else:
+            with warnings.catch_warnings():  # the header only: a large image is no decompression bomb here
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                with Image.open(io.BytesIO(raw)) as im:
+                    value = im.getexif().get(_EXIF_ORIENTATION, 1)
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError, struct.error):
+        return 1  # no header Pillow can parse: no orientation to apply (OpenCV decides if the pixels are readable)
     if isinstance(value, (tuple, list)) and value:
         value = value[0]
     try:

@@ -49,7 +49,7 @@ import numpy as np
 from gannotate.errors import GannotateError
 from gannotate.render import Renderer, RendererSpec, make_renderer
 
-__all__ = ["BatchOutput", "render_batch", "RenderPool", "ONE_THREAD_ENV", "worker_thread_info"]
+__all__ = ["BatchOutput", "render_batch", "RenderPool", "ONE_THREAD_ENV", "RENDER_STAGING", "worker_thread_info"]
 
 #: environment a render worker sets before it loads anything: every BLAS/OpenMP library it loads later
 #: (OpenBLAS, scipy's own OpenBLAS, MKL, BLIS, OpenMP runtimes, numexpr) starts with one thread
