@@ -6,7 +6,6 @@ import json
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -55,10 +54,7 @@ def detector() -> None:
 @seed_option
 @fail_on_gannotate_error
 def train_cmd(sources, out, val, preset, steps, batch_size, width, heatmap_size, scheme, time_budget, convert, device, seed):
-    """Train on SOURCES: any mix of augment .h5 datasets and folders / list files of photos with .pts.
-
-    Exit code 1, before any training, when SOURCES (or --val) hold not one usable face.
-    """
+    """Train on SOURCES: any mix of augment .h5 datasets and folders / list files of photos with .pts."""
     from gannotate.detector import AugmentConfig, DetectorConfig, PRESETS, load_training_faces, train
     from gannotate.detector.data import canvas_size
 
@@ -68,23 +64,9 @@ def train_cmd(sources, out, val, preset, steps, batch_size, width, heatmap_size,
     canvas = canvas_size(net_cfg.input_size, cfg.margin)
     faces, failures = load_training_faces(sources, scheme, canvas, convert)
     _report_failures(failures)
-    _require_faces(faces, failures, ", ".join(str(s) for s in sources))
-    val_faces = None
-    if val:
-        val_faces, val_failures = load_training_faces([val], scheme, canvas, convert)
-        _report_failures(val_failures)
-        _require_faces(val_faces, val_failures, str(val))
+    val_faces = load_training_faces([val], scheme, canvas, convert)[0] if val else None
     ckpt = train(faces, out, cfg, net_cfg, AugmentConfig(), val=val_faces, meta={"sources": [str(s) for s in sources]})
     click.echo(f"trained on {len(faces)} faces → {ckpt}")
-
-
-def _require_faces(faces: Any, failures: list, where: str) -> None:
-    """No face to train or validate on is an error before any training (exit 1), not a checkpoint of nothing."""
-    from gannotate.errors import NoFacesError
-
-    if len(faces) == 0:
-        first = f"; first: {failures[0].path}: {failures[0].reason}" if failures else ""
-        raise NoFacesError(where, f"{len(failures)} entr{'y' if len(failures) == 1 else 'ies'} failed{first}")
 
 
 @detector.command("predict")
