@@ -236,6 +236,7 @@ class _WeightsRenderer(WarpRenderer):
         super().__init__()
         from shape_model.build import model_sha256
 
+        self.name = "gan"
         self.dataset_attrs = {"generator_sha256": model_sha256(Path(generator))}
 
 
