@@ -51,7 +51,7 @@ from gannotate.run.bookkeeping import (
     source_attrs,
 )
 from gannotate.run.manifest import versions, write_manifest
-from gannotate.run.render_pool import BatchOutput, RenderPool, render_batch
+from gannotate.run.render_pool import RENDER_STAGING, BatchOutput, RenderPool, render_batch
 from gannotate.run.sources import (
     DEFAULT_MARGIN,
     MIN_FACE_PX,
@@ -298,7 +298,8 @@ def run_augment(
         NoFacesError: ``cfg.input`` holds no face at all (nothing is written).
         GannotateError: the renderer or shape model cannot be set up.
     """
-    from gannotate.io.atomic import remove_stale_temps
+    from gannotate.io.atomic import remove_stale_staging, remove_stale_temps
+    from gannotate.io.filelock import run_lock
     from gannotate.io.hdf5 import DatasetWriter
 
     t0 = time.time()
@@ -340,13 +341,14 @@ def run_augment(
         folder = FolderWriter(out)
     n_skipped = 0
     # the pool forks its workers first: before the dataset (and its lock) is open and before any loader thread
-    pool = RenderPool(cfg.renderer, cfg.workers) if in_processes else None
-    with pool if pool is not None else nullcontext(), DatasetWriter(
+    pool = RenderPool(cfg.renderer, cfg.workers, out) if in_processes else None
+    with pool if pool is not None else nullcontext(), run_lock(out), DatasetWriter(
         out / DATASET_NAME, scheme=scheme.name, image_size=cfg.size, n_params=model.n_params, attrs=attrs, resume=cfg.resume
     ) as writer:
         check_same_settings(writer.path, writer.attrs, attrs, RESUME_KEYS)
         check_same_sources(writer.path, writer.attrs, attrs)
         remove_stale_temps(out, out / "images")  # a killed run's; only now: the writer holds OUT's lock
+        remove_stale_staging(out / RENDER_STAGING)  # a killed run's render batches (also when this run has no pool)
         if folder is not None and not cfg.resume:
             folder.clear_samples()  # starting over: the old run's files would not match the new dataset
         done = writer.done_pairs()

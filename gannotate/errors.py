@@ -110,13 +110,16 @@ class DatasetCorruptError(DatasetError):
     file opened fine, but some of its content is wrong; ``rows`` names the damaged samples.
     """
 
-    def __init__(self, path: str | Path, rows: Sequence[int], what: str = "images"):
+    def __init__(self, path: str | Path, rows: Sequence[int], what: str = "images", detail: str | None = None):
         self.rows = [int(r) for r in rows]
+        self.what = what
         shown = ", ".join(str(r) for r in self.rows[:10]) + (", ..." if len(self.rows) > 10 else "")
+        problem = detail or (f"{what} of {len(self.rows)} sample(s) do not match their stored CRC32 "
+                             f"(rows {shown})")
         super().__init__(
             path,
-            f"corrupt: {what} of {len(self.rows)} sample(s) do not match their stored CRC32 (rows {shown}); "
-            "the file was damaged after writing: re-create it (augment --no-resume) or restore a copy",
+            f"corrupt: {problem}; the file was damaged after writing: re-create it (augment --no-resume) "
+            "or restore a copy",
         )
 
 

@@ -10,10 +10,18 @@ file system allows, else copies), ``manifest.json`` (failures of all shards, eac
 
 Only finished shards are merged (:func:`gannotate.run.run_status`): a half-done shard would
 silently leave its remaining samples out.
+
+A reader never sees a half merge: the dataset is written under a temporary name and renamed over
+``OUT/dataset.h5`` only when every shard is in it, and ``images/`` is built in a staging folder that
+replaces the old one whole (an earlier run's images never stay beside the new dataset). The old
+manifest goes before the new dataset arrives, so a merge killed in between leaves a folder that
+:func:`~gannotate.run.run_status` calls partial (re-run the merge). The merge holds ``OUT``'s run lock
+(:func:`gannotate.io.filelock.run_lock`) throughout: a second merge or a run on ``OUT`` is refused.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -42,6 +50,7 @@ def merge_outputs(
     failures: Iterable[Failure] = (),
     complete: bool = True,
     extra: Mapping[str, Any] | None = None,
+    locked: bool = False,
 ) -> AugmentResult:
     """Join ``gannotate augment --shard`` outputs into ``out``: one dataset, folder, manifest, preview.
 
@@ -54,15 +63,29 @@ def merge_outputs(
         failures: more failures to name in the manifest (e.g. shards that could not be run).
         complete: False when the caller knows shards are missing (recorded in the manifest).
         extra: more manifest keys (the Ray backend's per-shard record).
+        locked: the caller already holds ``out``'s run lock (the Ray driver).
 
     Raises:
-        DatasetError: ``out`` not writable, a shard without ``dataset.h5`` or not finished, or
-            shards made with different settings (scheme, size, seed, plan, renderer, model).
+        DatasetError: ``out`` not writable or in use by another run, a shard without ``dataset.h5``
+            or not finished, or shards made with different settings (scheme, size, seed, plan,
+            renderer, model).
+        DatasetCorruptError: a shard fails its checksums (``out`` is left as it was).
     """
+    from gannotate.io.filelock import run_lock
+
+    check_writable(out)
+    with contextlib.nullcontext() if locked else run_lock(out):
+        return _merge_locked(Path(out), shard_dirs, command, failures, complete, extra)
+
+
+def _merge_locked(out: Path, shard_dirs: list[Path], command: str | None, failures: Iterable[Failure],
+                  complete: bool, extra: Mapping[str, Any] | None) -> AugmentResult:
+    """:func:`merge_outputs` once ``out``'s run lock is held."""
+    from gannotate.io.atomic import remove_stale_staging, remove_stale_temps, staged_folder, temp_name
+    from gannotate.io.filelock import check_not_in_use, replace_file_exclusively
     from gannotate.io.hdf5 import DatasetReader, DatasetWriter
     from gannotate.preview import preview_dataset
 
-    check_writable(out)
     resolved = [Path(d).resolve() for d in shard_dirs]
     if Path(out).resolve() in resolved:
         raise DatasetError(out, "cannot merge into one of the shards being merged (it would be overwritten)")
@@ -75,9 +98,9 @@ def merge_outputs(
                                                       "re-run its `gannotate augment` command to complete it")
     default_command = "gannotate merge " + " ".join([str(out)] + [str(d) for d in shard_dirs])
     command = command or default_command
-    readers = [DatasetReader(Path(d) / DATASET_NAME) for d in shard_dirs]
     all_failures: list[Failure] = list(failures)
-    try:
+    with contextlib.ExitStack() as stack:  # every reader is closed, also when a later one is refused
+        readers = [stack.enter_context(DatasetReader(Path(d) / DATASET_NAME)) for d in shard_dirs]
         first = readers[0]
         seen: dict[str, Path] = {}
         for r in readers:  # shards partition the sources: a face in two shards would duplicate samples
@@ -95,24 +118,38 @@ def merge_outputs(
         attrs["shard"] = "merged"
         attrs["command"] = command
         attrs["merged_from"] = json.dumps([str(d) for d in shard_dirs])
-        with DatasetWriter(
-            out / DATASET_NAME, scheme=first.scheme, image_size=int(first.attrs["image_size"]),
-            n_params=int(first.attrs["n_params"]), attrs=attrs, resume=False,
-        ) as writer:
-            for d, r in zip(shard_dirs, readers):
-                remap = np.array([writer.add_source(k) for k in r.sources] or [0], np.int32)
-                for batch in _rows(r, 256):
-                    batch["source_index"] = remap[batch["source_index"]]
-                    writer.append(**batch)
-                if (Path(d) / "images").is_dir():
-                    shutil.copytree(Path(d) / "images", out / "images", dirs_exist_ok=True, copy_function=_link_or_copy)
-                man = read_manifest(d)
-                if man is not None:
-                    all_failures += [Failure(**f) for f in man.get("failures", [])]
-            n_total, n_sources = writer.n_samples, len(writer.sources)
-    finally:
-        for r in readers:
-            r.close()
+        target = out / DATASET_NAME
+        check_not_in_use(target)  # before the work: a process reading or writing it would refuse the rename
+        remove_stale_temps(out)  # a killed merge's dataset in progress (we hold the lock)
+        remove_stale_staging(out / "images")
+        tmp = temp_name(target)
+        try:
+            with DatasetWriter(
+                tmp, scheme=first.scheme, image_size=int(first.attrs["image_size"]),
+                n_params=int(first.attrs["n_params"]), attrs=attrs, resume=False,
+            ) as writer, staged_folder(out / "images", lambda p: None) as images:
+                for d, r in zip(shard_dirs, readers):
+                    remap = np.array([writer.add_source(k) for k in r.sources] or [0], np.int32)
+                    for batch in _rows(r, 256):
+                        batch["source_index"] = remap[batch["source_index"]]
+                        writer.append(**batch)
+                    if (Path(d) / "images").is_dir():
+                        shutil.copytree(Path(d) / "images", images, dirs_exist_ok=True, copy_function=_link_or_copy)
+                    man = read_manifest(d)
+                    if man is not None:
+                        all_failures += [Failure(**f) for f in man.get("failures", [])]
+                n_total, n_sources = writer.n_samples, len(writer.sources)
+                has_images = any(images.iterdir())
+                # commit: the old manifest first (a kill from here on leaves a folder that is not "done"),
+                # then the complete dataset, then the images that go with it
+                for stale in (out / "manifest.json", out / "preview.png"):
+                    stale.unlink(missing_ok=True)
+                writer.close()
+                replace_file_exclusively(tmp, target)
+            if not has_images:  # the staged (empty) folder replaced the old images: nothing to keep
+                shutil.rmtree(out / "images", ignore_errors=True)
+        finally:
+            tmp.unlink(missing_ok=True)
     all_failures = sorted(set(all_failures), key=lambda f: f.path)  # discovery failures repeat in every shard
     preview = out / "preview.png"
     if n_total:

@@ -18,8 +18,16 @@ and ``OUT/preview.png``. So:
 * **progress** — tasks report committed samples to a small actor; the driver sums them (rate, ETA)
   into the caller's progress object and the log.
 
-With no address the driver starts a local Ray instance (and stops it at the end); with one it joins
-that cluster. On a cluster, ``--input`` and ``--out`` must be on a file system every node sees, and
+* **one run per OUT** — the driver holds ``OUT``'s run lock (:func:`gannotate.io.filelock.run_lock`,
+  the lock a local run takes) from start to merge, so a second driver or a local run on ``OUT`` is
+  refused, ``--no-resume`` included; ``--no-resume`` also refuses while a shard task of an earlier
+  driver still holds its shard;
+* **same weights** — the identity a re-run is checked against includes ``generator_sha256`` (the gan
+  renderer's weights), as a local resume's does.
+
+With no address the driver starts a local Ray instance and stops it at the end; a reaper process
+(:mod:`gannotate.backends.reaper`) stops it also when the driver is killed (kill -9). With an address
+it joins that cluster. On a cluster, ``--input`` and ``--out`` must be on a file system every node sees, and
 every node needs this gannotate installed. Ray is optional: ``pip install -e ".[ray]"``.
 """
 
@@ -56,7 +64,8 @@ from gannotate.run.bookkeeping import (
 from gannotate.run.manifest import read_manifest, write_manifest
 from gannotate.run.sources import find_sources, sources_digest, take_shard
 
-__all__ = ["RayOptions", "ShardOutcome", "RayUnavailable", "INSTALL_HINT", "ray_available", "run_ray"]
+__all__ = ["RayOptions", "ShardOutcome", "RayUnavailable", "INSTALL_HINT", "ray_available", "run_ray",
+           "weights_identity"]
 
 log = logging.getLogger(__name__)
 
@@ -312,31 +321,73 @@ def run_ray(
         RayUnavailable: Ray is not installed.
         DatasetError: ``out`` not writable, or made with other settings (seed, plan, renderer, shards).
     """
+    from gannotate.io.filelock import run_lock
+
     ray = _import_ray()
     options = options or RayOptions()
     progress = progress or _Silent()
-    t0 = time.time()
     if tuple(cfg.shard) != (0, 1):
         raise GannotateError("--shard runs one shard by hand; with --backend ray give --shards N instead")
     check_writable(Path(cfg.out))
-    cfg = _absolute(cfg)
+    with run_lock(cfg.out):  # one run per OUT, from the first check to the merge
+        return _run_locked(ray, _absolute(cfg), options, progress, renderer_factory)
+
+
+def weights_identity(spec: RendererSpec) -> dict[str, str]:
+    """``generator_sha256`` of a gan renderer's weights file (as its ``dataset_attrs`` record it), else {}.
+
+    Why here: the driver never builds the renderer, yet a re-run with other weights must be refused
+    before it counts finished shards as done.
+    """
+    if spec.name != "gan":
+        return {}
+    from gannotate.render.gan import shipped_generator
+    from shape_model.build import model_sha256
+
+    given = spec.kwargs().get("generator")
+    path = Path(given) if given is not None else shipped_generator()
+    return {"generator_sha256": model_sha256(path)} if path is not None and path.is_file() else {}
+
+
+def _start_over(out: Path) -> None:
+    """``--no-resume``: delete the shard folders, refused while any of them is still held by a task."""
+    from gannotate.io.filelock import check_not_in_use
+
+    shards = out / SHARDS_DIR
+    if shards.is_dir():
+        for d in sorted(shards.iterdir()):
+            if d.is_dir():
+                check_not_in_use(d)
+                check_not_in_use(d / DATASET_NAME)
+    shutil.rmtree(shards, ignore_errors=True)
+
+
+def _run_locked(ray: Any, cfg: AugmentConfig, options: RayOptions, progress: Progress,
+                renderer_factory: Callable[[RendererSpec], Renderer] | None) -> AugmentResult:
+    """:func:`run_ray` once ``cfg.out``'s run lock is held."""
+    from gannotate.backends.reaper import start_reaper
+
+    t0 = time.time()
     out = cfg.out
     scheme = get_scheme(cfg.scheme)
     _, model_sha = load_shape_model(cfg.model_path)
     sources, discovery_failures = find_sources(cfg.input, scheme.n_points, cfg.annotate)
     identity = plan_identity(plan=cfg.plan, renderer=cfg.renderer.name, model_sha256=model_sha, crop_margin=cfg.margin,
                              scheme=scheme.name, image_size=cfg.size)
+    identity.update(weights_identity(cfg.renderer))
     if not cfg.resume:  # start over: the shard folders are this backend's own
-        shutil.rmtree(out / SHARDS_DIR, ignore_errors=True)
+        _start_over(out)
     recorded = read_shard_plan(out)
     if recorded is not None:
         check_same_settings(out / SHARDS_DIR, recorded.identity, identity, IDENTITY_KEYS)
     per_task = _task_resources(cfg)
 
     owns = not ray.is_initialized()
+    reaper = None
     if owns:
         if options.address is None:
             ray.init(num_cpus=options.num_cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
+            reaper = start_reaper()  # the local instance's processes end with this driver, kill -9 included
         else:
             ray.init(address=options.address, log_to_driver=False, configure_logging=False)
     try:
@@ -428,6 +479,8 @@ def run_ray(
     finally:
         if owns:
             ray.shutdown()
+        if reaper is not None:
+            reaper.stop()
 
 
 def _shard_records(n: int, skipped: dict[int, int], outcomes: dict[int, ShardOutcome], failed: dict[int, str],
@@ -453,7 +506,8 @@ def _merge(out: Path, dirs: list[Path], cfg: AugmentConfig, failures: list[Failu
            extra: dict[str, Any]) -> AugmentResult:
     from gannotate.merge import merge_outputs
 
-    return merge_outputs(out, dirs, command=cfg.command, failures=failures, complete=complete, extra=extra)
+    return merge_outputs(out, dirs, command=cfg.command, failures=failures, complete=complete, extra=extra,
+                         locked=True)  # the driver holds OUT's run lock
 
 
 class _Silent:

@@ -13,6 +13,35 @@ from gannotate.cli.options import loss_weight_option
 __all__ = ["pairs", "refine", "export_refiner", "probe_refiner"]
 
 
+#: what every refiner pairs file holds (gannotate.training.pairs writes them); checked before training starts
+_PAIR_DATASETS = ("x", "y", "p", "v", "pts_x", "pts_y", "kind", "group")
+
+
+def _check_pairs_file(path: Path) -> None:
+    """Refuse, in one line, a file that is not refiner pairs (an augment dataset is the likely mix-up).
+
+    Raises:
+        DatasetError: naming the file and what it is instead.
+    """
+    import h5py
+
+    from gannotate.errors import DatasetError
+    from gannotate.io.filelock import short_reason
+
+    try:
+        with h5py.File(path, "r") as f:
+            missing = [k for k in _PAIR_DATASETS if k not in f]
+            augment = "n_samples" in f.attrs and "landmarks" in f
+    except OSError as e:
+        raise DatasetError(path, f"not a readable HDF5 pairs file ({short_reason(e)})") from None
+    if augment:
+        raise DatasetError(path, "this is an augment dataset, not refiner pairs; build pairs with "
+                                 "`gannotate train pairs --shared DATA` and pass that file to --pairs")
+    if missing:
+        raise DatasetError(path, f"not a refiner pairs file (missing {', '.join(missing)}); build one with "
+                                 "`gannotate train pairs`")
+
+
 def _refine_presets() -> list[str]:
     from gannotate.training.config import REFINE_PRESETS
 
@@ -68,6 +97,7 @@ def refine(pairs_path, run_dir, preset, max_steps, time_budget, resume, init_fro
     from gannotate.training.config import REFINE_PRESETS
     from gannotate.training.refine import train_refiner
 
+    _check_pairs_file(pairs_path)
     cfg = replace(REFINE_PRESETS[preset], seed=seed)
     cfg = replace(cfg, weights=cfg.weights.with_named(loss_weights))
     res = train_refiner(cfg, pairs_path, run_dir, max_steps=max_steps, time_budget_min=time_budget, resume=resume,
@@ -101,4 +131,5 @@ def probe_refiner(checkpoint, pairs_path, device, seed):  # type: ignore[no-unty
     """Held-out probe of a refiner run (G and its EMA): face-region L1 vs its base render and SFace identity, as JSON."""
     from gannotate.training.refine import heldout_probe
 
+    _check_pairs_file(pairs_path)
     click.echo(json.dumps(heldout_probe(checkpoint, pairs_path, device), indent=2))

@@ -22,7 +22,7 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from gannotate.errors import DatasetError, GannotateError, SchemeError, check_points
+from gannotate.errors import DatasetError, GannotateError, NoFacesError, SchemeError, check_points
 from gannotate.geometry import Affine, flip, landmark_box, rotation, square_crop_transform
 from gannotate.landmarks import Scheme, get_scheme, scheme_for, to_scheme
 
@@ -198,11 +198,18 @@ def faces_from_folder(
     Returns:
         (faces, failures): unreadable files are skipped and returned as ``Failure(path, reason)``
         (the IO layer's record), not raised; a scheme mismatch raises.
+
+    Raises:
+        NoFacesError: not one usable face (e.g. a text file that is no list): training on it would
+            write a checkpoint of nothing (the CLI exits 1).
     """
     failures: list = []
     faces = FaceSet.from_faces(iter_annotated(source, scheme, failures, convert), scheme, canvas_size)
     for f in failures:
         log.warning("skipped %s: %s", f.path, f.reason)
+    if len(faces) == 0:
+        first = f"; first: {failures[0].path}: {failures[0].reason}" if failures else ""
+        raise NoFacesError(source, f"{len(failures)} entr{'y' if len(failures) == 1 else 'ies'} failed{first}")
     return faces, failures
 
 

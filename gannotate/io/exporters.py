@@ -22,6 +22,11 @@ Registered formats (``list_exporters()``); each is checked in tests by the real 
   ``skeleton`` and per-keypoint ``sigmas`` (:data:`COCO_FACE_SIGMAS`) to pass to
   ``COCOeval.params.kpt_oks_sigmas``.
 
+Every export is built in a hidden folder beside ``out`` and moved into place only when complete
+(:func:`gannotate.io.atomic.staged_folder`): a failed or killed export leaves nothing at ``out``, and an
+existing ``out`` is replaced whole (never added to) when it is empty or an earlier gannotate export
+(it holds :data:`EXPORT_MARKER`); any other existing ``out`` is refused before any work.
+
 Sample names keep the source: ``<name>`` = :func:`gannotate.io.folder_writer.sample_name` of the
 sample's source key and target index (e.g. ``afw%2F111076519_2_0003``), the same name augment's
 folder output uses.
@@ -40,7 +45,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from gannotate.errors import GannotateError
-from gannotate.io.atomic import atomic_write_text
+from gannotate.io.atomic import atomic_write_text, staged_folder
 from gannotate.io.folder_writer import FolderWriter, sample_name
 from gannotate.io.hdf5 import COORD_ORIGIN, DatasetReader
 from gannotate.io.images import write_image
@@ -62,6 +67,7 @@ __all__ = [
     "COCO_JSON_NAME",
     "COCO_FACE_SIGMA",
     "coco_sigmas",
+    "EXPORT_MARKER",
 ]
 
 log = logging.getLogger(__name__)
@@ -72,6 +78,8 @@ HRNET_CSV_NAME = "face_landmarks.csv"
 HRNET_SPLIT_NAMES = ("face_landmarks_train.csv", "face_landmarks_valid.csv")
 COCO_JSON_NAME = "annotations.json"
 COCO_SPLIT_NAMES = ("annotations_train.json", "annotations_valid.json")
+#: written last into every export: what made it; an ``out`` holding it may be replaced by a new export
+EXPORT_MARKER = ".gannotate-export.json"
 
 # OKS σ per keypoint for a face-only COCO file. One value for all points, 0.025, COCO's own σ for
 # the eyes and nose (its most precise body keypoints; COCO 2017 person_keypoints). Why not
@@ -105,8 +113,10 @@ def export(dataset_path: str | Path, fmt: str, out_dir: str | Path, **options: A
     Raises:
         GannotateError: unknown format (the message lists the valid ones), or an option the
             format does not take.
-        DatasetError: the dataset cannot be read.
-        DatasetCorruptError: an image fails its stored checksum.
+        DatasetError: the dataset cannot be read, or ``out_dir`` exists and is neither empty nor an
+            earlier export (see the module doc).
+        DatasetCorruptError: an image or a row's ground truth fails its stored checksum (nothing is
+            left at ``out_dir``; an earlier export there stays as it was).
     """
     fn = _EXPORTERS.get(fmt)
     options = {k: v for k, v in options.items() if v is not None}
@@ -116,11 +126,22 @@ def export(dataset_path: str | Path, fmt: str, out_dir: str | Path, **options: A
         raise GannotateError(f"export format {fmt!r} takes no option {', '.join(unknown)} "
                              f"(it takes: {', '.join(sorted(accepted)) or 'none'})")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    with DatasetReader(dataset_path) as reader:
-        result = fn(reader, out, **options)
-        log.info("exported %d samples of %s as %s to %s", len(reader), dataset_path, fmt, result)
-    return result
+    with DatasetReader(dataset_path) as reader, staged_folder(out, _may_replace) as tmp:
+        result = fn(reader, tmp, **options)
+        atomic_write_text(tmp / EXPORT_MARKER, json.dumps(
+            {"format": fmt, "dataset": str(dataset_path), "n_samples": len(reader), **options}) + "\n")
+        log.info("exported %d samples of %s as %s to %s", len(reader), dataset_path, fmt, out)
+    return out / Path(result).relative_to(tmp)
+
+
+def _may_replace(out: Path) -> str | None:
+    """None when an existing ``out`` may be replaced by an export (empty, or an earlier export), else why not."""
+    if not out.is_dir():
+        return "exists and is not a folder; choose another --out"
+    if (out / EXPORT_MARKER).is_file() or not any(out.iterdir()):
+        return None
+    return (f"exists and is not a gannotate export (no {EXPORT_MARKER}); an export replaces only an earlier "
+            "export: choose a new or empty --out, or remove this folder")
 
 
 def _scheme_of(reader: DatasetReader) -> Scheme:

@@ -23,9 +23,12 @@ try:  # POSIX; on Windows HDF5's own lock (and the OS's sharing rules) is all th
 except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["IN_USE", "replace_exclusively", "is_lock_error", "is_disk_full", "short_reason"]
+__all__ = ["IN_USE", "RUN_LOCK_NAME", "run_lock", "check_not_in_use", "replace_exclusively", "replace_file_exclusively",
+           "is_lock_error", "is_disk_full", "short_reason"]
 
 IN_USE = "in use by another run (another process has it open); wait for it, or choose another output"
+#: the file in a run folder whose ``flock`` a run (local, merge, Ray driver) holds while it works on the folder
+RUN_LOCK_NAME = ".gannotate.lock"
 T = TypeVar("T")
 _DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
 _DISK_FULL_TEXT = ("no space left", "file too large", "disk quota", "errno = 28", "errno = 27", "errno = 122")
@@ -51,6 +54,58 @@ def _locked(path: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # releases the lock
+
+
+@contextlib.contextmanager
+def run_lock(out: str | Path) -> Iterator[None]:
+    """Hold the run folder ``out``'s lock (``OUT/.gannotate.lock``) while working on it.
+
+    Why a lock of its own beside HDF5's: a merge or a Ray driver works on ``out`` without holding its
+    ``dataset.h5`` open the whole time; every kind of run takes this one lock, so a second run on the
+    same folder (``--no-resume`` included) is refused instead of deleting the first one's work. The
+    kernel drops it when the process dies (also on kill -9).
+
+    Raises:
+        DatasetError: another process holds it (:data:`IN_USE`).
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        with _locked(out / RUN_LOCK_NAME):
+            yield
+    except DatasetError as e:
+        if e.reason == IN_USE and e.path == str(out / RUN_LOCK_NAME):
+            raise DatasetError(out, IN_USE) from None
+        raise
+
+
+def check_not_in_use(path: str | Path) -> None:
+    """Refuse when another process holds ``path`` (an HDF5 file open, a run folder's lock); missing is fine.
+
+    Raises:
+        DatasetError: :data:`IN_USE`.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / RUN_LOCK_NAME
+    if not path.is_file():
+        return
+    with _locked(path):
+        pass
+
+
+def replace_file_exclusively(src: str | Path, dst: str | Path) -> None:
+    """Rename the complete file ``src`` over ``dst``, refusing while another process holds ``dst`` open.
+
+    Raises:
+        DatasetError: ``dst`` is in use by another run (``src`` is left in place).
+    """
+    dst = Path(dst)
+    if not dst.exists():
+        os.replace(src, dst)
+        return
+    with _locked(dst):
+        os.replace(src, dst)
 
 
 def replace_exclusively(path: str | Path, create: Callable[[Path], T]) -> T:

@@ -34,6 +34,12 @@ MISSING_LANDMARKS = "missing landmark file"
 MISSING_IMAGE = "missing image file"
 HIDDEN_SKIPPED = "hidden file skipped"
 UNSAFE_NAME = "unsafe file name"
+FOLDER_NOT_IMAGE = "is a folder, not an image file"
+LINK_LOOP = "symbolic link loop: a folder that contains itself, not searched again"
+LINK_SEEN = "symbolic link to a folder already searched: not searched twice"
+#: a face with more than this share of its points outside the image is refused: the crop would be
+#: mostly border smear, not face (a face cut at the chin or brow, 5-10 of 68 points, still passes)
+MAX_OUTSIDE_SHARE = 0.25
 
 
 @dataclass(frozen=True)
@@ -94,11 +100,35 @@ def _looks_like_face_file(name: str) -> bool:
 def _discover_folder(root: Path) -> Discovery:
     faces: list[FaceRef] = []
     failures: list[Failure] = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+    searched: dict[tuple[int, int], str] = {}  # (device, inode) of each folder searched → its path
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         folder = Path(dirpath)
+        if folder == root:
+            st = os.stat(folder)
+            searched[(st.st_dev, st.st_ino)] = dirpath
+        keep = []
         images: dict[str, str] = {}
         landmarks: dict[str, str] = {}
+        for d in sorted(dirnames):
+            if d.startswith("."):
+                continue
+            sub = folder / d
+            if os.path.splitext(d)[1].lower() in IMAGE_EXTENSIONS:  # named like an image: say so, not "missing"
+                failures.append(Failure(str(sub), FOLDER_NOT_IMAGE))
+                images.setdefault(os.path.splitext(d)[0], "")
+            try:  # symbolic links are followed, each folder once: a loop or a second way in is listed
+                sst = os.stat(sub)
+            except OSError as e:
+                failures.append(Failure(str(sub), f"folder not searched ({e.strerror or e})"))
+                continue
+            if (sst.st_dev, sst.st_ino) in searched:
+                real, here = os.path.realpath(sub), os.path.realpath(folder)
+                loop = here == real or here.startswith(real.rstrip(os.sep) + os.sep)
+                failures.append(Failure(str(sub), LINK_LOOP if loop else LINK_SEEN))
+                continue
+            searched[(sst.st_dev, sst.st_ino)] = str(sub)
+            keep.append(d)
+        dirnames[:] = keep
         for name in sorted(filenames):
             if name.startswith("."):  # hidden: macOS ._ forks, editors' backups, our temporaries
                 if _looks_like_face_file(name):  # worth a line: the user may expect it to be used
@@ -122,6 +152,8 @@ def _discover_folder(root: Path) -> Discovery:
                 ):
                     landmarks[stem] = name
         for stem, name in images.items():
+            if not name:  # a folder named like an image: already listed
+                continue
             if stem not in landmarks:
                 failures.append(Failure(str(folder / name), MISSING_LANDMARKS))
                 continue
@@ -161,6 +193,8 @@ def _discover_list(list_file: Path, root: Path | None) -> Discovery:
             continue
         if not lm.is_file():
             failures.append(Failure(str(lm), MISSING_LANDMARKS))
+        elif im.is_dir():
+            failures.append(Failure(str(im), f"{FOLDER_NOT_IMAGE} (for {lm.name})"))
         elif not im.is_file():
             failures.append(Failure(str(im), f"{MISSING_IMAGE} (for {lm.name})"))
         elif lm.suffix.lower() not in LANDMARK_EXTENSIONS:
@@ -204,18 +238,23 @@ def discover(source: str | Path, root: str | Path | None = None) -> Discovery:
     return found
 
 
-def check_inside(points: np.ndarray, height: int, width: int, path: str | Path, max_outside: float = 0.5) -> None:
-    """Reject points that lie far outside an (H, W) image.
+def check_inside(points: np.ndarray, height: int, width: int, path: str | Path, max_outside: float = 0.5,
+                 max_share: float = MAX_OUTSIDE_SHARE) -> None:
+    """Reject landmarks that do not belong on an (H, W) image, or a face mostly outside it.
 
     A face at the border may have a few points just outside; a point more than ``max_outside`` of
-    the image size beyond an edge means the landmarks belong to another image or another scale.
+    the image size beyond an edge means the landmarks belong to another image or another scale, and
+    more than ``max_share`` of the points outside the image means most of the crop would be
+    invented border, not face.
 
     Raises:
-        LandmarkFileError: naming ``path``, the first offending point (0-based index) and the image size.
+        LandmarkFileError: naming ``path``, the first offending point (0-based index) and the image
+            size, or how many points lie outside.
     """
     pts = np.asarray(points, dtype=np.float64)
-    lo = -max_outside * np.array([width, height])
-    hi = (1.0 + max_outside) * np.array([width, height]) - 1.0
+    size = np.array([width, height])
+    lo = -max_outside * size
+    hi = (1.0 + max_outside) * size - 1.0
     bad = np.nonzero(np.any((pts < lo) | (pts > hi), axis=1))[0]
     if bad.size:
         i = int(bad[0])
@@ -223,6 +262,13 @@ def check_inside(points: np.ndarray, height: int, width: int, path: str | Path, 
             path,
             f"{bad.size} point(s) far outside the {width}x{height} image "
             f"(point {i} at x={pts[i, 0]:.1f}, y={pts[i, 1]:.1f}); wrong image or wrong scale?",
+        )
+    outside = int(np.any((pts < -0.5) | (pts > size - 0.5), axis=1).sum())  # beyond the pixels' outer edges
+    if outside > max_share * len(pts):
+        raise LandmarkFileError(
+            path,
+            f"{outside} of {len(pts)} points lie outside the {width}x{height} image (more than "
+            f"{max_share:.0%}): the face is mostly out of the picture",
         )
 
 

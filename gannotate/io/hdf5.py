@@ -4,6 +4,10 @@ Layout (N committed samples, K points, P shape parameters, M source faces)::
 
     images        (N, H, W, 3) uint8 RGB, chunked (1, H, W, 3) so one sample reads one chunk
     image_crc32   (N,)         uint32 CRC32 of each image's bytes (read back and compared)
+    truth_crc32   (N, F)       uint32 CRC32 of each row's ground truth, one column per field named
+                               in its ``fields`` attr (landmarks, params, pose, source_index,
+                               target_index), each in its stored dtype; files from before it
+                               existed have none (their ground truth is read unchecked)
     landmarks     (N, K, 2)    float32 (x, y), 0-based pixel centres, in image coordinates
     params        (N, P)       float32 shape-model parameters of the target shape
     pose          (N, 3)       float32 yaw, pitch, roll in degrees
@@ -29,7 +33,8 @@ can crash at interpreter exit on them: the CLI then leaves through ``os._exit``,
 :func:`failed_writes`; h5py's tracebacks for those ids go to the debug log). Reopening with
 ``resume=True`` trims the uncommitted rows, rebuilds ``sources`` from its committed entries (a
 string added just before a crash can leave a dangling heap reference behind) and checks the last
-committed batch against its checksums. ``resume=False`` never truncates a file another process has
+committed batch against its checksums (the ground truth of every committed row, which is small, and
+the images of the last batch). ``resume=False`` never truncates a file another process has
 open: that run is refused with "in use by another run".
 """
 
@@ -55,12 +60,15 @@ from gannotate.io.hdf5_layout import (
     OPTIONAL_ROW_DATASETS,
     ROW_DATASETS,
     STR,
+    TRUTH_CRC_DATASET,
+    TRUTH_FIELDS,
     attr_value,
     decode_strings,
     image_crc32,
     py_value,
+    truth_crc32,
 )
-from gannotate.io.hdf5_reader import DatasetReader, ImageRows
+from gannotate.io.hdf5_reader import DatasetReader, ImageRows, check_truth, truth_fields
 from gannotate.landmarks import get_scheme
 
 __all__ = ["DatasetWriter", "DatasetReader", "ImageRows", "FORMAT_VERSION", "COORD_ORIGIN", "failed_writes"]
@@ -221,6 +229,9 @@ class DatasetWriter:
         f.create_dataset("images", (0, s, s, 3), np.uint8, maxshape=(None, s, s, 3), chunks=(1, s, s, 3),
                          compression=compression)
         f.create_dataset(CRC_DATASET, (0,), np.uint32, maxshape=(None,), chunks=(1024,))
+        nf = len(TRUTH_FIELDS)
+        f.create_dataset(TRUTH_CRC_DATASET, (0, nf), np.uint32, maxshape=(None, nf), chunks=(1024, nf))
+        f[TRUTH_CRC_DATASET].attrs["fields"] = np.asarray(TRUTH_FIELDS, dtype=STR)
         f.create_dataset("landmarks", (0, k, 2), np.float32, maxshape=(None, k, 2), chunks=(256, k, 2))
         f.create_dataset("params", (0, p), np.float32, maxshape=(None, p), chunks=(256, max(p, 1)))
         f.create_dataset("pose", (0, 3), np.float32, maxshape=(None, 3), chunks=(256, 3))
@@ -290,9 +301,12 @@ class DatasetWriter:
         f.flush()
 
     def _verify_last_batch(self) -> None:
-        """Compare the last committed batch (at least 16 rows) with its checksums before adding to it."""
+        """Compare the ground truth of every committed row, and the images of the last committed batch
+        (at least 16 rows), with their checksums before adding to them."""
         f = self._f
         n = int(f.attrs["n_samples"])
+        if n and TRUTH_CRC_DATASET in f:
+            check_truth(self.path, f, n, {name: f[name][:n] for name in truth_fields(f)})
         if CRC_DATASET not in f or n == 0:
             return
         start = min(int(f.attrs.get("last_commit_start", 0)), max(0, n - _RESUME_CHECK_MIN_ROWS))
@@ -448,6 +462,13 @@ class DatasetWriter:
             return self._n
         if CRC_DATASET in self._f:
             arrays[CRC_DATASET] = (image_crc32(im), (b,), np.uint32)
+        if TRUTH_CRC_DATASET in self._f:
+            fields = truth_fields(self._f)
+            missing = [name for name in fields if name not in arrays]
+            if missing:
+                raise DatasetError(self.path, f"append: this dataset checksums {missing}; pass them on every append")
+            stored = {name: np.asarray(arrays[name][0]).astype(arrays[name][2], copy=False) for name in fields}
+            arrays[TRUTH_CRC_DATASET] = (truth_crc32(stored, fields), (b, len(fields)), np.uint32)
         return self._commit(arrays, b)
 
     def _commit(self, arrays: dict[str, tuple[np.ndarray, tuple, Any]], b: int) -> int:

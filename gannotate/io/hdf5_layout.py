@@ -8,20 +8,26 @@ from __future__ import annotations
 import json
 import zlib
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import h5py
 import numpy as np
 
 __all__ = ["FORMAT_VERSION", "COORD_ORIGIN", "ROW_DATASETS", "OPTIONAL_ROW_DATASETS", "CRC_DATASET",
-           "image_crc32", "attr_value", "py_value", "decode_strings"]
+           "TRUTH_CRC_DATASET", "TRUTH_FIELDS", "image_crc32", "truth_crc32", "attr_value", "py_value",
+           "decode_strings"]
 
 FORMAT_VERSION = 1
 COORD_ORIGIN = "0-based pixel centres"
 ROW_DATASETS = ("images", "landmarks", "params", "pose", "source_index", "target_index")
 CRC_DATASET = "image_crc32"
-# written when the first append passes them (or, for the checksum, by every writer since it existed)
-OPTIONAL_ROW_DATASETS = ("masks", "fit_residual", CRC_DATASET)
+#: (N, F) uint32: one CRC32 per committed row and ground-truth field; the dataset's ``fields`` attr
+#: names the columns (a reader checks the fields a file lists, so the list may grow)
+TRUTH_CRC_DATASET = "truth_crc32"
+#: the ground truth a sample is trained on, checksummed per row (:func:`truth_crc32`)
+TRUTH_FIELDS = ("landmarks", "params", "pose", "source_index", "target_index")
+# written when the first append passes them (or, for the checksums, by every writer since they existed)
+OPTIONAL_ROW_DATASETS = ("masks", "fit_residual", CRC_DATASET, TRUTH_CRC_DATASET)
 STR = h5py.string_dtype("utf-8")
 
 
@@ -33,6 +39,20 @@ def image_crc32(images: np.ndarray) -> np.ndarray:
     """
     a = np.ascontiguousarray(images)
     return np.fromiter((zlib.crc32(row.tobytes()) for row in a), dtype=np.uint32, count=len(a))
+
+
+def truth_crc32(rows: Mapping[str, np.ndarray], fields: Sequence[str] = TRUTH_FIELDS) -> np.ndarray:
+    """(B, F) uint32 CRC32 of each row of each field, in the dtype the file stores it.
+
+    Why per field: a damaged row is then reported with the field that changed (landmarks, pose, ...).
+
+    Args:
+        rows: field name → (B, ...) array, already in its stored dtype (float32 points, int32 indices).
+        fields: which fields, in column order.
+    """
+    cols = [image_crc32(np.asarray(rows[f])) for f in fields]
+    n = len(cols[0]) if cols else 0
+    return np.stack(cols, axis=1) if cols else np.zeros((n, 0), np.uint32)
 
 
 def attr_value(value: Any) -> Any:

@@ -1,23 +1,63 @@
 """Read a run HDF5 (layout in :mod:`gannotate.io.hdf5`); only committed rows are visible.
 
-Images are checked against their stored CRC32 as they are read, so an export or a preview of a
-damaged file stops with :class:`~gannotate.errors.DatasetCorruptError` instead of shipping the
-damage (files from before checksums existed are read unchecked).
+Images are checked against their stored CRC32 as they are read, and the ground truth of every
+committed row (landmarks, params, pose, source and target index) against ``truth_crc32`` when the
+file is opened, so an export, a preview, an evaluation, a merge or a training set built on a damaged
+file stops with :class:`~gannotate.errors.DatasetCorruptError` (one line: the rows and the field)
+instead of shipping the damage. Files from before a checksum existed are read unchecked in what it
+would cover (before ``truth_crc32``: the ground truth; before ``image_crc32``: the images).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 import h5py
 import numpy as np
 
 from gannotate.errors import DatasetCorruptError, DatasetError
 from gannotate.io.filelock import short_reason
-from gannotate.io.hdf5_layout import CRC_DATASET, ROW_DATASETS, decode_strings, image_crc32, py_value
+from gannotate.io.hdf5_layout import (
+    CRC_DATASET,
+    ROW_DATASETS,
+    TRUTH_CRC_DATASET,
+    decode_strings,
+    image_crc32,
+    py_value,
+    truth_crc32,
+)
 
-__all__ = ["ImageRows", "DatasetReader"]
+__all__ = ["ImageRows", "DatasetReader", "truth_fields", "check_truth"]
+
+
+def truth_fields(f: h5py.File) -> list[str]:
+    """The fields ``truth_crc32`` covers in this file, in column order (its ``fields`` attr)."""
+    return decode_strings(f[TRUTH_CRC_DATASET].attrs["fields"])
+
+
+def check_truth(path: str | Path, f: h5py.File, n: int, rows: Mapping[str, np.ndarray]) -> None:
+    """Compare the first ``n`` rows of each ground-truth field with ``truth_crc32``.
+
+    Args:
+        rows: field name → its first ``n`` rows as stored (at least the fields of :func:`truth_fields`).
+
+    Raises:
+        DatasetCorruptError: naming the damaged rows and the field(s) that changed.
+    """
+    try:
+        fields = truth_fields(f)
+        stored = f[TRUTH_CRC_DATASET][:n]
+    except (KeyError, OSError) as e:
+        raise DatasetCorruptError(path, [], detail=f"{TRUTH_CRC_DATASET} is not readable ({short_reason(e)})") from None
+    if stored.shape != (n, len(fields)) or any(name not in rows for name in fields):
+        raise DatasetCorruptError(path, [], detail=f"{TRUTH_CRC_DATASET} has shape {stored.shape}, expected "
+                                                   f"({n}, {len(fields)}) for the fields {fields}")
+    bad = truth_crc32(rows, fields) != stored  # (n, F)
+    if bad.any():
+        cols = np.nonzero(bad.any(axis=0))[0]
+        raise DatasetCorruptError(path, np.nonzero(bad.any(axis=1))[0].tolist(),
+                                  ", ".join(fields[c] for c in cols))
 
 
 class ImageRows:
@@ -130,6 +170,22 @@ class DatasetReader:
         self.target_index: np.ndarray = f["target_index"][:n]
         m = int(f.attrs.get("n_sources", f["sources"].shape[0]))
         self.sources: list[str] = decode_strings(f["sources"][:m])
+        self.has_truth_checksums = TRUTH_CRC_DATASET in f
+        if self.has_truth_checksums:
+            try:
+                check_truth(self.path, f, n, {name: self._rows_of(name) for name in truth_fields(f)})
+            except BaseException:
+                f.close()
+                raise
+
+    def _rows_of(self, name: str) -> np.ndarray:
+        """The committed rows of a small per-row field: the array already read, else from the file."""
+        have = getattr(self, name, None)
+        if isinstance(have, np.ndarray):
+            return have
+        if name not in self._f:
+            raise DatasetCorruptError(self.path, [], detail=f"{TRUTH_CRC_DATASET} covers {name!r}, which is missing")
+        return self._f[name][: self._n]
 
     @property
     def scheme(self) -> str:

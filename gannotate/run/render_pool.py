@@ -14,18 +14,34 @@ script or notebook that calls ``run_augment`` without a main guard, and re-impor
 worker. Forking is safe when nothing else runs: the pool forks all its workers in its constructor, which
 ``augment`` calls before it opens the dataset or starts its loader threads, so the workers inherit neither
 threads nor the HDF5 file and its lock.
+
+Why workers never outlive the run: each asks the kernel to kill it when its parent dies
+(``PR_SET_PDEATHSIG`` on Linux; elsewhere a thread that watches the parent's pid), so a kill -9 of
+``augment`` takes its workers with it. Their batch files live in a staging folder under the run's
+own ``OUT`` (``OUT/.render.staging-<pid>-<hex>``), which the next run on ``OUT`` removes when its
+pid is gone (:func:`gannotate.io.atomic.remove_stale_staging`), never in a shared ``$TMPDIR``.
+
+Why one thread per BLAS/OpenMP library, also for libraries loaded later: a worker may load a library
+the parent never did (scipy's bundled OpenBLAS arrives with the first ``scipy.spatial`` import, inside
+the first render); such a library reads ``OPENBLAS_NUM_THREADS``/``OMP_NUM_THREADS`` when it loads,
+so the workers set those to 1 first (:data:`ONE_THREAD_ENV`). Libraries the parent had already loaded
+keep the one-thread limit set around the fork. :func:`worker_thread_info` reports what a worker has.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
-import tempfile
+import shutil
+import sys
+import threading
+import time
 from collections import deque
 from contextlib import contextmanager
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Generic, Iterator, TypeVar
 
 import numpy as np
@@ -33,9 +49,18 @@ import numpy as np
 from gannotate.errors import GannotateError
 from gannotate.render import Renderer, RendererSpec, make_renderer
 
-__all__ = ["BatchOutput", "render_batch", "RenderPool"]
+__all__ = ["BatchOutput", "render_batch", "RenderPool", "ONE_THREAD_ENV", "RENDER_STAGING", "worker_thread_info"]
+
+#: environment a render worker sets before it loads anything: every BLAS/OpenMP library it loads later
+#: (OpenBLAS, scipy's own OpenBLAS, MKL, BLIS, OpenMP runtimes, numexpr) starts with one thread
+ONE_THREAD_ENV = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS",
+                                          "MKL_NUM_THREADS", "BLIS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
+                                          "NUMEXPR_NUM_THREADS")}
+_PR_SET_PDEATHSIG = 1
 
 T = TypeVar("T")
+#: the name whose staging folders (``OUT/.render.staging-<pid>-<hex>``) hold a pool's batch files
+RENDER_STAGING = "render"
 
 
 @dataclass(frozen=True)
@@ -64,11 +89,51 @@ class _Worker:
     renderer: Renderer | None = None
 
 
-def _init_worker(spec: RendererSpec) -> None:
+def _die_with_parent(parent: int) -> None:
+    """Make this process end when ``parent`` does (kill -9 included), so no worker is left behind.
+
+    Linux: ``prctl(PR_SET_PDEATHSIG, SIGKILL)``, then a check that the parent did not die before it
+    took effect. Elsewhere: a daemon thread that polls the parent pid once a second.
+    """
     import signal
 
+    armed = False
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            armed = libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) == 0
+        except (OSError, AttributeError):
+            armed = False
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os._exit(1)
+    if not armed:
+        def watch() -> None:
+            while os.getppid() == parent:
+                time.sleep(1.0)
+            os._exit(1)
+
+        threading.Thread(target=watch, name="gannotate-parent-watch", daemon=True).start()
+
+
+def _init_worker(spec: RendererSpec, parent: int) -> None:
+    import signal
+
+    _die_with_parent(parent)
+    os.environ.update(ONE_THREAD_ENV)  # before any library the renderer loads lazily (see module doc)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the pool, once
     _Worker.renderer = make_renderer(spec)
+
+
+def worker_thread_info() -> list[dict[str, Any]]:
+    """threadpoolctl's view of this process: one dict per BLAS/OpenMP library with its ``num_threads``.
+
+    Submitted to a worker (after a render) it tells whether every library there runs one thread.
+    """
+    from threadpoolctl import threadpool_info
+
+    return threadpool_info()
 
 
 @contextmanager
@@ -111,27 +176,41 @@ class RenderPool(Generic[T]):
     At most ``2 · jobs`` batches are in flight, so memory stays bounded however long the run.
     """
 
-    def __init__(self, spec: RendererSpec, jobs: int):
+    def __init__(self, spec: RendererSpec, jobs: int, scratch: str | Path):
+        """``scratch``: the run folder (``OUT``) whose staging folder holds the batch files."""
+        from gannotate.io.atomic import make_staging, remove_stale_staging
+
         if jobs < 2:
             raise ValueError(f"RenderPool needs at least 2 jobs, got {jobs}")
+        # batches travel as files, the pipe carries only their paths: a feeder thread blocked writing a
+        # megabyte batch into the pipe of a worker that was terminated hung shutdown for good (CPython 3.11)
+        remove_stale_staging(Path(scratch) / RENDER_STAGING)  # a killed run's batches (its pid is gone)
+        self.tmp = make_staging(Path(scratch) / RENDER_STAGING)
         ctx = multiprocessing.get_context("fork")  # see the module doc: all workers start here, before any thread
-        self._pool = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker, initargs=(spec,))
+        self._pool = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker, initargs=(spec, os.getpid()))
         self._queue: deque[tuple[T, Future[BatchOutput]]] = deque()
         self._depth = 2 * jobs
         self.spec = spec
-        # batches travel as files, the pipe carries only their paths: a feeder thread blocked writing a
-        # megabyte batch into the pipe of a worker that was terminated hung shutdown for good (CPython 3.11)
-        self._tmp = tempfile.TemporaryDirectory(prefix="gannotate-render-")
         self._n = 0
         try:
             with _single_threaded_libraries():
                 self._pool.submit(_ready).result()  # a fork pool launches every worker on its first submit
         except BrokenProcessPool as e:
+            shutil.rmtree(self.tmp, ignore_errors=True)
             raise GannotateError(f"cannot start {jobs} {spec.name} render workers: {e}") from e
+
+    @property
+    def pids(self) -> list[int]:
+        """The worker processes' ids (tests, diagnostics)."""
+        return [p.pid for p in (getattr(self._pool, "_processes", None) or {}).values()]
+
+    def call(self, fn: Any, *args: Any) -> Any:
+        """Run ``fn(*args)`` in one worker and return its result (tests, diagnostics)."""
+        return self._pool.submit(fn, *args).result()
 
     def submit(self, tag: T, images: np.ndarray, src: np.ndarray, tgt: np.ndarray) -> list[tuple[T, BatchOutput]]:
         """Queue a batch; return the oldest batches once more than ``2 · jobs`` are in flight."""
-        path = os.path.join(self._tmp.name, f"{self._n}.npz")
+        path = os.path.join(self.tmp, f"{self._n}.npz")
         self._n += 1
         np.savez(path, images=images, src=src, tgt=tgt)
         try:
@@ -167,7 +246,7 @@ class RenderPool(Generic[T]):
             for proc in list((getattr(self._pool, "_processes", None) or {}).values()):  # no public API before 3.14
                 proc.terminate()
         self._pool.shutdown(wait=True, cancel_futures=True)
-        self._tmp.cleanup()
+        shutil.rmtree(self.tmp, ignore_errors=True)
 
     def __enter__(self) -> "RenderPool[T]":
         return self

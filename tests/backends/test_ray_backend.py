@@ -251,3 +251,103 @@ def test_sigkill_of_the_driver_then_rerun_resumes(tmp_path, local_merged):
     assert res.returncode == 0, res.stderr[-2000:]
     _complete_and_unique(out)
     _assert_same(out, local_merged)
+
+
+class _WeightsRenderer(WarpRenderer):
+    """Stands in for the gan renderer in tasks: its name and its weights' sha256, as GANRenderer records them."""
+
+    name = "gan"
+
+    def __init__(self, generator: str):
+        super().__init__()
+        from shape_model.build import model_sha256
+
+        self.name = "gan"
+        self.dataset_attrs = {"generator_sha256": model_sha256(Path(generator))}
+
+
+def _weights_renderer(spec: RendererSpec) -> WarpRenderer:
+    return _WeightsRenderer(spec.kwargs()["generator"])
+
+
+class TestRayReliability:
+    """Issue 23, items 6 and 7: other weights and a second run on OUT are refused before any work."""
+
+    def test_other_generator_weights_are_refused_on_a_finished_output(self, ray_cluster, tmp_path):
+        a, b = tmp_path / "a.pt", tmp_path / "b.pt"
+        a.write_bytes(b"weights A")
+        b.write_bytes(b"weights B")
+        out = tmp_path / "ray"
+        cfg = {**CFG, "renderer": RendererSpec.of("gan", generator=str(a))}
+        res = run_ray(AugmentConfig(out=out, **cfg), RayOptions(shards=2), renderer_factory=_weights_renderer)
+        assert res.n_total == 8 and not res.failures
+        with DatasetReader(out / "dataset.h5") as r:
+            assert r.attrs["generator_sha256"] == _WeightsRenderer(str(a)).dataset_attrs["generator_sha256"]
+        again = run_ray(AugmentConfig(out=out, **cfg), renderer_factory=_weights_renderer)
+        assert again.n_skipped == 8  # same weights: done
+        other = {**CFG, "renderer": RendererSpec.of("gan", generator=str(b))}
+        with pytest.raises(DatasetError, match="generator_sha256"):
+            run_ray(AugmentConfig(out=out, **other), renderer_factory=_weights_renderer)
+
+    def test_no_resume_is_refused_while_another_run_holds_out(self, ray_cluster, tmp_path):
+        out = tmp_path / "ray"
+        run_ray(AugmentConfig(out=out, **CFG), RayOptions(shards=2))
+        before = sorted(p.name for p in (out / "shards" / "0" / "images").iterdir())
+        holder = subprocess.Popen(  # another run on OUT (a driver or a local run): it holds OUT's run lock
+            [sys.executable, "-c", "import sys; from gannotate.io.filelock import run_lock\n"
+             f"with run_lock({str(out)!r}):\n    print('held', flush=True); sys.stdin.readline()"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            assert holder.stdout.readline().strip() == "held"
+            with pytest.raises(DatasetError, match="in use by another run"):
+                run_ray(AugmentConfig(out=out, resume=False, **CFG))
+        finally:
+            holder.communicate("\n", timeout=30)
+        assert sorted(p.name for p in (out / "shards" / "0" / "images").iterdir()) == before  # nothing deleted
+        shard = out / "shards" / "1"
+        holder = subprocess.Popen(  # a shard task of a driver that is gone still writes its shard
+            [sys.executable, "-c", "import sys; from gannotate.io.filelock import run_lock\n"
+             f"with run_lock({str(shard)!r}):\n    print('held', flush=True); sys.stdin.readline()"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            assert holder.stdout.readline().strip() == "held"
+            with pytest.raises(DatasetError, match="in use by another run"):
+                run_ray(AugmentConfig(out=out, resume=False, **CFG))
+        finally:
+            holder.communicate("\n", timeout=30)
+        assert (shard / "dataset.h5").is_file()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_sigkill_of_the_driver_stops_the_ray_processes_it_started(tmp_path):
+    """Issue 23, item 8: after kill -9 of a driver that started its own Ray instance, none of its processes remain."""
+    from gannotate.backends.reaper import descendants
+
+    out = tmp_path / "ray"
+    cmd = [sys.executable, "-c", "import sys; from gannotate.cli import main; sys.exit(main())",
+           "augment", "--backend", "ray", "--shards", "2", *ARGS, "--out", str(out)]
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, start_new_session=True)
+    deadline = time.time() + 180
+    while time.time() < deadline and proc.poll() is None:
+        if len(list(out.glob("shards/*/images/*.pts"))) >= 1:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    started = [p for p in descendants([proc.pid])]
+    assert len(started) >= 3  # GCS, raylet, workers, ...
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 60
+    while time.time() < deadline and any(_alive(p) for p in started):
+        time.sleep(0.5)
+    assert [p for p in started if _alive(p)] == []

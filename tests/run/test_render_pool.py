@@ -1,0 +1,123 @@
+"""Render workers: one busy thread each, whatever BLAS/OpenMP library they load late (issue 22, item 4),
+and no worker or batch file outlives its run (issue 23, item 3)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# A fresh interpreter that, like `gannotate augment --input FOLDER`, has not imported scipy.spatial when
+# the pool forks: the workers load scipy's own OpenBLAS on their first render.
+WORKER_THREADS = """
+import json, os, sys
+import numpy as np
+from gannotate.render import RendererSpec
+from gannotate.run.render_pool import RenderPool, worker_thread_info
+from shape_model.build import load_model
+
+assert "scipy.spatial" not in sys.modules
+mean = np.asarray(load_model().mean, np.float32).reshape(-1, 2)
+src = (mean - mean.min(0)) / np.ptp(mean, 0).max() * 40 + 12  # (68, 2) in a 64² crop
+rng = np.random.default_rng(0)
+images = rng.integers(0, 255, (4, 64, 64, 3), dtype=np.uint8)
+tgt = src + rng.normal(0, 1.5, (4, 68, 2)).astype(np.float32)
+with RenderPool(RendererSpec({renderer!r}), 2, {scratch!r}) as pool:
+    for _ in range(6):
+        pool.submit(0, images, np.stack([src] * 4), tgt)
+    pool.drain()
+    info = [pool.call(worker_thread_info) for _ in range(4)]
+    tasks = {{pid: len(os.listdir(f"/proc/{{pid}}/task")) for pid in pool.pids}}
+print(json.dumps({{"info": info, "tasks": tasks}}))
+"""
+
+
+def _python(code: str, **kw) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        env.pop(name, None)  # a user's shell does not set them
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=env,
+                          timeout=300, **kw)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("renderer", ["warp", "profile"])
+def test_every_library_in_a_worker_runs_one_thread(tmp_path, renderer):
+    r = _python(WORKER_THREADS.format(renderer=renderer, scratch=str(tmp_path)))
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    libs = [(os.path.basename(lib["filepath"]), lib["num_threads"]) for info in out["info"] for lib in info]
+    assert any("scipy_openblas" in name and "64" not in name for name, _ in libs), libs  # loaded late, in the worker
+    assert all(n == 1 for _, n in libs), libs
+    assert all(n == 1 for n in out["tasks"].values()), out["tasks"]  # one thread per worker: nothing else can spin
+    assert not any(tmp_path.iterdir())  # the batch files went with the pool
+
+
+KILLED_PARENT = """
+import os, sys, time
+from pathlib import Path
+from gannotate.augment import AugmentConfig, run_augment
+from gannotate.plan import PlanConfig
+from gannotate.render import RendererSpec
+
+class Report:
+    def start(self, total, done):
+        pass
+    def advance(self, n):
+        import multiprocessing
+        pids = [p.pid for p in multiprocessing.active_children()]
+        print("workers", *pids, flush=True)
+        time.sleep(60)  # killed here, mid-run, with batches in flight
+
+run_augment(AugmentConfig(out=Path({out!r}), input=Path({inp!r}), plan=PlanConfig(n=12, seed=1), size=48,
+                          batch_size=2, workers=2, renderer=RendererSpec("warp")), progress=Report())
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_kill_9_takes_the_workers_and_resume_cleans_their_batches(tmp_path, face_folder):
+    from gannotate.augment import AugmentConfig, run_augment
+    from gannotate.io.hdf5 import DatasetReader
+    from gannotate.plan import PlanConfig
+    from gannotate.render import RendererSpec
+
+    out = tmp_path / "o"
+    p = subprocess.Popen([sys.executable, "-c", textwrap.dedent(KILLED_PARENT.format(out=str(out), inp=str(face_folder)))],
+                         stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    line = p.stdout.readline()
+    assert line.startswith("workers"), line
+    workers = [int(x) for x in line.split()[1:]]
+    assert len(workers) == 2 and all(_alive(w) for w in workers)
+    staging = [d for d in out.iterdir() if d.name.startswith(".render.staging-")]
+    assert len(staging) == 1  # the batch files live under OUT, not in $TMPDIR
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    deadline = time.time() + 20
+    while any(_alive(w) for w in workers) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(w) for w in workers)
+    cfg = AugmentConfig(out=out, input=face_folder, plan=PlanConfig(n=12, seed=1), size=48, batch_size=2, workers=2,
+                        renderer=RendererSpec("warp"))
+    res = run_augment(cfg)
+    assert res.n_total == 48 and not res.failures
+    assert not [d for d in out.iterdir() if ".staging-" in d.name]
+    with DatasetReader(out / "dataset.h5") as r:
+        assert len(r) == 48
