@@ -144,6 +144,7 @@ def _rows(r: Any, batch_size: int) -> Iterator[dict[str, np.ndarray]]:
             batch["masks"] = r.masks[a:b]
         if r.fit_residual is not None:
             batch["fit_residual"] = r.fit_residual[a:b]
+        batch.update({name: values[a:b] for name, values in r.fields.items()})
         yield batch
 
 

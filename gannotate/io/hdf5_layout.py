@@ -13,15 +13,26 @@ from typing import Any, Mapping
 import h5py
 import numpy as np
 
-__all__ = ["FORMAT_VERSION", "COORD_ORIGIN", "ROW_DATASETS", "OPTIONAL_ROW_DATASETS", "CRC_DATASET",
+__all__ = ["FORMAT_VERSION", "COORD_ORIGIN", "ROW_DATASETS", "OPTIONAL_ROW_DATASETS", "CRC_DATASET", "SAMPLE_FIELDS",
            "image_crc32", "attr_value", "py_value", "decode_strings"]
 
 FORMAT_VERSION = 1
 COORD_ORIGIN = "0-based pixel centres"
 ROW_DATASETS = ("images", "landmarks", "params", "pose", "source_index", "target_index")
 CRC_DATASET = "image_crc32"
+#: Optional per-sample scalars, name → dtype, each an (N,) dataset written when the run passes it: which side a
+#: sample was rendered from (``mirrored``, ``turn_deg``: gannotate.plan) and its quality measures
+#: (gannotate.metrics.quality). Files made before a field existed simply lack it.
+SAMPLE_FIELDS: dict[str, type] = {
+    "mirrored": np.bool_,         # rendered from the mirror image of the source
+    "turn_deg": np.float32,       # |target yaw − yaw of the side rendered from|, degrees
+    "face_score": np.float32,     # YuNet's score of the face in the sample, 0 = not found
+    "reader_nme": np.float32,     # shipped detector's NME (%) at the targets; NaN beyond the yaw it knows
+    "identity": np.float32,       # SFace cosine to the source face
+    "invalid_share": np.float32,  # share of the face (target landmark hull) the mask marks invented
+}
 # written when the first append passes them (or, for the checksum, by every writer since it existed)
-OPTIONAL_ROW_DATASETS = ("masks", "fit_residual", CRC_DATASET)
+OPTIONAL_ROW_DATASETS = ("masks", "fit_residual", CRC_DATASET) + tuple(SAMPLE_FIELDS)
 STR = h5py.string_dtype("utf-8")
 
 

@@ -1,4 +1,4 @@
-"""Render augment's batches in worker processes, handed back in submission order.
+"""Render (and score) augment's batches in worker processes, handed back in submission order.
 
 Why processes: a CPU renderer (warp, profile) is numpy code made of many small array operations that hold
 the GIL between them, so threads do not overlap it; ``augment --workers N`` renders N batches at once in N
@@ -7,7 +7,9 @@ the dataset is byte-for-byte the serial run's, and a killed run loses only batch
 (resume redoes them).
 
 Workers build their renderer from its :class:`~gannotate.render.RendererSpec` (plain data), not from a
-pickled instance: a renderer's caches stay per process.
+pickled instance: a renderer's caches stay per process. Each worker then turns it into its batch
+processor with the pool's ``setup`` (augment's :class:`~gannotate.run.gate.BatchProcessor`: render, score,
+redraw), which it inherits through the fork, so the shape model it holds is not pickled.
 
 Why ``fork``, started at once: ``spawn``/``forkserver`` re-run the caller's ``__main__``, which breaks any
 script or notebook that calls ``run_augment`` without a main guard, and re-import numpy and OpenCV per
@@ -26,7 +28,7 @@ from contextlib import contextmanager
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from typing import Any, Generic, Iterator, TypeVar
+from typing import Any, Callable, Generic, Iterator, TypeVar
 
 import numpy as np
 
@@ -59,16 +61,16 @@ def render_batch(renderer: Renderer, images: np.ndarray, src: np.ndarray, tgt: n
 
 
 class _Worker:
-    """The renderer of one worker process (set once by the pool's initializer)."""
+    """The batch processor of one worker process (set once by the pool's initializer)."""
 
-    renderer: Renderer | None = None
+    process: Callable[[dict[str, np.ndarray]], Any] | None = None
 
 
-def _init_worker(spec: RendererSpec) -> None:
+def _init_worker(spec: RendererSpec, setup: Callable[[Renderer], Callable[[dict[str, np.ndarray]], Any]]) -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the pool, once
-    _Worker.renderer = make_renderer(spec)
+    _Worker.process = setup(make_renderer(spec))
 
 
 @contextmanager
@@ -92,31 +94,39 @@ def _single_threaded_libraries() -> Iterator[None]:
 
 
 def _ready() -> bool:
-    return _Worker.renderer is not None
+    return _Worker.process is not None
 
 
-def _render_in_worker(path: str) -> BatchOutput:
-    """Render the batch saved at ``path`` (and remove the file)."""
-    assert _Worker.renderer is not None, "render worker used before its initializer ran"
-    with np.load(path) as batch:
-        images, src, tgt = batch["images"], batch["src"], batch["tgt"]
+def _process_in_worker(path: str) -> Any:
+    """Process the batch saved at ``path`` (and remove the file)."""
+    assert _Worker.process is not None, "render worker used before its initializer ran"
+    with np.load(path) as saved:
+        batch = {k: saved[k] for k in saved.files}
     os.remove(path)
-    return render_batch(_Worker.renderer, images, src, tgt)
+    return _Worker.process(batch)
+
+
+def _render_only(renderer: Renderer) -> Callable[[dict[str, np.ndarray]], BatchOutput]:
+    """The default worker job: ``{"images", "src", "tgt"}`` → :func:`render_batch`."""
+    return lambda b: render_batch(renderer, b["images"], b["src"], b["tgt"])
 
 
 class RenderPool(Generic[T]):
-    """``jobs`` worker processes rendering batches; :meth:`submit` returns the batches now done, in order.
+    """``jobs`` worker processes processing batches; :meth:`submit` returns the batches now done, in order.
 
-    Each submitted batch carries a ``tag`` (the caller's bookkeeping for it) that comes back with its output.
-    At most ``2 · jobs`` batches are in flight, so memory stays bounded however long the run.
+    Each worker builds ``setup(renderer)`` once and calls it on every batch it gets (a dict of arrays);
+    the default renders ``{"images", "src", "tgt"}``. Each submitted batch carries a ``tag`` (the
+    caller's bookkeeping for it) that comes back with its output. At most ``2 · jobs`` batches are in
+    flight, so memory stays bounded however long the run.
     """
 
-    def __init__(self, spec: RendererSpec, jobs: int):
+    def __init__(self, spec: RendererSpec, jobs: int,
+                 setup: Callable[[Renderer], Callable[[dict[str, np.ndarray]], Any]] = _render_only):
         if jobs < 2:
             raise ValueError(f"RenderPool needs at least 2 jobs, got {jobs}")
         ctx = multiprocessing.get_context("fork")  # see the module doc: all workers start here, before any thread
-        self._pool = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker, initargs=(spec,))
-        self._queue: deque[tuple[T, Future[BatchOutput]]] = deque()
+        self._pool = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker, initargs=(spec, setup))
+        self._queue: deque[tuple[T, Future[Any]]] = deque()
         self._depth = 2 * jobs
         self.spec = spec
         # batches travel as files, the pipe carries only their paths: a feeder thread blocked writing a
@@ -129,13 +139,13 @@ class RenderPool(Generic[T]):
         except BrokenProcessPool as e:
             raise GannotateError(f"cannot start {jobs} {spec.name} render workers: {e}") from e
 
-    def submit(self, tag: T, images: np.ndarray, src: np.ndarray, tgt: np.ndarray) -> list[tuple[T, BatchOutput]]:
-        """Queue a batch; return the oldest batches once more than ``2 · jobs`` are in flight."""
+    def submit(self, tag: T, batch: dict[str, np.ndarray]) -> list[tuple[T, Any]]:
+        """Queue a batch (plain arrays); return the oldest batches once more than ``2 · jobs`` are in flight."""
         path = os.path.join(self._tmp.name, f"{self._n}.npz")
         self._n += 1
-        np.savez(path, images=images, src=src, tgt=tgt)
+        np.savez(path, **batch)
         try:
-            self._queue.append((tag, self._pool.submit(_render_in_worker, path)))
+            self._queue.append((tag, self._pool.submit(_process_in_worker, path)))
         except BrokenProcessPool as e:
             raise self._died() from e
         done = []
@@ -143,11 +153,11 @@ class RenderPool(Generic[T]):
             done.append(self._take())
         return done
 
-    def drain(self) -> list[tuple[T, BatchOutput]]:
+    def drain(self) -> list[tuple[T, Any]]:
         """Every batch still in flight, in submission order."""
         return [self._take() for _ in range(len(self._queue))]
 
-    def _take(self) -> tuple[T, BatchOutput]:
+    def _take(self) -> tuple[T, Any]:
         tag, fut = self._queue.popleft()
         try:
             return tag, fut.result()
