@@ -312,11 +312,12 @@ class _Sink:
         if self.folder is not None:  # files first: a committed row always has its files
             for img, pts, (f, _, t) in zip(rows["images"], rows["landmarks"], kept):
                 self.folder.write(sample_name(f.source.key, t), img, pts)
-        self.writer.append(
-            source_index=np.array([s for _, s, _ in kept], np.int32),
-            target_index=np.array([t for _, _, t in kept], np.int32),
-            **rows,
-        )
+        if kept:  # a batch may lose every slot to the gate
+            self.writer.append(
+                source_index=np.array([s for _, s, _ in kept], np.int32),
+                target_index=np.array([t for _, _, t in kept], np.int32),
+                **rows,
+            )
         self.written += len(kept)
         self.redraws += out.redraws
         self.dropped += out.dropped

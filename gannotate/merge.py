@@ -77,6 +77,7 @@ def merge_outputs(
     command = command or default_command
     readers = [DatasetReader(Path(d) / DATASET_NAME) for d in shard_dirs]
     all_failures: list[Failure] = list(failures)
+    gates: list[Any] = []  # each shard's quality-gate counts (its manifest's)
     try:
         first = readers[0]
         seen: dict[str, Path] = {}
@@ -109,6 +110,7 @@ def merge_outputs(
                 man = read_manifest(d)
                 if man is not None:
                     all_failures += [Failure(**f) for f in man.get("failures", [])]
+                    gates.append(man.get("counts", {}).get("gate"))
             n_total, n_sources = writer.n_samples, len(writer.sources)
     finally:
         for r in readers:
@@ -122,7 +124,8 @@ def merge_outputs(
     write_manifest(
         out, command=command, seed=first.attrs.get("seed"), renderer=first.attrs.get("renderer"),
         model_sha256=first.attrs.get("model_sha256"), complete=complete,
-        counts={"sources_ok": n_sources, "sources_failed": len(all_failures), "samples_total": n_total},
+        counts={"sources_ok": n_sources, "sources_failed": len(all_failures), "samples_total": n_total,
+                **({"gate": gate} if (gate := _sum_gates(gates)) else {})},
         failures=all_failures,
         outputs={"dataset": DATASET_NAME, "folder": "images/" if (out / "images").is_dir() else None,
                  "preview": None if result.preview is None else result.preview.name},
@@ -130,6 +133,18 @@ def merge_outputs(
         **dict(extra or {}),
     )
     return result
+
+
+def _sum_gates(gates: list[Any]) -> dict[str, Any] | None:
+    """The shards' quality-gate counts added up (None when no shard recorded any)."""
+    gates = [g for g in gates if isinstance(g, dict)]
+    if not gates:
+        return None
+    total = dict(gates[0])
+    for key in ("redraws", "dropped"):
+        total[key] = sum(int(g.get(key, 0)) for g in gates)
+    total["rejected"] = {m: sum(int(g.get("rejected", {}).get(m, 0)) for g in gates) for m in gates[0].get("rejected", {})}
+    return total
 
 
 def _rows(r: Any, batch_size: int) -> Iterator[dict[str, np.ndarray]]:

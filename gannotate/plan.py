@@ -60,8 +60,10 @@ QUALITY_MEASURES = ("face_score", "reader_nme", "identity")
 #: The measures a plain run computes. SFace ``identity`` costs about 20 ms of CPU per sample (more than a
 #: profile render), so it is asked for by name (``--quality face_score,reader_nme,identity``).
 DEFAULT_QUALITY_MEASURES = ("face_score", "reader_nme")
-#: The gate a plain run applies (``--min-quality``); 0.5 puts each measure at its own pass line (YuNet score
-#: 0.5, reader NME 10 %, SFace cosine 0.363). Chosen from measurements: docs/quality.md.
+#: The gate a plain ``gannotate augment`` applies (``--min-quality``); 0.5 puts each measure at its own pass
+#: line (YuNet score 0.5, reader NME 10 %, SFace cosine 0.363). Chosen from measurements: docs/quality.md.
+#: ``PlanConfig`` itself keeps every sample unless asked: recipes and evidence that measure a renderer
+#: (compare_renderers, payoff) must see its failures, not a gated selection.
 DEFAULT_MIN_QUALITY = 0.5
 #: Draws per target slot under the gate: the plan's own, then up to ``MAX_DRAWS - 1`` redraws; a slot
 #: whose draws all fail is left out of the dataset (counted in the manifest).
@@ -81,7 +83,7 @@ class PlanConfig:
     seed: int = 0
     large_yaw: str = "3d"                        # targets beyond ±45°: "3d" (re-drawn by the 3D face) | "shape-model"
     mirror: bool = True                          # render each target from the source or its mirror, the nearer in yaw
-    min_quality: float = DEFAULT_MIN_QUALITY     # quality gate in [0, 1]; 0 keeps every sample (no redraws)
+    min_quality: float = 0.0                     # quality gate in [0, 1]; 0 keeps every sample (the CLI's default: DEFAULT_MIN_QUALITY)
     quality: tuple[str, ...] = DEFAULT_QUALITY_MEASURES  # per-sample measures computed (and gated on)
 
     def __post_init__(self) -> None:

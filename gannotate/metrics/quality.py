@@ -32,7 +32,7 @@ from typing import Any, Callable, Mapping, Sequence
 import cv2
 import numpy as np
 
-from gannotate.errors import DatasetError, GannotateError
+from gannotate.errors import DatasetError
 from gannotate.geometry import landmark_box
 from gannotate.registry import Registry
 
@@ -51,6 +51,7 @@ __all__ = [
     "summarise_quality",
     "quality_table",
     "worst_rows",
+    "dataset_gate",
 ]
 
 log = logging.getLogger(__name__)
@@ -205,14 +206,16 @@ class QualityScorer:
             sources: (B, H', W', 3) the source crop of each sample (as photographed, not mirrored);
             source_points: (B, K, 2) its landmarks; source_keys: B ids (equal ids = the same source).
         """
+        out: dict[str, np.ndarray] = {}
+        if "face_score" in self.measures:
+            out["face_score"] = self.face_score(images, targets)
+        if not {"reader_nme", "identity"} & set(self.measures):
+            return out
         import torch
 
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            out: dict[str, np.ndarray] = {}
-            if "face_score" in self.measures:
-                out["face_score"] = self.face_score(images, targets)
             if "reader_nme" in self.measures:
                 out["reader_nme"] = self.reader_nme(images, targets, yaw)
             if "identity" in self.measures:
@@ -343,10 +346,17 @@ def worst_rows(dataset: str | Path, n: int) -> tuple[np.ndarray, np.ndarray]:
     return order, q[order]
 
 
-def check_measures(names: Sequence[str]) -> tuple[str, ...]:
-    """Validate measure names (CLI); GannotateError lists the valid ones."""
-    for m in names:
-        get_measure(m)
-    if not names:
-        raise GannotateError(f"give at least one quality measure from {list_measures()}")
-    return tuple(names)
+def dataset_gate(dataset: str | Path) -> float:
+    """The ``min_quality`` a dataset was made with (its plan attr), else the default gate."""
+    import json
+
+    from gannotate.io.hdf5 import DatasetReader
+    from gannotate.plan import DEFAULT_MIN_QUALITY
+
+    with DatasetReader(dataset) as r:
+        try:
+            plan = json.loads(str(r.attrs.get("plan", "{}")))
+        except ValueError:
+            plan = {}
+    gate = plan.get("min_quality") if isinstance(plan, dict) else None
+    return float(gate) if gate else DEFAULT_MIN_QUALITY

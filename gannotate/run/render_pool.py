@@ -97,7 +97,7 @@ def _ready() -> bool:
     return _Worker.process is not None
 
 
-def _process_in_worker(path: str) -> Any:
+def _render_in_worker(path: str) -> Any:
     """Process the batch saved at ``path`` (and remove the file)."""
     assert _Worker.process is not None, "render worker used before its initializer ran"
     with np.load(path) as saved:
@@ -145,7 +145,7 @@ class RenderPool(Generic[T]):
         self._n += 1
         np.savez(path, **batch)
         try:
-            self._queue.append((tag, self._pool.submit(_process_in_worker, path)))
+            self._queue.append((tag, self._pool.submit(_render_in_worker, path)))
         except BrokenProcessPool as e:
             raise self._died() from e
         done = []

