@@ -61,7 +61,8 @@ QUALITY_MEASURES = ("face_score", "reader_nme", "identity")
 #: profile render), so it is asked for by name (``--quality face_score,reader_nme,identity``).
 DEFAULT_QUALITY_MEASURES = ("face_score", "reader_nme")
 #: The gate a plain ``gannotate augment`` applies (``--min-quality``); 0.5 puts each measure at its own pass
-#: line (YuNet score 0.5, reader NME 10 %, SFace cosine 0.363). Chosen from measurements: docs/quality.md.
+#: line (YuNet score 0.90, reader NME 10 %, SFace cosine 0.363: each what real faces pass). Chosen from
+#: measurements on held-out photos: docs/quality.md.
 #: ``PlanConfig`` itself keeps every sample unless asked: recipes and evidence that measure a renderer
 #: (compare_renderers, payoff) must see its failures, not a gated selection.
 DEFAULT_MIN_QUALITY = 0.5

@@ -237,7 +237,7 @@ _quiet = click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
               help="Render each target from the source or its mirror image, whichever needs the smaller yaw turn "
                    "(--no-mirror: always the source's own side).")
 @click.option("--min-quality", type=click.FloatRange(0.0, 1.0), default=DEFAULT_MIN_QUALITY, show_default=True,
-              help="Quality gate: a sample whose measures fall below this (0.5 = each at its pass line: YuNet 0.5, "
+              help="Quality gate: a sample whose measures fall below this (0.5 = each at its pass line: YuNet 0.90, "
                    "reader NME 10%, SFace 0.363) is redrawn, up to 4 draws per target; 0 keeps everything.")
 @click.option("--quality", "quality", default=",".join(DEFAULT_QUALITY_MEASURES), show_default=True, callback=lambda c, p, v: _measures(v),
               help="Per-sample measures computed, stored and gated on: face_score, reader_nme, identity "

@@ -16,7 +16,8 @@ Each measure is computed in the augment job, batched, for every sample, and stor
   mask marks invented (mirror-filled, filled, stretched background); renderers without a mask: none.
 
 The gate (``--min-quality q``) maps each judged measure onto [0, 1] with 0.5 at that measure's own pass
-line (:data:`PASS_LINES`) and keeps a sample when every judged measure is ≥ q; a sample's
+line (:data:`PASS_LINES`, each set on real faces), 0 at its worst and 1 at its best (YuNet 1, NME 0 %,
+cosine 0.726), linearly in between, and keeps a sample when every judged measure is ≥ q; a sample's
 :func:`quality` is the lowest of them. ``q = 0`` keeps everything.
 
 Convention: images (B, H, W, 3) uint8 RGB; points (B, K, 2) float32 (x, y), 0-based pixel centres.
@@ -62,9 +63,23 @@ READER_MAX_YAW = 45.0
 SCORE_SIZE = 128
 #: YuNet's own detection floor here: scores below it read as "no face" (0).
 FACE_MIN_SCORE = 0.05
-#: Native value of each measure where its quality is 0.5: YuNet's usual 0.5 confidence, the 10 % NME
-#: failure line of 300W practice (FR@10), OpenCV's SFace same-person threshold.
-PASS_LINES = {"face_score": 0.5, "reader_nme": 10.0, "identity": 0.363}
+#: Native value of each measure where its quality is 0.5, each set on real faces: YuNet's score of 95 % of
+#: real 128² crops is above 0.90 (154 held-out photos: 1st / 5th / 50th percentile 0.885 / 0.897 / 0.922; its
+#: usual 0.5 detection floor passes nearly every render, broken or not: docs/quality.md); the shipped
+#: detector reads 95 % of real 30–45° faces within 9.2 % NME (10 % is 300W's failure line, FR@10);
+#: OpenCV's SFace same-person threshold 0.363.
+PASS_LINES = {"face_score": 0.90, "reader_nme": 10.0, "identity": 0.363}
+
+
+def _around(line: float, top: float) -> Callable[[np.ndarray], np.ndarray]:
+    """Piecewise-linear native → quality: 0 at 0, 0.5 at ``line``, 1 at ``top`` (clipped)."""
+
+    def to_quality(v: np.ndarray) -> np.ndarray:
+        x = np.asarray(v, np.float64)
+        q = np.where(x <= line, 0.5 * x / line, 0.5 + 0.5 * (x - line) / (top - line))
+        return np.clip(q, 0.0, 1.0)
+
+    return to_quality
 
 
 @dataclass(frozen=True)
@@ -83,7 +98,7 @@ def _register(m: QualityMeasure) -> None:
     _MEASURES.register(m.name)(m)  # type: ignore[arg-type]
 
 
-_register(QualityMeasure("face_score", lambda v: np.clip(np.asarray(v, np.float64), 0.0, 1.0),
+_register(QualityMeasure("face_score", _around(PASS_LINES["face_score"], 1.0),
                          "YuNet confidence of the face, 0 = not found"))
 _register(QualityMeasure("reader_nme", lambda v: np.clip(1.0 - np.asarray(v, np.float64) / (2 * PASS_LINES["reader_nme"]), 0.0, 1.0),
                          "shipped detector's NME (%) at the targets, |yaw| ≤ 45°"))
@@ -272,8 +287,8 @@ def _stats(fields: Mapping[str, np.ndarray], rows: np.ndarray, gate: float) -> d
         elif len(judged):
             cell[name] = {"mean": round(float(judged.mean()), 4), "median": round(float(np.median(judged)), 4),
                           "n": int(len(judged))}
-    if "face_score" in fields:
-        cell["found_share"] = round(float((fields["face_score"][rows] >= PASS_LINES["face_score"]).mean()) * 100, 1)
+    if "face_score" in fields:  # as sure a face as 95 % of real faces are
+        cell["face_pass_share"] = round(float((fields["face_score"][rows] >= PASS_LINES["face_score"]).mean()) * 100, 1)
     q = quality({k: v[rows] for k, v in fields.items() if k in list_measures()})
     cell["below_gate_share"] = round(float((q < gate).mean()) * 100, 1)
     return cell
@@ -282,8 +297,8 @@ def _stats(fields: Mapping[str, np.ndarray], rows: np.ndarray, gate: float) -> d
 def summarise_quality(dataset: str | Path, gate: float = 0.5) -> dict[str, Any]:
     """The per-sample fields of ``dataset``, overall and by |target yaw| (``gannotate.evaluate.YAW_BINS``).
 
-    Per cell: n, each field's mean and median over the samples it judges, the share found as a face
-    (``face_score`` ≥ 0.5), the share mirrored, and the share whose :func:`quality` is below ``gate``.
+    Per cell: n, each field's mean and median over the samples it judges, the share whose ``face_score``
+    reaches its pass line, the share mirrored, and the share whose :func:`quality` is below ``gate``.
 
     Raises:
         DatasetError: the dataset has no per-sample quality fields (made before they existed).
@@ -309,7 +324,7 @@ def summarise_quality(dataset: str | Path, gate: float = 0.5) -> dict[str, Any]:
 def quality_table(summary: Mapping[str, Any]) -> str:
     """A markdown table of :func:`summarise_quality`: one row per |yaw| bin, then all."""
     cols = [("n", lambda c: str(c.get("n", 0))),
-            ("found %", lambda c: _num(c.get("found_share"))),
+            (f"face ≥ {PASS_LINES['face_score']:g} %", lambda c: _num(c.get("face_pass_share"))),
             ("face score", lambda c: _num(c.get("face_score", {}).get("median"), 2)),
             ("reader NME %", lambda c: _num(c.get("reader_nme", {}).get("median"), 2)),
             ("identity", lambda c: _num(c.get("identity", {}).get("mean"), 3)),

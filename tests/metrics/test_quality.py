@@ -32,10 +32,10 @@ class TestMeasures:
         keys = [f"f{i}" for i in range(len(images))]
         out = scorer.score(images, points, np.zeros(len(images)), images, points, keys)
         assert set(out) == set(QUALITY_MEASURES)
-        assert np.all(out["face_score"] > 0.6), out["face_score"]
+        assert np.all(out["face_score"] > 0.8), out["face_score"]
         assert np.all(out["reader_nme"] < 8.0), out["reader_nme"]
         np.testing.assert_allclose(out["identity"], 1.0, atol=1e-3)  # each face is its own source
-        assert np.all(q.quality(out) > 0.5)
+        assert np.sum(q.quality(out) >= 0.5) >= 3  # the face line is real faces' 5th percentile: one may fall short
 
     def test_a_non_face_scores_zero_and_fails(self, crops, scorer):
         images, points = crops
@@ -72,8 +72,8 @@ class TestGateMapping:
             assert q.get_measure(name).to_quality(np.array([line]))[0] == pytest.approx(0.5)
 
     def test_quality_is_the_worst_judged_measure(self):
-        fields = {"face_score": np.array([0.9, 0.2, 0.9]), "reader_nme": np.array([4.0, 4.0, np.nan])}
-        np.testing.assert_allclose(q.quality(fields), [0.8, 0.2, 0.9])
+        fields = {"face_score": np.array([0.95, 0.2, 0.95]), "reader_nme": np.array([4.0, 4.0, np.nan])}
+        np.testing.assert_allclose(q.quality(fields), [0.75, 0.2 / 0.9 * 0.5, 0.75])  # min(face 0.75, reader 0.8)
         bad = q.failing(fields, 0.5)
         assert bad["face_score"].tolist() == [False, True, False]
         assert bad["reader_nme"].tolist() == [False, False, False]  # NaN: not judged, never rejects
@@ -106,7 +106,7 @@ class TestDatasetSummary:
         assert s["all"]["n"] == 12 and sum(c["n"] for c in s["by_yaw"].values()) == 12
         assert s["by_yaw"]["45+"]["n"] == 8 and "reader_nme" not in s["by_yaw"]["45+"]  # ±60°: the reader does not judge
         table = q.quality_table(s)
-        assert table.count("\n") == 2 + len(s["by_yaw"]) + 1 and "found %" in table
+        assert table.count("\n") == 2 + len(s["by_yaw"]) + 1 and "face ≥ 0.9 %" in table
         rows, quals = q.worst_rows(h5, 5)
         assert len(rows) == 5 and np.all(np.diff(quals) >= 0)
         with DatasetReader(h5) as r:
