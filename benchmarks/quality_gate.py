@@ -14,7 +14,10 @@ sample (``time.process_time``), which a CPU shared with other jobs changes far l
 Models are loaded once before the arms (a warm-up run), so the arms compare the work per sample.
 Prints JSON and writes benchmarks/results/quality_gate.json. Usage:
 
-    python benchmarks/quality_gate.py --input LIST_OR_FOLDER [--n 40] [--renderer profile]
+    OPENBLAS_NUM_THREADS=1 python benchmarks/quality_gate.py --input LIST_OR_FOLDER [--n 40] [--renderer profile]
+
+(``OPENBLAS_NUM_THREADS=1``: on a CPU other jobs keep busy, the thread pool of scipy's own OpenBLAS spins
+and multiplies the CPU time of every render 20–35× (issue 23); pinned, the arms compare the work itself.)
 """
 
 from __future__ import annotations
