@@ -13,6 +13,11 @@ Resume: every sample is a ``(source key, target index)`` pair and the plan of a 
 file and renders the rest in the same order: the finished file equals an uninterrupted run's.
 A batch is committed only after its PNGs are on disk, so nothing reported done is ever lost.
 
+Each batch is rendered from each target's nearer side (the source or its mirror image, as the plan
+says), scored (:mod:`gannotate.metrics.quality`) and gated: a target below ``--min-quality`` is redrawn
+(:mod:`gannotate.run.gate`). The measures are stored per sample; rejections per measure go to the
+manifest (``counts.gate``) and the summary line.
+
 Discovery, sharding, the resume checks and the manifest are the run's bookkeeping, kept in
 :mod:`gannotate.run` and shared with ``merge``, ``frontalise`` and the Ray backend
 (:mod:`gannotate.backends.ray_backend`, which runs this job once per shard).
@@ -26,8 +31,9 @@ from __future__ import annotations
 import logging
 import time
 import warnings
+from collections import Counter
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Protocol
 
@@ -51,7 +57,8 @@ from gannotate.run.bookkeeping import (
     source_attrs,
 )
 from gannotate.run.manifest import versions, write_manifest
-from gannotate.run.render_pool import RENDER_STAGING, BatchOutput, RenderPool, render_batch
+from gannotate.run.gate import BatchJob, BatchProcessor, BatchResult, side_of, worker_setup
+from gannotate.run.render_pool import RENDER_STAGING, RenderPool
 from gannotate.run.sources import (
     DEFAULT_MARGIN,
     MIN_FACE_PX,
@@ -129,12 +136,16 @@ class AugmentConfig:
 
 @dataclass(frozen=True)
 class PreparedFace:
-    """A cropped, planned face: ``crop`` (S, S, 3) uint8, ``points`` (K, 2) in the crop, its ``plan``."""
+    """A cropped, planned face: ``crop`` (S, S, 3) uint8, ``points`` (K, 2) in the crop, its ``plan``.
+
+    ``mirror_ok``: its mirror image may be rendered from (False where the renderer could not fit it).
+    """
 
     source: Source
     crop: np.ndarray
     points: np.ndarray
     plan: Plan
+    mirror_ok: bool = True
 
 
 @dataclass(frozen=True)
@@ -149,6 +160,7 @@ class AugmentResult:
     failures: list[Failure]
     manifest: Path
     preview: Path | None
+    gate: dict[str, Any] | None = None  # this run's quality gate: min_quality, redraws, rejected per measure, dropped
 
     def summary(self) -> str:
         """One line for the terminal (suggests ``--annotate`` when images had no landmark file)."""
@@ -156,8 +168,16 @@ class AugmentResult:
         return (
             f"{self.n_written} samples written ({self.n_skipped} already done, {self.n_total} in dataset) "
             f"from {self.n_sources} sources; {len(self.failures)} input(s) failed"
-            + (f" ({hint})" if hint else "") + f" -> {self.out}"
+            + (f" ({hint})" if hint else "") + self._gate_summary() + f" -> {self.out}"
         )
+
+    def _gate_summary(self) -> str:
+        g = self.gate
+        if not g or not g.get("min_quality"):
+            return ""
+        why = ", ".join(f"{k} {v}" for k, v in g["rejected"].items() if v)
+        return (f"; quality gate {g['min_quality']:g}: {g['redraws']} redraw(s)" + (f" (rejected: {why})" if why else "")
+                + f", {g['dropped']} target(s) dropped after {g['max_draws']} draws")
 
 
 class Progress(Protocol):
@@ -190,13 +210,21 @@ def prepare_face(source: Source, model: Any, cfg: AugmentConfig, renderer: Rende
     crop = load_crop(source, cfg.size, cfg.margin, cfg.min_face)
     if isinstance(crop, Failure):
         return crop
+    mirror_ok = cfg.plan.mirror
     try:
         plan = plan_face(model, crop.points, source.key, cfg.plan)
         if renderer is not None and hasattr(renderer, "prepare"):
             renderer.prepare(crop.image, crop.points)
+            if mirror_ok:  # a redraw may pick the mirror: fit it now, so a render never meets a refusal
+                try:
+                    renderer.prepare(*side_of(crop.image, crop.points, True))
+                except GannotateError as e:
+                    log.warning("%s: its mirror image cannot be rendered from (%s); rendering its own side only", source.path, e)
+                    mirror_ok = False
+                    plan = plan_face(model, crop.points, source.key, replace(cfg.plan, mirror=False))
     except (GannotateError, ShapeModelError) as e:
         return failure_of(source, e)
-    return PreparedFace(source, crop.image, crop.points, plan)
+    return PreparedFace(source, crop.image, crop.points, plan, mirror_ok)
 
 
 def _prepared(sources: list[Source], model: Any, cfg: AugmentConfig, renderer: Renderer | None = None) -> Iterator[PreparedFace | Failure]:
@@ -219,18 +247,22 @@ def _prepared(sources: list[Source], model: Any, cfg: AugmentConfig, renderer: R
 
 
 class _Sink:
-    """Buffers (face, target) pairs, renders them in batches and commits each batch to every output.
+    """Buffers (face, target) pairs, renders, scores and gates them in batches, commits each batch to every output.
 
-    With a :class:`~gannotate.run.render_pool.RenderPool` the batches render in worker processes and are
+    With a :class:`~gannotate.run.render_pool.RenderPool` the batches are processed in worker processes and
     committed in submission order, so the outputs equal a serial run's.
     """
 
-    def __init__(self, writer: Any, folder: Any, renderer: Renderer, batch_size: int, progress: Progress,
+    def __init__(self, writer: Any, folder: Any, processor: BatchProcessor | None, batch_size: int, progress: Progress,
                  pool: RenderPool | None = None):
-        self.writer, self.folder, self.renderer = writer, folder, renderer
+        self.writer, self.folder, self.processor = writer, folder, processor
         self.batch_size, self.progress, self.pool = batch_size, progress, pool
         self.pending: list[tuple[PreparedFace, int, int]] = []  # (face, source index, target index)
         self.written = 0
+        self.redraws = self.dropped = 0
+        self.rejected: Counter = Counter()
+        # a dataset begun before a field existed goes on without it (its rows would otherwise have holes)
+        self.fields = None if writer.n_samples == 0 else writer.stored_fields
 
     def add(self, face: PreparedFace, source_index: int, targets: Iterable[int]) -> None:
         for t in targets:
@@ -238,41 +270,70 @@ class _Sink:
             if len(self.pending) >= self.batch_size:
                 self.flush()
 
+    @staticmethod
+    def _job(batch: list[tuple[PreparedFace, int, int]]) -> BatchJob:
+        return BatchJob(
+            crops=np.stack([f.crop for f, _, _ in batch]),  # (B, S, S, 3)
+            points=np.stack([f.points for f, _, _ in batch]).astype(np.float32),  # (B, K, 2)
+            keys=np.array([f.source.key for f, _, _ in batch], dtype=str),
+            slots=np.array([t for _, _, t in batch], np.int32),
+            mirror_ok=np.array([f.mirror_ok for f, _, _ in batch], bool),
+            targets=np.stack([f.plan.points[t] for f, _, t in batch]),  # (B, K, 2)
+            params=np.stack([f.plan.params[t] for f, _, t in batch]),
+            pose=np.stack([f.plan.pose[t] for f, _, t in batch]),
+            mirrored=np.array([f.plan.mirrored[t] for f, _, t in batch], bool),
+            turn=np.array([f.plan.turn[t] for f, _, t in batch], np.float32),
+        )
+
     def flush(self) -> None:
         if not self.pending:
             return
         batch, self.pending = self.pending, []
-        images = np.stack([f.crop for f, _, _ in batch])  # (B, S, S, 3)
-        src = np.stack([f.points for f, _, _ in batch])  # (B, K, 2)
-        tgt = np.stack([f.plan.points[t] for f, _, t in batch])  # (B, K, 2)
+        job = self._job(batch)
         if self.pool is None:
-            self._commit(batch, tgt, render_batch(self.renderer, images, src, tgt))
+            assert self.processor is not None
+            self._commit(batch, self.processor(job))
             return
-        for (done, done_tgt), out in self.pool.submit((batch, tgt), images, src, tgt):
-            self._commit(done, done_tgt, out)
+        for done, out in self.pool.submit(batch, job.arrays()):
+            self._commit(done, out)
 
     def finish(self) -> None:
         """Render what is buffered and commit every batch still in flight."""
         self.flush()
         if self.pool is not None:
-            for (done, done_tgt), out in self.pool.drain():
-                self._commit(done, done_tgt, out)
+            for done, out in self.pool.drain():
+                self._commit(done, out)
 
-    def _commit(self, batch: list[tuple[PreparedFace, int, int]], tgt: np.ndarray, out: BatchOutput) -> None:
+    def _commit(self, batch: list[tuple[PreparedFace, int, int]], out: BatchResult) -> None:
+        kept = [batch[i] for i in out.keep]
+        rows = dict(out.rows)
+        if self.fields is not None:
+            rows = {k: v for k, v in rows.items() if k in _REQUIRED_ROWS or k in self.fields}
         if self.folder is not None:  # files first: a committed row always has its files
-            for img, pts, (f, _, t) in zip(out.images, tgt, batch):
+            for img, pts, (f, _, t) in zip(rows["images"], rows["landmarks"], kept):
                 self.folder.write(sample_name(f.source.key, t), img, pts)
-        self.writer.append(
-            images=out.images,
-            landmarks=tgt,
-            params=np.stack([f.plan.params[t] for f, _, t in batch]),
-            pose=np.stack([f.plan.pose[t] for f, _, t in batch]),
-            source_index=np.array([s for _, s, _ in batch], np.int32),
-            target_index=np.array([t for _, _, t in batch], np.int32),
-            **out.extra,
-        )
-        self.written += len(batch)
+        if kept:  # a batch may lose every slot to the gate
+            self.writer.append(
+                source_index=np.array([s for _, s, _ in kept], np.int32),
+                target_index=np.array([t for _, _, t in kept], np.int32),
+                **rows,
+            )
+        self.written += len(kept)
+        self.redraws += out.redraws
+        self.dropped += out.dropped
+        self.rejected.update(out.rejected)
         self.progress.advance(len(batch))
+
+    def gate_counts(self, plan: PlanConfig) -> dict[str, Any]:
+        """This run's gate, for the manifest and the summary line."""
+        from gannotate.plan import MAX_DRAWS
+
+        return {"min_quality": plan.min_quality, "measures": list(plan.quality), "max_draws": MAX_DRAWS,
+                "redraws": self.redraws, "rejected": {m: int(self.rejected.get(m, 0)) for m in plan.quality},
+                "dropped": self.dropped}
+
+
+_REQUIRED_ROWS = ("images", "landmarks", "params", "pose")
 
 
 def run_augment(
@@ -341,7 +402,7 @@ def run_augment(
         folder = FolderWriter(out)
     n_skipped = 0
     # the pool forks its workers first: before the dataset (and its lock) is open and before any loader thread
-    pool = RenderPool(cfg.renderer, cfg.workers, out) if in_processes else None
+    pool = RenderPool(cfg.renderer, cfg.workers, out, setup=worker_setup(cfg.plan, model)) if in_processes else None
     with pool if pool is not None else nullcontext(), run_lock(out), DatasetWriter(
         out / DATASET_NAME, scheme=scheme.name, image_size=cfg.size, n_params=model.n_params, attrs=attrs, resume=cfg.resume
     ) as writer:
@@ -354,7 +415,8 @@ def run_augment(
         done = writer.done_pairs()
         n_skipped = len(done)
         progress.start(len(sources) * cfg.plan.n, n_skipped)
-        sink = _Sink(writer, folder, renderer, cfg.batch_size, progress, pool)
+        sink = _Sink(writer, folder, None if pool is not None else BatchProcessor(renderer, cfg.plan, model),
+                     cfg.batch_size, progress, pool)
         row_of = {k: r for r, k in enumerate(writer.sources)}
         complete = {r for r in row_of.values() if all((r, t) in done for t in range(cfg.plan.n))}
         pending = [src for src in sources if row_of.get(src.key) not in complete]  # resume: skip finished faces
@@ -374,7 +436,8 @@ def run_augment(
         sink.finish()
         n_total = int(writer.n_samples)
     preview = _write_preview(out, sources, cfg, scheme, crops) if n_total else None
-    result = AugmentResult(out, n_ok, sink.written, n_skipped, n_total, failures, out / "manifest.json", preview)
+    gate = sink.gate_counts(cfg.plan)
+    result = AugmentResult(out, n_ok, sink.written, n_skipped, n_total, failures, out / "manifest.json", preview, gate)
     write_manifest(
         out, command=cfg.command, seed=cfg.plan.seed, renderer=renderer.name, model_sha256=model_sha, config=cfg,
         complete=True,  # written last: every face of this run is committed or named in failures
@@ -386,6 +449,7 @@ def run_augment(
             "samples_written": result.n_written,
             "samples_skipped": result.n_skipped,
             "samples_total": result.n_total,
+            "gate": gate,  # this run's redraws, failed draws per measure and targets left out
         },
         failures=result.failures,
         outputs={

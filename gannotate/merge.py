@@ -99,6 +99,7 @@ def _merge_locked(out: Path, shard_dirs: list[Path], command: str | None, failur
     default_command = "gannotate merge " + " ".join([str(out)] + [str(d) for d in shard_dirs])
     command = command or default_command
     all_failures: list[Failure] = list(failures)
+    gates: list[Any] = []  # each shard's quality-gate counts (its manifest's)
     with contextlib.ExitStack() as stack:  # every reader is closed, also when a later one is refused
         readers = [stack.enter_context(DatasetReader(Path(d) / DATASET_NAME)) for d in shard_dirs]
         first = readers[0]
@@ -138,6 +139,7 @@ def _merge_locked(out: Path, shard_dirs: list[Path], command: str | None, failur
                     man = read_manifest(d)
                     if man is not None:
                         all_failures += [Failure(**f) for f in man.get("failures", [])]
+                        gates.append(man.get("counts", {}).get("gate"))
                 n_total, n_sources = writer.n_samples, len(writer.sources)
                 has_images = any(images.iterdir())
                 # commit: the old manifest first (a kill from here on leaves a folder that is not "done"),
@@ -159,7 +161,8 @@ def _merge_locked(out: Path, shard_dirs: list[Path], command: str | None, failur
     write_manifest(
         out, command=command, seed=first.attrs.get("seed"), renderer=first.attrs.get("renderer"),
         model_sha256=first.attrs.get("model_sha256"), complete=complete,
-        counts={"sources_ok": n_sources, "sources_failed": len(all_failures), "samples_total": n_total},
+        counts={"sources_ok": n_sources, "sources_failed": len(all_failures), "samples_total": n_total,
+                **({"gate": gate} if (gate := _sum_gates(gates)) else {})},
         failures=all_failures,
         outputs={"dataset": DATASET_NAME, "folder": "images/" if (out / "images").is_dir() else None,
                  "preview": None if result.preview is None else result.preview.name},
@@ -167,6 +170,18 @@ def _merge_locked(out: Path, shard_dirs: list[Path], command: str | None, failur
         **dict(extra or {}),
     )
     return result
+
+
+def _sum_gates(gates: list[Any]) -> dict[str, Any] | None:
+    """The shards' quality-gate counts added up (None when no shard recorded any)."""
+    gates = [g for g in gates if isinstance(g, dict)]
+    if not gates:
+        return None
+    total = dict(gates[0])
+    for key in ("redraws", "dropped"):
+        total[key] = sum(int(g.get(key, 0)) for g in gates)
+    total["rejected"] = {m: sum(int(g.get("rejected", {}).get(m, 0)) for g in gates) for m in gates[0].get("rejected", {})}
+    return total
 
 
 def _rows(r: Any, batch_size: int) -> Iterator[dict[str, np.ndarray]]:
@@ -181,6 +196,7 @@ def _rows(r: Any, batch_size: int) -> Iterator[dict[str, np.ndarray]]:
             batch["masks"] = r.masks[a:b]
         if r.fit_residual is not None:
             batch["fit_residual"] = r.fit_residual[a:b]
+        batch.update({name: values[a:b] for name, values in r.fields.items()})
         yield batch
 
 

@@ -12,6 +12,17 @@ distribution model, keeps the face's scale and centre, and makes ``n`` targets:
 Randomness comes from a per-face generator seeded with ``(seed, hash(face key))``, so a face gets the
 same plan whether it runs alone, in a shard or after a resume.
 
+**Nearer side** (``mirror``, on by default): each target is rendered from the source or from its mirror
+image (image flipped, landmarks flipped with the scheme's flip table), whichever needs the smaller yaw
+turn; the plan records the choice (``mirrored``) and the turn (``turn``). Why: renders break where the
+target turns the head away from what the photo shows (README, "Which renderer"); a face at +25° asked
+for −45° turns 70° from the photo but only 20° from its mirror. The choice uses the shape model's fit
+of the source and of its mirror, so it is part of the plan: deterministic, the same in every worker.
+
+**Redraws** (the quality gate, :mod:`gannotate.metrics.quality`): a target whose render fails the gate
+is replaced by :func:`redraw_target`'s draw ``d`` of the same slot, from a generator seeded with
+``(seed, key, slot, d)`` — the same replacement wherever and whenever it is made.
+
 Convention: points are float32 ``(K, 2)`` / ``(n, K, 2)`` ``(x, y)``, 0-based pixel centres, in the
 crop; angles in degrees; pose rows are ``(yaw, pitch, roll)``.
 """
@@ -25,8 +36,10 @@ from typing import Any
 import numpy as np
 
 from gannotate.errors import GannotateError, check_points
+from gannotate.landmarks import flip_points
 
-__all__ = ["PlanConfig", "Plan", "face_rng", "plan_face", "pose_of", "DEFAULT_EXPRESSION_SCALE"]
+__all__ = ["PlanConfig", "Plan", "face_rng", "plan_face", "redraw_target", "pose_of", "DEFAULT_EXPRESSION_SCALE",
+           "DEFAULT_MIN_QUALITY", "DEFAULT_QUALITY_MEASURES", "QUALITY_MEASURES", "MAX_DRAWS"]
 
 #: Expression jitter (in model standard deviations) when neither the user nor the model sets one.
 DEFAULT_EXPRESSION_SCALE = 0.5
@@ -42,6 +55,21 @@ RELIABLE_YAW = 45.0
 #: what targets beyond :data:`RELIABLE_YAW` are: "3d" (the 3D face's rendition), "shape-model" (as drawn)
 LARGE_YAW_TARGETS = ("3d", "shape-model")
 
+#: Per-sample quality measures the job can compute (:mod:`gannotate.metrics.quality` defines them).
+QUALITY_MEASURES = ("face_score", "reader_nme", "identity")
+#: The measures a plain run computes. SFace ``identity`` costs about 20 ms of CPU per sample (more than a
+#: profile render), so it is asked for by name (``--quality face_score,reader_nme,identity``).
+DEFAULT_QUALITY_MEASURES = ("face_score", "reader_nme")
+#: The gate a plain ``gannotate augment`` applies (``--min-quality``); 0.5 puts each measure at its own pass
+#: line (YuNet score 0.90, reader NME 10 %, SFace cosine 0.363: each what real faces pass). Chosen from
+#: measurements on held-out photos: docs/quality.md.
+#: ``PlanConfig`` itself keeps every sample unless asked: recipes and evidence that measure a renderer
+#: (compare_renderers, payoff) must see its failures, not a gated selection.
+DEFAULT_MIN_QUALITY = 0.5
+#: Draws per target slot under the gate: the plan's own, then up to ``MAX_DRAWS - 1`` redraws; a slot
+#: whose draws all fail is left out of the dataset (counted in the manifest).
+MAX_DRAWS = 4
+
 
 @dataclass(frozen=True)
 class PlanConfig:
@@ -55,6 +83,9 @@ class PlanConfig:
     expression: float | None = None              # σ in model std units; None → the model's default
     seed: int = 0
     large_yaw: str = "3d"                        # targets beyond ±45°: "3d" (re-drawn by the 3D face) | "shape-model"
+    mirror: bool = True                          # render each target from the source or its mirror, the nearer in yaw
+    min_quality: float = 0.0                     # quality gate in [0, 1]; 0 keeps every sample (the CLI's default: DEFAULT_MIN_QUALITY)
+    quality: tuple[str, ...] = DEFAULT_QUALITY_MEASURES  # per-sample measures computed (and gated on)
 
     def __post_init__(self) -> None:
         if self.n < 1:
@@ -69,6 +100,12 @@ class PlanConfig:
             raise GannotateError(f"plan: expression scale must be >= 0, got {self.expression}")
         if self.large_yaw not in LARGE_YAW_TARGETS:
             raise GannotateError(f"plan: large_yaw must be one of {LARGE_YAW_TARGETS}, got {self.large_yaw!r}")
+        if not 0.0 <= self.min_quality <= 1.0:
+            raise GannotateError(f"plan: min_quality must be in [0, 1], got {self.min_quality}")
+        bad = [m for m in self.quality if m not in QUALITY_MEASURES]
+        if bad or len(set(self.quality)) != len(self.quality):
+            raise GannotateError(f"plan: quality measures must be distinct names from {list(QUALITY_MEASURES)}, "
+                                 f"got {list(self.quality)}")
 
     @property
     def beyond_reliable(self) -> bool:
@@ -88,17 +125,30 @@ class PlanConfig:
                 " and its far-side jaw is not a real face's (README, 'Which yaw range'); those samples teach"
                 " implausible shapes (the default, large_yaw 3d, re-draws them with the 3D face)")
 
-    def identity(self) -> dict[str, Any]:
-        """The plan as recorded in a dataset's identity: ``large_yaw`` only where it changes the targets.
+    @property
+    def gated(self) -> bool:
+        """Does the quality gate reject anything (``min_quality > 0``)?"""
+        return self.min_quality > 0.0
 
-        Why: datasets within ±45° made before the option existed stay resumable, while one beyond ±45°
-        made with the old (shape-model) targets is refused rather than silently mixed with 3D ones.
+    def identity(self) -> dict[str, Any]:
+        """The plan as recorded in a dataset's identity: each option only where it changes the samples.
+
+        ``large_yaw`` only beyond ±45°, ``mirror`` only when on, ``min_quality`` only when it gates and
+        ``quality`` only when it is not the default. Why: a dataset made before an option existed (which
+        made what the option's "off" value makes) stays resumable, while one made otherwise is refused
+        rather than silently mixed.
         """
         from dataclasses import asdict
 
         d = asdict(self)
         if not self.beyond_reliable:
             d.pop("large_yaw")
+        if not self.mirror:
+            d.pop("mirror")
+        if not self.gated:
+            d.pop("min_quality")
+        if tuple(self.quality) == DEFAULT_QUALITY_MEASURES:
+            d.pop("quality")
         return d
 
 
@@ -111,12 +161,16 @@ class Plan:
         params: (n, P) float32 target parameter vectors.
         points: (n, K, 2) float32 target landmarks in the crop frame (= ``model.instances(params)``).
         pose: (n, 3) float32 target (yaw, pitch, roll) in degrees.
+        mirrored: (n,) bool, render from the mirror image of the source (see the module doc).
+        turn: (n,) float32 degrees, |target yaw − yaw of the side rendered from|.
     """
 
     source_params: np.ndarray
     params: np.ndarray
     points: np.ndarray
     pose: np.ndarray
+    mirrored: np.ndarray
+    turn: np.ndarray
 
     def __len__(self) -> int:
         return len(self.params)
@@ -140,36 +194,36 @@ def _centre(points: np.ndarray) -> np.ndarray:
     return (points.min(axis=-2) + points.max(axis=-2)) / 2.0
 
 
-def plan_face(model: Any, points: np.ndarray, key: str, cfg: PlanConfig) -> Plan:
-    """Fit the shape model to one face and make ``cfg.n`` targets.
-
-    Scale is kept by construction (the fitted scale is reused); the centre is kept by translating each
-    target so that its landmark-box centre is the input's, which keeps turned faces inside the crop.
-
-    Args:
-        model: a ``shape_model.pdm.PointDistributionModel``.
-        points: (K, 2) landmarks of the input in the crop frame.
-        key: the face's stable id (seeds its generator).
-        cfg: the plan settings.
-
-    Returns:
-        Plan with n targets.
-    """
-    pts = check_points(points, model.n_points, "points")
-    rng = face_rng(cfg.seed, key)
+def _fit_sides(model: Any, pts: np.ndarray, mirror: bool) -> tuple[Any, float, float | None]:
+    """The shape-model fit of the source, its yaw, and (with ``mirror``) the yaw of its mirror image."""
     base = model.fit(pts[None].astype(np.float64))
-    n = cfg.n
-    a, b = cfg.yaw
-    if cfg.sampling == "grid":
-        yaw = np.linspace(a, b, n) if n > 1 else np.array([(a + b) / 2.0])
-    else:
-        yaw = rng.uniform(a, b, n)
+    yaw = float(pose_of(base)[0, 0])
+    if not mirror:
+        return base, yaw, None
+    flipped = flip_points(pts.astype(np.float64), 0)  # the pose does not depend on the image width
+    return base, yaw, float(pose_of(model.fit(flipped[None]))[0, 0])
+
+
+def _sides(target_yaw: np.ndarray, yaw: float, mirror_yaw: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """``(mirrored, turn)``: per target, the side needing the smaller yaw turn (ties: the source itself)."""
+    turn = np.abs(np.asarray(target_yaw, np.float64) - yaw)
+    if mirror_yaw is None:
+        return np.zeros(len(turn), bool), turn.astype(np.float32)
+    turn_m = np.abs(np.asarray(target_yaw, np.float64) - mirror_yaw)
+    mirrored = turn_m < turn
+    return mirrored, np.where(mirrored, turn_m, turn).astype(np.float32)
+
+
+def _targets(model: Any, pts: np.ndarray, base: Any, yaw: np.ndarray, rng: np.random.Generator,
+             cfg: PlanConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Targets at ``yaw`` (n,) with pitch, roll and expression drawn from ``rng``: (params, points, pose)."""
+    n = len(yaw)
     # draw every random number in a fixed order, whatever is kept, so options do not shift others
     pitch_u, roll_u = rng.uniform(0.0, 1.0, n), rng.uniform(0.0, 1.0, n)
     noise = np.clip(rng.standard_normal((n, int(model.n_expression))), -_TRUNCATION, _TRUNCATION)
 
     tgt = base[np.zeros(n, dtype=np.int64)]  # the fitted face, n times (float64, exact)
-    changes: dict[str, np.ndarray] = {"yaw": yaw.astype(np.float64)}
+    changes: dict[str, np.ndarray] = {"yaw": np.asarray(yaw, np.float64)}
     if cfg.pitch is not None:
         changes["pitch"] = cfg.pitch[0] + (cfg.pitch[1] - cfg.pitch[0]) * pitch_u
     if cfg.roll is not None:
@@ -190,9 +244,66 @@ def plan_face(model: Any, points: np.ndarray, key: str, cfg: PlanConfig) -> Plan
         target_points = consistent_targets(pts, pose_of(base)[0], target_points, pose)
         # the re-drawn jaw changes the landmark box: centre it again, as every target is centred
         target_points += (_centre(pts.astype(np.float64)) - _centre(target_points.astype(np.float64)))[:, None, :].astype(np.float32)
+    return np.asarray(tgt.to_vector(), np.float32), target_points, pose
+
+
+def _grid(cfg: PlanConfig) -> np.ndarray:
+    a, b = cfg.yaw
+    return np.linspace(a, b, cfg.n) if cfg.n > 1 else np.array([(a + b) / 2.0])
+
+
+def plan_face(model: Any, points: np.ndarray, key: str, cfg: PlanConfig) -> Plan:
+    """Fit the shape model to one face and make ``cfg.n`` targets.
+
+    Scale is kept by construction (the fitted scale is reused); the centre is kept by translating each
+    target so that its landmark-box centre is the input's, which keeps turned faces inside the crop.
+
+    Args:
+        model: a ``shape_model.pdm.PointDistributionModel``.
+        points: (K, 2) landmarks of the input in the crop frame.
+        key: the face's stable id (seeds its generator).
+        cfg: the plan settings.
+
+    Returns:
+        Plan with n targets.
+    """
+    pts = check_points(points, model.n_points, "points")
+    rng = face_rng(cfg.seed, key)
+    base, yaw_src, yaw_mirror = _fit_sides(model, pts, cfg.mirror)
+    yaw = _grid(cfg) if cfg.sampling == "grid" else rng.uniform(cfg.yaw[0], cfg.yaw[1], cfg.n)
+    params, target_points, pose = _targets(model, pts, base, yaw, rng, cfg)
+    mirrored, turn = _sides(pose[:, 0], yaw_src, yaw_mirror)
     return Plan(
         source_params=np.asarray(base.to_vector(), np.float32).reshape(-1),
-        params=np.asarray(tgt.to_vector(), np.float32),
+        params=params,
         points=target_points,
         pose=pose,
+        mirrored=mirrored,
+        turn=turn,
     )
+
+
+def redraw_target(model: Any, points: np.ndarray, key: str, cfg: PlanConfig, slot: int, draw: int) -> Plan:
+    """Draw ``draw`` (≥ 1) of target ``slot``: the replacement for a target that failed the quality gate.
+
+    Yaw: a new uniform draw over ``cfg.yaw`` (``sampling="uniform"``), or, on a grid, the slot's grid yaw
+    moved uniformly within half a grid step (so the yaw spread stays the one asked for); pitch, roll and
+    expression are drawn afresh as :func:`plan_face` draws them. Depends only on ``(seed, key, slot, draw)``.
+
+    Returns:
+        Plan with one target.
+    """
+    if draw < 1 or not 0 <= slot < cfg.n:
+        raise GannotateError(f"redraw: need draw >= 1 and 0 <= slot < {cfg.n}, got draw {draw}, slot {slot}")
+    pts = check_points(points, model.n_points, "points")
+    rng = face_rng(cfg.seed, f"{key}\x00redraw\x00{slot}\x00{draw}")
+    base, yaw_src, yaw_mirror = _fit_sides(model, pts, cfg.mirror)
+    a, b = cfg.yaw
+    if cfg.sampling == "uniform":
+        yaw = rng.uniform(a, b, 1)
+    else:
+        half = (b - a) / (2.0 * (cfg.n - 1)) if cfg.n > 1 else (b - a) / 2.0
+        yaw = np.clip(_grid(cfg)[slot] + rng.uniform(-half, half, 1), a, b)
+    params, target_points, pose = _targets(model, pts, base, yaw, rng, cfg)
+    mirrored, turn = _sides(pose[:, 0], yaw_src, yaw_mirror)
+    return Plan(np.asarray(base.to_vector(), np.float32).reshape(-1), params, target_points, pose, mirrored, turn)

@@ -175,11 +175,13 @@ def preview_dataset(
     seed: int = 0,
     ncols: int | None = None,
     cell: int = 128,
+    worst: bool = False,
 ) -> Path:
     """Write a contact sheet of ``n`` samples of a dataset, drawn with their landmarks.
 
     Samples are picked by ``seed`` without replacement and shown in index order, each labelled
-    ``#index yaw°``. Same file and seed → same PNG.
+    ``#index yaw°``. Same file and seed → same PNG. With ``worst``: the ``n`` samples of lowest quality
+    (:func:`gannotate.metrics.quality.quality`), worst first, labelled ``#index yaw° q``.
 
     Returns:
         ``out_png``.
@@ -190,9 +192,15 @@ def preview_dataset(
     with DatasetReader(h5_path) as r:
         if len(r) == 0:
             raise DatasetError(h5_path, "dataset has no samples to preview")
-        take = np.sort(np.random.default_rng(seed).choice(len(r), size=min(n, len(r)), replace=False))
+        if worst:
+            from gannotate.metrics.quality import worst_rows
+
+            take, q = worst_rows(h5_path, n)
+            labels = [f"#{i} {r.pose[i, 0]:+.0f} q{v:.2f}" for i, v in zip(take, q)]
+        else:
+            take = np.sort(np.random.default_rng(seed).choice(len(r), size=min(n, len(r)), replace=False))
+            labels = [f"#{i} {r.pose[i, 0]:+.0f}" for i in take]
         images = list(r.images[take])
         points = list(r.landmarks[take])
-        labels = [f"#{i} {r.pose[i, 0]:+.0f}" for i in take]
         sheet = contact_sheet(images, points, ncols=ncols, cell=cell, labels=labels, scheme=r.scheme)
     return write_image(out_png, sheet)

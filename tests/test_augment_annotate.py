@@ -21,7 +21,7 @@ def test_augment_annotate_adds_unannotated_faces(face_folder, tmp_path):
         (face_folder / f"{name}.pts").unlink()
     out = tmp_path / "out"
     res = CliRunner().invoke(main, ["augment", "--input", str(face_folder), "--n", "2", "--size", "64",
-                                    "--format", "h5", "--annotate", "--out", str(out), "-q", "--seed", "1"])
+                                    "--format", "h5", "--annotate", "--out", str(out), "-q", "--seed", "1", "--min-quality", "0"])
     assert res.exit_code == 1, res.output  # the blank image fails, the rest is written
     manifest = json.loads((out / "manifest.json").read_text())
     reasons = {f["path"].rsplit("/", 1)[-1]: f["reason"] for f in manifest["failures"]}

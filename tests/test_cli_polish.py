@@ -28,7 +28,7 @@ from gannotate.plan import PlanConfig
 from gannotate.render import RendererSpec
 from gannotate.run import find_sources
 
-FAST = ["--size", "64", "--renderer", "warp", "--n", "1"]
+FAST = ["--size", "64", "--renderer", "warp", "--n", "1", "--min-quality", "0"]
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -334,7 +334,7 @@ def test_disk_full_cli_exit_code_not_a_segfault(face_folder, tmp_path):
         pytest.skip("no /dev/full")
     out = tmp_path / "out"
     args = ["augment", "--input", str(face_folder), "--out", str(out), "--batch-size", "2", "--n", "2",
-            "--size", "64", "--renderer", "warp", "--format", "h5", "-q"]
+            "--size", "64", "--renderer", "warp", "--format", "h5", "-q", "--min-quality", "0"]
     code = textwrap.dedent(f"""
         import os, sys
         import gannotate.io.hdf5 as h5mod
@@ -373,7 +373,7 @@ def test_no_resume_with_smaller_n_leaves_no_stale_files(tmp_path):
     out = tmp_path / "o"
     (out / "images").mkdir(parents=True)
     (out / "images" / "notes.txt").write_text("mine")  # not a sample: must survive
-    base = ["augment", "--renderer", "warp", "--size", "64", "-q", "--out", str(out)]
+    base = ["augment", "--renderer", "warp", "--size", "64", "-q", "--min-quality", "0", "--out", str(out)]
     assert CliRunner().invoke(main, [*base, "--n", "3"]).exit_code == 0
     assert len(list((out / "images").glob("*.png"))) == 12
     assert CliRunner().invoke(main, [*base, "--n", "1", "--no-resume"]).exit_code == 0

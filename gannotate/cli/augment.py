@@ -21,6 +21,7 @@ from gannotate.cli.options import (
 
 __all__ = ["augment", "merge", "frontalise"]
 
+from gannotate.plan import DEFAULT_MIN_QUALITY, DEFAULT_QUALITY_MEASURES  # noqa: E402  (torch-free)
 from gannotate.render.base import DEFAULT_RENDERER  # noqa: E402  (torch-free)
 
 
@@ -166,6 +167,21 @@ def _spec(renderer: str, generator: Path | None, device: str | None, batch_size:
     return spec_from_cli(renderer, generator=generator, device=device, batch_size=batch)
 
 
+def _measures(value: str | tuple) -> tuple[str, ...]:
+    """``--quality face_score,reader_nme,identity`` → the measure names (checked against the plan's list)."""
+    from gannotate.plan import QUALITY_MEASURES
+
+    if isinstance(value, tuple):
+        return value
+    if str(value).strip() == "none":
+        return ()
+    items = tuple(dict.fromkeys(v.strip() for v in str(value).split(",") if v.strip()))
+    bad = [v for v in items if v not in QUALITY_MEASURES]
+    if bad or not items:
+        raise click.BadParameter(f"{value!r}: choose a comma list of {', '.join(QUALITY_MEASURES)}, or none")
+    return items
+
+
 def _default_out() -> Path:
     return Path("outputs") / time.strftime("%Y%m%d-%H%M%S")
 
@@ -217,6 +233,15 @@ _quiet = click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.option("--expression", type=click.FloatRange(0.0), default=None, help="Expression jitter in model std units [default: 0.5].")
 @click.option("--large-yaw-targets", type=click.Choice(["3d", "shape-model"]), default="3d", show_default=True,
               help="Targets beyond ±45° yaw: re-drawn by the 3D face (jaw on the silhouette), or as the shape model draws them.")
+@click.option("--mirror/--no-mirror", default=True, show_default=True,
+              help="Render each target from the source or its mirror image, whichever needs the smaller yaw turn "
+                   "(--no-mirror: always the source's own side).")
+@click.option("--min-quality", type=click.FloatRange(0.0, 1.0), default=DEFAULT_MIN_QUALITY, show_default=True,
+              help="Quality gate: a sample whose measures fall below this (0.5 = each at its pass line: YuNet 0.90, "
+                   "reader NME 10%, SFace 0.363) is redrawn, up to 4 draws per target; 0 keeps everything.")
+@click.option("--quality", "quality", default=",".join(DEFAULT_QUALITY_MEASURES), show_default=True, callback=lambda c, p, v: _measures(v),
+              help="Per-sample measures computed, stored and gated on: face_score, reader_nme, identity "
+                   "(SFace: about 20 ms of CPU per sample); none: no measures (and no gate).")
 @_size
 @_margin
 @_batch
@@ -238,7 +263,8 @@ _quiet = click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @_quiet
 @click.pass_context
 @fail_on_gannotate_error
-def augment(ctx, input_path, out, n, poses, pose_sampling, pitch, roll, expression, large_yaw_targets, size, margin, batch_size, workers,
+def augment(ctx, input_path, out, n, poses, pose_sampling, pitch, roll, expression, large_yaw_targets, mirror, min_quality, quality,
+            size, margin, batch_size, workers,
             formats, shard, renderer, generator, device, model_path, resume, annotate, backend, ray_address, shards,
             seed, quiet):  # type: ignore[no-untyped-def]
     """Grow a dataset: each input face rendered at N target shapes (poses, expression), landmarks as ground truth.
@@ -265,7 +291,7 @@ def augment(ctx, input_path, out, n, poses, pose_sampling, pitch, roll, expressi
     cfg = AugmentConfig(
         out=out, input=input_path,
         plan=PlanConfig(n=n, yaw=poses, sampling=pose_sampling, pitch=pitch, roll=roll, expression=expression, seed=seed,
-                        large_yaw=large_yaw_targets),
+                        large_yaw=large_yaw_targets, mirror=mirror, min_quality=min_quality, quality=quality),
         size=size, margin=DEFAULT_MARGIN if margin is None else margin, batch_size=batch_size, workers=workers,
         formats=_formats(formats), shard=shard, renderer=_spec(renderer, generator, device, batch_size),
         model_path=model_path, resume=resume, annotate=annotate, command=_command_line(),

@@ -1,4 +1,4 @@
-"""``gannotate evaluate nme|fidelity|identity|independent|progressive|payoff``: parse, call the library, print."""
+"""``gannotate evaluate nme|fidelity|identity|quality|independent|progressive|payoff``: parse, call the library, print."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ __all__ = ["evaluate"]
 
 @click.group()
 def evaluate() -> None:
-    """Score landmarks (NME by yaw bin, failure rates, AUC, CED) and generated sets (fidelity, identity, progressive gap)."""
+    """Score landmarks (NME by yaw bin, failure rates, AUC, CED) and generated sets (fidelity, identity, quality, progressive gap)."""
 
 
 @evaluate.command("nme")
@@ -107,6 +107,21 @@ def identity_cmd(dataset, input_path, batch_size, limit, device, as_json, seed):
         click.echo(identity_table({dataset.name: rep.summary}), nl=False)
     if rep.failures:
         sys.exit(EXIT_FAILURES)
+
+
+@evaluate.command("quality")
+@click.argument("dataset", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--gate", type=click.FloatRange(0.0, 1.0), default=None,
+              help="Report the share below this quality [default: the dataset's own --min-quality, else 0.5].")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@unused_seed_option
+@fail_on_gannotate_error
+def quality_cmd(dataset, gate, as_json, seed):
+    """Per-sample quality of DATASET by |target yaw|: found as a face, reader NME, identity, invented share, turn."""
+    from gannotate.metrics.quality import dataset_gate, quality_table, summarise_quality
+
+    summary = summarise_quality(dataset, dataset_gate(dataset) if gate is None else gate)
+    click.echo(json.dumps(summary, indent=2) if as_json else quality_table(summary), nl=False)
 
 
 @evaluate.command("independent")

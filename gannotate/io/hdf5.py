@@ -16,6 +16,8 @@ Layout (N committed samples, K points, P shape parameters, M source faces)::
     masks         (N, H, W)    uint8, optional (renderers that know which pixels they invented),
                                chunked (1, H, W), gzip
     fit_residual  (N,)         float32, optional (how well a 3D fit matched the source points)
+    mirrored, turn_deg, face_score, reader_nme, identity, invalid_share
+                  (N,)         optional per-sample fields (``hdf5_layout.SAMPLE_FIELDS`` says what each is)
     sources       (M,)         utf-8 strings: source keys/paths
     attrs: scheme, coord_origin='0-based pixel centres', flip_index (K,) int, image_size, n_params,
            renderer, model_sha256, seed, command, version (+ whatever the caller passes),
@@ -59,6 +61,7 @@ from gannotate.io.hdf5_layout import (
     FORMAT_VERSION,
     OPTIONAL_ROW_DATASETS,
     ROW_DATASETS,
+    SAMPLE_FIELDS,
     STR,
     TRUTH_CRC_DATASET,
     TRUTH_FIELDS,
@@ -402,6 +405,13 @@ class DatasetWriter:
                                    compression="gzip", compression_opts=1)
         elif name == "fit_residual":
             self._f.create_dataset("fit_residual", (0,), np.float32, maxshape=(None,), chunks=(1024,))
+        elif name in SAMPLE_FIELDS:
+            self._f.create_dataset(name, (0,), SAMPLE_FIELDS[name], maxshape=(None,), chunks=(1024,))
+
+    @property
+    def stored_fields(self) -> set[str]:
+        """The optional row datasets this file has (a resumed run must pass exactly these)."""
+        return {n for n in OPTIONAL_ROW_DATASETS if n in self._f and n != CRC_DATASET}
 
     def append(
         self,
@@ -413,6 +423,7 @@ class DatasetWriter:
         target_index: np.ndarray | int,
         masks: np.ndarray | None = None,
         fit_residual: np.ndarray | None = None,
+        **fields: np.ndarray,
     ) -> int:
         """Append a batch of B samples and commit it; returns the new ``n_samples``.
 
@@ -426,6 +437,8 @@ class DatasetWriter:
             masks: optional (B, H, W) uint8 (e.g. 255 = pixel seen in the source); once given,
                 required on every append.
             fit_residual: optional (B,) float32; once given, required on every append.
+            fields: optional (B,) per-sample fields named in ``hdf5_layout.SAMPLE_FIELDS``; each, once
+                given, required on every append.
 
         Raises:
             DatasetError: a shape disagrees with the file, a source index was never added, an
@@ -450,6 +463,11 @@ class DatasetWriter:
         }
         arrays.update(self._optional("masks", masks, b, (s, s), np.uint8))
         arrays.update(self._optional("fit_residual", fit_residual, b, (), np.float32))
+        unknown = sorted(set(fields) - set(SAMPLE_FIELDS))
+        if unknown:
+            raise DatasetError(self.path, f"append: unknown field(s) {unknown}; per-sample fields are {list(SAMPLE_FIELDS)}")
+        for name, dtype in SAMPLE_FIELDS.items():
+            arrays.update(self._optional(name, fields.get(name), b, (), dtype))
         for name, (arr, shape, _) in arrays.items():
             if np.shape(arr) != shape:
                 raise DatasetError(self.path, f"append: {name} has shape {np.shape(arr)}, expected {shape}")

@@ -14,8 +14,8 @@ import h5py
 import numpy as np
 
 __all__ = ["FORMAT_VERSION", "COORD_ORIGIN", "ROW_DATASETS", "OPTIONAL_ROW_DATASETS", "CRC_DATASET",
-           "TRUTH_CRC_DATASET", "TRUTH_FIELDS", "image_crc32", "truth_crc32", "attr_value", "py_value",
-           "decode_strings"]
+           "TRUTH_CRC_DATASET", "TRUTH_FIELDS", "SAMPLE_FIELDS", "image_crc32", "truth_crc32", "attr_value",
+           "py_value", "decode_strings"]
 
 FORMAT_VERSION = 1
 COORD_ORIGIN = "0-based pixel centres"
@@ -26,8 +26,19 @@ CRC_DATASET = "image_crc32"
 TRUTH_CRC_DATASET = "truth_crc32"
 #: the ground truth a sample is trained on, checksummed per row (:func:`truth_crc32`)
 TRUTH_FIELDS = ("landmarks", "params", "pose", "source_index", "target_index")
+#: Optional per-sample scalars, name → dtype, each an (N,) dataset written when the run passes it: which side a
+#: sample was rendered from (``mirrored``, ``turn_deg``: gannotate.plan) and its quality measures
+#: (gannotate.metrics.quality). Files made before a field existed simply lack it.
+SAMPLE_FIELDS: dict[str, type] = {
+    "mirrored": np.bool_,         # rendered from the mirror image of the source
+    "turn_deg": np.float32,       # |target yaw − yaw of the side rendered from|, degrees
+    "face_score": np.float32,     # YuNet's score of the face in the sample, 0 = not found
+    "reader_nme": np.float32,     # shipped detector's NME (%) at the targets; NaN beyond the yaw it knows
+    "identity": np.float32,       # SFace cosine to the source face
+    "invalid_share": np.float32,  # share of the face (target landmark hull) the mask marks invented
+}
 # written when the first append passes them (or, for the checksums, by every writer since they existed)
-OPTIONAL_ROW_DATASETS = ("masks", "fit_residual", CRC_DATASET, TRUTH_CRC_DATASET)
+OPTIONAL_ROW_DATASETS = ("masks", "fit_residual", CRC_DATASET, TRUTH_CRC_DATASET) + tuple(SAMPLE_FIELDS)
 STR = h5py.string_dtype("utf-8")
 
 

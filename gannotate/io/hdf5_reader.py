@@ -21,6 +21,7 @@ from gannotate.io.filelock import short_reason
 from gannotate.io.hdf5_layout import (
     CRC_DATASET,
     ROW_DATASETS,
+    SAMPLE_FIELDS,
     TRUTH_CRC_DATASET,
     decode_strings,
     image_crc32,
@@ -133,6 +134,7 @@ class DatasetReader:
         images: :class:`ImageRows` lazy (N, H, W, 3) uint8, checked against ``image_crc32`` on read.
         masks: :class:`ImageRows` lazy (N, H, W) uint8, or None when the run wrote no masks.
         fit_residual: (N,) float32 or None.
+        fields: the optional per-sample fields the file has (``hdf5_layout.SAMPLE_FIELDS``), name → (N,) array.
         landmarks (N, K, 2) float32, params (N, P) float32, pose (N, 3) float32,
         source_index (N,) int32, target_index (N,) int32: numpy arrays.
         sources: list of M source keys. attrs: dict of plain Python values.
@@ -163,6 +165,7 @@ class DatasetReader:
         self.images = ImageRows(f["images"], n, self._crc, self.path)
         self.masks: ImageRows | None = ImageRows(f["masks"], n, None, self.path) if "masks" in f else None
         self.fit_residual: np.ndarray | None = f["fit_residual"][:n] if "fit_residual" in f else None
+        self.fields: dict[str, np.ndarray] = {k: f[k][:n] for k in SAMPLE_FIELDS if k in f}
         self.landmarks: np.ndarray = f["landmarks"][:n]
         self.params: np.ndarray = f["params"][:n]
         self.pose: np.ndarray = f["pose"][:n]

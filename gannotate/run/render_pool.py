@@ -1,4 +1,4 @@
-"""Render augment's batches in worker processes, handed back in submission order.
+"""Render (and score) augment's batches in worker processes, handed back in submission order.
 
 Why processes: a CPU renderer (warp, profile) is numpy code made of many small array operations that hold
 the GIL between them, so threads do not overlap it; ``augment --workers N`` renders N batches at once in N
@@ -7,7 +7,9 @@ the dataset is byte-for-byte the serial run's, and a killed run loses only batch
 (resume redoes them).
 
 Workers build their renderer from its :class:`~gannotate.render.RendererSpec` (plain data), not from a
-pickled instance: a renderer's caches stay per process.
+pickled instance: a renderer's caches stay per process. Each worker then turns it into its batch
+processor with the pool's ``setup`` (augment's :class:`~gannotate.run.gate.BatchProcessor`: render, score,
+redraw), which it inherits through the fork, so the shape model it holds is not pickled.
 
 Why ``fork``, started at once: ``spawn``/``forkserver`` re-run the caller's ``__main__``, which breaks any
 script or notebook that calls ``run_augment`` without a main guard, and re-import numpy and OpenCV per
@@ -42,7 +44,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, Iterator, TypeVar
+from typing import Any, Callable, Generic, Iterator, TypeVar
 
 import numpy as np
 
@@ -84,9 +86,9 @@ def render_batch(renderer: Renderer, images: np.ndarray, src: np.ndarray, tgt: n
 
 
 class _Worker:
-    """The renderer of one worker process (set once by the pool's initializer)."""
+    """The batch processor of one worker process (set once by the pool's initializer)."""
 
-    renderer: Renderer | None = None
+    process: Callable[[dict[str, np.ndarray]], Any] | None = None
 
 
 def _die_with_parent(parent: int) -> None:
@@ -117,13 +119,14 @@ def _die_with_parent(parent: int) -> None:
         threading.Thread(target=watch, name="gannotate-parent-watch", daemon=True).start()
 
 
-def _init_worker(spec: RendererSpec, parent: int) -> None:
+def _init_worker(spec: RendererSpec, setup: Callable[[Renderer], Callable[[dict[str, np.ndarray]], Any]],
+                 parent: int) -> None:
     import signal
 
     _die_with_parent(parent)
     os.environ.update(ONE_THREAD_ENV)  # before any library the renderer loads lazily (see module doc)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the pool, once
-    _Worker.renderer = make_renderer(spec)
+    _Worker.process = setup(make_renderer(spec))
 
 
 def worker_thread_info() -> list[dict[str, Any]]:
@@ -157,26 +160,34 @@ def _single_threaded_libraries() -> Iterator[None]:
 
 
 def _ready() -> bool:
-    return _Worker.renderer is not None
+    return _Worker.process is not None
 
 
-def _render_in_worker(path: str) -> BatchOutput:
-    """Render the batch saved at ``path`` (and remove the file)."""
-    assert _Worker.renderer is not None, "render worker used before its initializer ran"
-    with np.load(path) as batch:
-        images, src, tgt = batch["images"], batch["src"], batch["tgt"]
+def _render_in_worker(path: str) -> Any:
+    """Process the batch saved at ``path`` (and remove the file)."""
+    assert _Worker.process is not None, "render worker used before its initializer ran"
+    with np.load(path) as saved:
+        batch = {k: saved[k] for k in saved.files}
     os.remove(path)
-    return render_batch(_Worker.renderer, images, src, tgt)
+    return _Worker.process(batch)
+
+
+def _render_only(renderer: Renderer) -> Callable[[dict[str, np.ndarray]], BatchOutput]:
+    """The default worker job: ``{"images", "src", "tgt"}`` → :func:`render_batch`."""
+    return lambda b: render_batch(renderer, b["images"], b["src"], b["tgt"])
 
 
 class RenderPool(Generic[T]):
-    """``jobs`` worker processes rendering batches; :meth:`submit` returns the batches now done, in order.
+    """``jobs`` worker processes processing batches; :meth:`submit` returns the batches now done, in order.
 
-    Each submitted batch carries a ``tag`` (the caller's bookkeeping for it) that comes back with its output.
-    At most ``2 · jobs`` batches are in flight, so memory stays bounded however long the run.
+    Each worker builds ``setup(renderer)`` once and calls it on every batch it gets (a dict of arrays);
+    the default renders ``{"images", "src", "tgt"}``. Each submitted batch carries a ``tag`` (the
+    caller's bookkeeping for it) that comes back with its output. At most ``2 · jobs`` batches are in
+    flight, so memory stays bounded however long the run.
     """
 
-    def __init__(self, spec: RendererSpec, jobs: int, scratch: str | Path):
+    def __init__(self, spec: RendererSpec, jobs: int, scratch: str | Path,
+                 setup: Callable[[Renderer], Callable[[dict[str, np.ndarray]], Any]] = _render_only):
         """``scratch``: the run folder (``OUT``) whose staging folder holds the batch files."""
         from gannotate.io.atomic import make_staging, remove_stale_staging
 
@@ -187,8 +198,9 @@ class RenderPool(Generic[T]):
         remove_stale_staging(Path(scratch) / RENDER_STAGING)  # a killed run's batches (its pid is gone)
         self.tmp = make_staging(Path(scratch) / RENDER_STAGING)
         ctx = multiprocessing.get_context("fork")  # see the module doc: all workers start here, before any thread
-        self._pool = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker, initargs=(spec, os.getpid()))
-        self._queue: deque[tuple[T, Future[BatchOutput]]] = deque()
+        self._pool = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker,
+                                         initargs=(spec, setup, os.getpid()))
+        self._queue: deque[tuple[T, Future[Any]]] = deque()
         self._depth = 2 * jobs
         self.spec = spec
         self._n = 0
@@ -208,11 +220,11 @@ class RenderPool(Generic[T]):
         """Run ``fn(*args)`` in one worker and return its result (tests, diagnostics)."""
         return self._pool.submit(fn, *args).result()
 
-    def submit(self, tag: T, images: np.ndarray, src: np.ndarray, tgt: np.ndarray) -> list[tuple[T, BatchOutput]]:
-        """Queue a batch; return the oldest batches once more than ``2 · jobs`` are in flight."""
+    def submit(self, tag: T, batch: dict[str, np.ndarray]) -> list[tuple[T, Any]]:
+        """Queue a batch (plain arrays); return the oldest batches once more than ``2 · jobs`` are in flight."""
         path = os.path.join(self.tmp, f"{self._n}.npz")
         self._n += 1
-        np.savez(path, images=images, src=src, tgt=tgt)
+        np.savez(path, **batch)
         try:
             self._queue.append((tag, self._pool.submit(_render_in_worker, path)))
         except BrokenProcessPool as e:
@@ -222,11 +234,11 @@ class RenderPool(Generic[T]):
             done.append(self._take())
         return done
 
-    def drain(self) -> list[tuple[T, BatchOutput]]:
+    def drain(self) -> list[tuple[T, Any]]:
         """Every batch still in flight, in submission order."""
         return [self._take() for _ in range(len(self._queue))]
 
-    def _take(self) -> tuple[T, BatchOutput]:
+    def _take(self) -> tuple[T, Any]:
         tag, fut = self._queue.popleft()
         try:
             return tag, fut.result()

@@ -33,7 +33,7 @@ images = rng.integers(0, 255, (4, 64, 64, 3), dtype=np.uint8)
 tgt = src + rng.normal(0, 1.5, (4, 68, 2)).astype(np.float32)
 with RenderPool(RendererSpec({renderer!r}), 2, {scratch!r}) as pool:
     for _ in range(6):
-        pool.submit(0, images, np.stack([src] * 4), tgt)
+        pool.submit(0, {{"images": images, "src": np.stack([src] * 4), "tgt": tgt}})
     pool.drain()
     info = [pool.call(worker_thread_info) for _ in range(4)]
     tasks = {{pid: len(os.listdir(f"/proc/{{pid}}/task")) for pid in pool.pids}}
