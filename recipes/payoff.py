@@ -8,7 +8,8 @@ runs share one pool of ``--jobs`` processes, the costliest last:
   (mixed batches, half real), seeds 0–2;
 * S3 *few50* (50 of those faces): real only vs real + profile ±45° (mixed), seeds 0–2;
 * S1 real only at twice the steps, seed 0 (``OUT/budget<2·steps>``): is real-only converged?
-* S1 with the pretrain→fine-tune recipe at ±45°, seed 0 (twice the compute of a run).
+* S1 with the pretrain→fine-tune recipe at ±45°, seed 0 (twice the compute of a run);
+* S1 with ±45° renders from the nearer side through the quality gate (``augment``'s defaults), seeds 0–1.
 
 Then it scores every complete run (``gannotate evaluate payoff --no-train`` scores any subset again).
 
@@ -42,7 +43,9 @@ def experiments(out: Path, steps: int) -> list[PayoffConfig]:
             replace(base, scenarios=("few50",), arms=("profile±45",)),
             # is real-only converged at `steps`? the same run at twice the steps (its own folder)
             replace(base, out=out / f"budget{2 * steps}", renderers=(), arms=(), seeds=(0,), steps=2 * steps),
-            replace(base, arms=("profile±45 pretrain",), seeds=(0,))]
+            replace(base, arms=("profile±45 pretrain",), seeds=(0,)),
+            # the same ±45° renders from the nearer side, gated (augment's defaults since the quality gate)
+            replace(base, ranges=(45.0,), gate=True, arms=("profile±45 gated",), seeds=(0, 1))]
 
 
 def turned_figure(test_list: Path, arms: dict[str, Path], path: Path, n: int = 6, cell: int = 192, per_row: int = 3) -> Path:
@@ -92,8 +95,9 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     exps = experiments(args.out, args.steps)
     # one split and one set of generated data for all (the budget check only needs the split)
-    preps = [prepare(replace(c, scenarios=("frontal", "few50"))) for c in (exps[0], exps[2])]
-    prep_of = [preps[1] if c.out != args.out else preps[0] for c in exps]
+    generate = not args.no_train
+    preps = [prepare(replace(c, scenarios=("frontal", "few50")), generate) for c in (exps[0], exps[2], exps[4])]
+    prep_of = [preps[1] if c.out != args.out else preps[2] if c.gate else preps[0] for c in exps]
     if not args.no_train:
         train_jobs([j for c, p in zip(exps, prep_of) for j in plan_jobs(c, p)], args.jobs)
     for steps, group in ((args.steps, [c for c in exps if c.out == args.out]), (2 * args.steps, [exps[2]])):

@@ -104,6 +104,9 @@ class PayoffConfig:
         jobs: runs trained at once (processes of one torch thread each).
         gen_seed: ``augment``'s seed.
         gen_workers: ``augment``'s render processes.
+        gate: generate from the nearer side (source or mirror) with ``augment``'s default quality gate
+            (its sets are named ``<renderer>±<range> gated``); off: every target from the source's own
+            side, nothing rejected — as the headline sets were made.
     """
 
     real: Path
@@ -131,6 +134,7 @@ class PayoffConfig:
     jobs: int = 1
     gen_seed: int = 0
     gen_workers: int = 2
+    gate: bool = False
 
     def __post_init__(self) -> None:
         unknown = [s for s in self.scenarios if s not in SCENARIOS]
@@ -148,7 +152,8 @@ class PayoffConfig:
 
     def generated_keys(self) -> list[str]:
         """Generated sets, by name: ``<renderer>±<range>`` for generated ones, the user's names for theirs."""
-        return [f"{r}±{x:g}" for r in self.renderers for x in self.ranges] + list(self.generated)
+        suffix = " gated" if self.gate else ""
+        return [f"{r}±{x:g}{suffix}" for r in self.renderers for x in self.ranges] + list(self.generated)
 
 
 def arms_of(cfg: PayoffConfig) -> list[Arm]:
@@ -207,21 +212,23 @@ def prepare(cfg: PayoffConfig, generate: bool = True) -> Prepared:
     union = sorted({f for fs in faces.values() for f in fs}, key=lambda f: str(f.landmarks))
     gen_input = _write_faces(sdir / "generate_from.txt", union)
     generated = {k: Path(v) for k, v in cfg.generated.items()}
+    keys = iter(cfg.generated_keys())
     for spec in cfg.renderers:
         for r in cfg.ranges:
-            key = f"{spec}±{r:g}"
-            folder = cfg.out / "generated" / key.replace("±", "_pm")
+            key = next(keys)
+            folder = cfg.out / "generated" / key.replace("±", "_pm").replace(" ", "_")
             generated[key] = _generate(cfg, spec, r, gen_input, folder) if generate else folder / "dataset.h5"
     return Prepared(split, lists, faces, tests, generated)
 
 
 def _generate(cfg: PayoffConfig, renderer: str, yaw_range: float, input_list: Path, out: Path) -> Path:
     from gannotate.augment import AugmentConfig, run_augment
-    from gannotate.plan import PlanConfig
+    from gannotate.plan import DEFAULT_MIN_QUALITY, PlanConfig
     from gannotate.render.base import RendererSpec
 
     plan = PlanConfig(n=cfg.n_per_face, yaw=(-yaw_range, yaw_range), sampling="uniform",
-                      expression=cfg.expression, seed=cfg.gen_seed)
+                      expression=cfg.expression, seed=cfg.gen_seed, mirror=cfg.gate,
+                      min_quality=DEFAULT_MIN_QUALITY if cfg.gate else 0.0)
     log.info("payoff: generating %s ±%g into %s", renderer, yaw_range, out)
     run_augment(AugmentConfig(out=out, input=input_list, plan=plan, renderer=RendererSpec(renderer),
                               formats=("h5",), size=cfg.size, margin=cfg.margin, workers=cfg.gen_workers,

@@ -60,3 +60,12 @@ def test_user_sets_are_filtered_to_training_photos(tmp_path, face_folder):
 def test_needs_generated_data(tmp_path, face_folder):
     res = CliRunner().invoke(main, ["evaluate", "payoff", "--real", str(face_folder), "--out", str(tmp_path / "p")])
     assert res.exit_code == 2 and "--generated" in res.output
+
+
+def test_arms_and_gated_sets_are_named_apart(tmp_path):
+    from gannotate.payoff import PayoffConfig, arms_of
+
+    plain = PayoffConfig(real=tmp_path, out=tmp_path, ranges=(45.0,), recipes=("mixed", "pretrain"))
+    gated = PayoffConfig(real=tmp_path, out=tmp_path, ranges=(45.0,), gate=True)
+    assert [a.name for a in arms_of(plain)] == ["real", "profile±45", "profile±45 pretrain"]
+    assert [a.dirname for a in arms_of(gated)] == ["real", "profile_pm45_gated"]
