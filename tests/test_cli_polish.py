@@ -259,7 +259,7 @@ class TestYawNames:
 # 7. --seed visible only where something is drawn at random
 # ---------------------------------------------------------------------------------------------
 RANDOM = {("augment",), ("preview",), ("shape-model", "sample"), ("detector", "train"), ("train", "run"),
-          ("train", "probe"), ("train", "pairs"), ("train", "refine")}
+          ("train", "probe"), ("train", "pairs"), ("train", "refine"), ("evaluate", "payoff")}
 
 
 def _commands(group: click.Group, prefix: tuple[str, ...] = ()):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from gannotate.cli.options import fail_on_gannotate_error
+from gannotate.cli.options import fail_on_gannotate_error, seed_option
 
 __all__ = ["payoff_cmd"]
 
@@ -77,10 +77,10 @@ def _default_name(p: Path) -> str:
               help="A further test set (folder or list file). Repeatable.")
 @click.option("--jobs", type=click.IntRange(1), default=1, show_default=True, help="Runs trained at once (one thread each).")
 @click.option("--no-train", is_flag=True, help="Score the complete runs only (a partial experiment).")
-@click.option("--seed", "split_seed", type=int, default=0, show_default=True, help="Split and generation seed.")
+@seed_option
 @fail_on_gannotate_error
 def payoff_cmd(real, root, generated, renderers, ranges, out, scenarios, recipes, arms, real_share, seeds, steps, turned_yaw,
-               val_fraction, tests, jobs, no_train, split_seed):
+               val_fraction, tests, jobs, no_train, seed):
     """Train the detector on your real photos with and without generated data; score it on turned faces.
 
     Photos are split by photo: every photo with a face turned at least --turned-yaw is test-only,
@@ -99,7 +99,7 @@ def payoff_cmd(real, root, generated, renderers, ranges, out, scenarios, recipes
         logging.basicConfig(format="%(asctime)s %(message)s", level=logging.WARNING)
     cfg = PayoffConfig(real=real, root=root, out=out, scenarios=scenarios, renderers=renderers, ranges=ranges,
                        generated=generated, recipes=recipes, arms=arms, seeds=seeds, steps=steps, real_share=real_share,
-                       turned_yaw=turned_yaw, val_fraction=val_fraction, split_seed=split_seed, gen_seed=split_seed,
+                       turned_yaw=turned_yaw, val_fraction=val_fraction, split_seed=seed, gen_seed=seed,
                        tests=tests, jobs=jobs)
     doc = run_payoff(cfg, train_missing=not no_train)
     for test, by_scenario in doc["tests"].items():

@@ -262,8 +262,9 @@ class _WeightsRenderer(WarpRenderer):
         super().__init__()
         from shape_model.build import model_sha256
 
-        self.name = "gan"
-        self.dataset_attrs = {"generator_sha256": model_sha256(Path(generator))}
+        # WarpRenderer is a frozen dataclass: set this stand-in's two differences past its guard
+        object.__setattr__(self, "name", "gan")
+        object.__setattr__(self, "dataset_attrs", {"generator_sha256": model_sha256(Path(generator))})
 
 
 def _weights_renderer(spec: RendererSpec) -> WarpRenderer:

@@ -49,7 +49,7 @@ def test_train_with_generated_recipes_and_progress(tmp_path, face_folder):
     run = CliRunner()
     gen = tmp_path / "gen"
     r = run.invoke(main, ["augment", "--input", str(face_folder), "--renderer", "warp", "--n", "2", "--format", "h5",
-                          "--out", str(gen), "-q"])
+                          "--min-quality", "0", "--out", str(gen), "-q"])
     assert r.exit_code == 0, r.output
     common = ["--preset", "smoke", "--width", "8", "--generated", str(gen / "dataset.h5")]
     r = run.invoke(main, ["detector", "train", str(face_folder), "--out", str(tmp_path / "mixed"), *common, "--real-share", "0.25"])

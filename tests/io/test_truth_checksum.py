@@ -3,6 +3,8 @@ found wherever a dataset is read, named by row and field, and exits 4 (issue 23,
 
 from __future__ import annotations
 
+import json
+
 import os
 import sys
 
@@ -117,6 +119,7 @@ def test_merge_refuses_a_damaged_shard(tmp_path):
         with open_writer(d / "dataset.h5") as w:
             w.add_source(f"faces/{name}")
             w.append(*batch(0, 3))
+        (d / "manifest.json").write_text(json.dumps({"complete": True, "counts": {"samples_total": 3}}))  # finished
     flip_bit(tmp_path / "s1" / "dataset.h5", "landmarks", 2)
     with pytest.raises(DatasetCorruptError, match="landmarks"):
         merge_outputs(tmp_path / "out", [tmp_path / "s0", tmp_path / "s1"])

@@ -46,7 +46,7 @@ def test_user_sets_are_filtered_to_training_photos(tmp_path, face_folder):
     """A set generated from every photo (test photos included) trains only on the training photos' samples."""
     gen_out = tmp_path / "mine"
     res = CliRunner().invoke(main, ["augment", "--input", str(face_folder), "--renderer", "warp", "--n", "2",
-                                    "--format", "h5", "--out", str(gen_out), "-q"])
+                                    "--format", "h5", "--min-quality", "0", "--out", str(gen_out), "-q"])
     assert res.exit_code == 0, res.output
     out = tmp_path / "payoff"
     res = CliRunner().invoke(main, ["evaluate", "payoff", "--real", str(face_folder), "--generated", f"mine={gen_out / 'dataset.h5'}",
