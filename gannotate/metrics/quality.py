@@ -291,7 +291,7 @@ def _stats(fields: Mapping[str, np.ndarray], rows: np.ndarray, gate: float) -> d
 
 
 def summarise_quality(dataset: str | Path, gate: float = 0.5) -> dict[str, Any]:
-    """The per-sample fields of ``dataset``, overall and by |target yaw| (``gannotate.evaluate.YAW_BINS``).
+    """The per-sample fields of ``dataset``, overall and by |target yaw| (``metrics.yaw.LANDMARK_YAW_BINS``).
 
     Per cell: n, each field's mean and median over the samples it judges, the share whose ``face_score``
     reaches its pass line, the share mirrored, and the share whose :func:`quality` is below ``gate``.
