@@ -3,8 +3,6 @@ found wherever a dataset is read, named by row and field, and exits 4 (issue 23,
 
 from __future__ import annotations
 
-import json
-
 import os
 import sys
 
@@ -110,17 +108,18 @@ def test_evaluate_fidelity_exits_4(tmp_path):
     assert "params" in r.output and "rows 0" in r.output
 
 
-def test_merge_refuses_a_damaged_shard(tmp_path):
+def test_merge_refuses_a_damaged_shard(tmp_path, face_folder):
+    from gannotate.augment import AugmentConfig, run_augment
     from gannotate.merge import merge_outputs
+    from gannotate.plan import PlanConfig
 
-    for i, name in enumerate(("s0", "s1")):
-        d = tmp_path / name
-        d.mkdir()
-        with open_writer(d / "dataset.h5") as w:
-            w.add_source(f"faces/{name}")
-            w.append(*batch(0, 3))
-        (d / "manifest.json").write_text(json.dumps({"complete": True, "counts": {"samples_total": 3}}))  # finished
-    flip_bit(tmp_path / "s1" / "dataset.h5", "landmarks", 2)
+    shards = []
+    for i in range(2):
+        d = tmp_path / f"s{i}"
+        run_augment(AugmentConfig(out=d, input=face_folder, plan=PlanConfig(n=2, seed=1), size=32, shard=(i, 2),
+                                  formats=("h5",)))
+        shards.append(d)
+    flip_bit(shards[1] / "dataset.h5", "landmarks", 2)
     with pytest.raises(DatasetCorruptError, match="landmarks"):
-        merge_outputs(tmp_path / "out", [tmp_path / "s0", tmp_path / "s1"])
+        merge_outputs(tmp_path / "out", shards)
     assert not (tmp_path / "out" / "dataset.h5").exists()
