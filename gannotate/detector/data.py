@@ -239,8 +239,8 @@ def faces_from_hdf5(
         rows = np.arange(n)
         if sources is not None:
             keep = set(sources)
-            src = np.asarray(reader.source_index[:n])
-            rows = np.array([i for i in rows if reader.sources[src[i]] in keep], dtype=np.int64)
+            kept_source = np.array([s in keep for s in reader.sources] or [False])  # (M,)
+            rows = rows[kept_source[np.asarray(reader.source_index[:n])]]
             if not len(rows):
                 raise DatasetError(path, "no sample was generated from the given training faces")
         images = np.asarray(reader.images[:n])[rows]

@@ -227,26 +227,37 @@ def _wait_until_released(sid: int, root: Path, timeout: float) -> list[int]:
         time.sleep(0.1)
     return left
 
+def _driver_command(out) -> tuple[list[str], dict[str, str]]:
+    """The `--backend ray` augment driver's command line and environment."""
+    cmd = [sys.executable, "-c", "import sys; from gannotate.cli import main; sys.exit(main())",
+           "augment", "--backend", "ray", "--shards", "2", *ARGS, "--out", str(out)]
+    return cmd, {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+
+
+def _driver_running(tmp_path, out, min_samples: int, timeout: float) -> subprocess.Popen:
+    """A driver (:func:`_driver_command`) in its own session, returned once its shards wrote ``min_samples``."""
+    cmd, env = _driver_command(out)
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, start_new_session=True)
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if len(list(out.glob("shards/*/images/*.pts"))) >= min_samples:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    return proc
+
 
 @pytest.mark.slow
 def test_sigkill_of_the_driver_then_rerun_resumes(tmp_path, local_merged):
     """The driver process (with the local Ray instance it started) is SIGKILLed mid-run; a re-run finishes."""
     out = tmp_path / "ray"
-    cmd = [sys.executable, "-c", "import sys; from gannotate.cli import main; sys.exit(main())",
-           "augment", "--backend", "ray", "--shards", "2", *ARGS, "--out", str(out)]
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, start_new_session=True)
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        if len(list(out.glob("shards/*/images/*.pts"))) >= 2:
-            break
-        time.sleep(0.02)
-    assert proc.poll() is None, "the run finished before it could be killed"
+    proc = _driver_running(tmp_path, out, min_samples=2, timeout=120)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     # Ray's reaper ends the orphaned workers (its agents linger a minute more, with nothing of ours open)
     left = _wait_until_released(proc.pid, out, timeout=120)
     assert not left, f"processes of the killed run still hold files under {out} after 120 s: {left}"
+    cmd, env = _driver_command(out)
     res = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     _complete_and_unique(out)
@@ -334,16 +345,7 @@ def test_sigkill_of_the_driver_stops_the_ray_processes_it_started(tmp_path):
     from gannotate.backends.reaper import descendants
 
     out = tmp_path / "ray"
-    cmd = [sys.executable, "-c", "import sys; from gannotate.cli import main; sys.exit(main())",
-           "augment", "--backend", "ray", "--shards", "2", *ARGS, "--out", str(out)]
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, start_new_session=True)
-    deadline = time.time() + 180
-    while time.time() < deadline and proc.poll() is None:
-        if len(list(out.glob("shards/*/images/*.pts"))) >= 1:
-            break
-        time.sleep(0.02)
-    assert proc.poll() is None, "the run finished before it could be killed"
+    proc = _driver_running(tmp_path, out, min_samples=1, timeout=180)
     started = [p for p in descendants([proc.pid])]
     assert len(started) >= 3  # GCS, raylet, workers, ...
     os.kill(proc.pid, signal.SIGKILL)
