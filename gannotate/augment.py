@@ -213,7 +213,7 @@ def prepare_face(source: Source, model: Any, cfg: AugmentConfig, renderer: Rende
     mirror_ok = cfg.plan.mirror
     try:
         plan = plan_face(model, crop.points, source.key, cfg.plan)
-        if renderer is not None and hasattr(renderer, "prepare"):
+        if renderer is not None:
             renderer.prepare(crop.image, crop.points)
             if mirror_ok:  # a redraw may pick the mirror: fit it now, so a render never meets a refusal
                 try:
@@ -380,7 +380,7 @@ def run_augment(
     in_processes = renderer is None and cfg.workers > 1
     if renderer is None:
         renderer = make_renderer(cfg.renderer)
-    in_processes = in_processes and getattr(renderer, "process_parallel", False)
+    in_processes = in_processes and renderer.process_parallel
 
     digest = sources_digest([src.key for src in sources])
     i, n = cfg.shard
@@ -392,7 +392,7 @@ def run_augment(
         "version": __version__,
         "shard": f"{i}/{n}",
         **source_attrs(cfg.input, digest, len(sources)),
-        **getattr(renderer, "dataset_attrs", {}),
+        **renderer.dataset_attrs,
         **(FACE_MODEL_ATTRS if cfg.plan.uses_3d_targets else {}),  # targets beyond ±45° come from the 3D face
     }
     folder = None

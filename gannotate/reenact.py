@@ -273,8 +273,7 @@ def run_reenact(cfg: ReenactConfig, renderer: Renderer | None = None, model: Any
     crop = crop_for_augment(image, points, cfg.size, DEFAULT_MARGIN if cfg.margin is None else cfg.margin)
     track = read_driver(cfg.driver, model.n_points)
     targets = retarget(model, crop.points, track.points, cfg.mode)  # (T, K, 2) in the crop
-    if hasattr(renderer, "prepare"):
-        renderer.prepare(crop.image, crop.points)
+    renderer.prepare(crop.image, crop.points)
 
     frames_dir = out.parent / "frames"
     frames_dir.mkdir(parents=True, exist_ok=True)

@@ -334,19 +334,14 @@ def run_ray(
 
 
 def weights_identity(spec: RendererSpec) -> dict[str, str]:
-    """``generator_sha256`` of a gan renderer's weights file (as its ``dataset_attrs`` record it), else {}.
+    """The ``dataset_attrs`` a spec fixes (gan: its weights' ``generator_sha256``), else {}.
 
     Why here: the driver never builds the renderer, yet a re-run with other weights must be refused
     before it counts finished shards as done.
     """
-    if spec.name != "gan":
-        return {}
-    from gannotate.render.gan import shipped_generator
-    from shape_model.build import model_sha256
+    from gannotate.render import spec_identity
 
-    given = spec.kwargs().get("generator")
-    path = Path(given) if given is not None else shipped_generator()
-    return {"generator_sha256": model_sha256(path)} if path is not None and path.is_file() else {}
+    return spec_identity(spec)
 
 
 def _start_over(out: Path) -> None:

@@ -200,8 +200,7 @@ def run_progressive(cfg: ProgressiveConfig, renderer: Renderer | None = None, em
             continue
         try:
             shapes = yaw_targets(model, crop.points, source.key, yaws)  # (V, K, 2)
-            if hasattr(renderer, "prepare"):
-                renderer.prepare(crop.image, crop.points)
+            renderer.prepare(crop.image, crop.points)
             i1 = np.array([yaws.index(a) for a, _ in pairs])
             i2 = np.array([yaws.index(b) for _, b in pairs])
             m = len(pairs)

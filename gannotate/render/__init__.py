@@ -1,6 +1,7 @@
-"""Renderers: put the face of a crop onto new landmarks, one file per renderer behind one protocol.
+"""Renderers: put the face of a crop onto new landmarks, one file per renderer behind one base class.
 
-``base`` holds the protocol, the batch check, :class:`Geometry` + :func:`lookup` and the registry;
+``base`` holds :class:`Renderer` (every optional capability with its default), the batch check,
+:class:`Geometry` + :func:`lookup` and the registry (options and help that every ``--renderer`` shows);
 ``warp`` (2D piecewise-affine), ``profile`` (3D face profiling, the 300W-LP recipe) and ``gan``
 (trained generator or refiner) each register themselves here. Nothing imported here imports torch:
 the GAN renderer loads the network code when it is built; ``resample`` (the differentiable torch
@@ -12,14 +13,20 @@ from gannotate.render.base import (
     GeometricRenderer,
     Geometry,
     Renderer,
+    RendererOption,
     RendererSpec,
+    RenderOutput,
     check_batch,
+    cli_options,
     list_renderers,
     lookup,
     make_renderer,
     register_renderer,
+    renderer_help,
     renderer_options,
     spec_from_cli,
+    spec_identity,
+    spec_taking,
 )
 from gannotate.render.warp import WarpRenderer, build_mesh, warp_maps, warp_one
 from gannotate.render import gan as _gan  # noqa: F401  (registers "gan")
@@ -30,14 +37,20 @@ __all__ = [
     "Renderer",
     "GeometricRenderer",
     "Geometry",
+    "RendererOption",
     "RendererSpec",
+    "RenderOutput",
     "check_batch",
     "lookup",
     "register_renderer",
     "make_renderer",
     "list_renderers",
     "renderer_options",
+    "renderer_help",
+    "cli_options",
     "spec_from_cli",
+    "spec_taking",
+    "spec_identity",
     "WarpRenderer",
     "build_mesh",
     "warp_maps",

@@ -1,4 +1,4 @@
-"""The renderer seam: one protocol, a batch check, a registry of named renderers and their specs.
+"""The renderer seam: one base class, a batch check, a registry of named renderers and their specs.
 
 A renderer puts the face of a crop onto new landmarks::
 
@@ -16,13 +16,20 @@ dataset can record the validity mask (1 = the pixel shows surface the source rea
 
 Why a registry with frozen specs: ``AugmentConfig`` and ``FrontaliseConfig`` hold one
 :class:`RendererSpec` (name + options) whatever the renderer, it lands in the manifest as plain
-data, and a new renderer is one file plus one ``register_renderer`` call.
+data, and a new renderer is one file plus one ``register_renderer`` call: its options and help
+reach every command's ``--renderer`` from the registration.
+
+Why a base class and not a protocol: callers use every capability (``prepare``, ``render_full``,
+``dataset_attrs``, ``process_parallel``) unconditionally, so each has its default in
+:class:`Renderer` and a renderer overrides only what it has; nobody probes for attributes.
 """
 
 from __future__ import annotations
 
+import abc
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol, runtime_checkable
+from types import MappingProxyType
+from typing import Any, Callable, ClassVar, Mapping
 
 import cv2
 import numpy as np
@@ -41,29 +48,19 @@ __all__ = [
     "register_renderer",
     "make_renderer",
     "list_renderers",
+    "RendererOption",
     "renderer_options",
+    "renderer_help",
+    "cli_options",
     "spec_from_cli",
+    "spec_taking",
+    "spec_identity",
     "DEFAULT_RENDERER",
 ]
 
 #: The renderer a plain ``gannotate augment`` (and ``AugmentConfig()``) uses: the best this build ships,
 #: by fidelity and identity on held-out faces at |yaw| ≥ 30° (README, "Which renderer").
 DEFAULT_RENDERER = "profile"
-
-
-@runtime_checkable
-class Renderer(Protocol):
-    """What ``augment`` and ``frontalise`` need from a renderer."""
-
-    name: str
-
-    def render(self, images: np.ndarray, source_points: np.ndarray, target_points: np.ndarray) -> np.ndarray:
-        """Render ``images`` (B, H, W, 3) uint8 with ``source_points`` (B, K, 2) onto ``target_points``.
-
-        Returns:
-            (B, H, W, 3) uint8, same H and W as the input.
-        """
-        ...
 
 
 @dataclass(frozen=True)
@@ -92,33 +89,75 @@ class Geometry:
 
 @dataclass(frozen=True)
 class RenderOutput:
-    """What a geometric renderer returns besides pixels, for the dataset and the refiner.
+    """What a renderer returns besides pixels, for the dataset and the refiner.
 
     Attributes:
         images: (B, H, W, 3) uint8.
-        valid: (B, H, W) uint8 validity mask, 255 = surface the source saw directly (see :class:`Geometry`).
+        valid: (B, H, W) uint8 validity mask, 255 = surface the source saw directly (see :class:`Geometry`),
+            or None when the renderer knows no such thing (a plain generator: the dataset then has no masks).
         residual: (B,) float32 landmark error of the renderer's model before its final 2D correction,
             as NME (fraction of the outer-eye-corner distance), or None when it has no model (warp: exact).
     """
 
     images: np.ndarray
-    valid: np.ndarray
+    valid: np.ndarray | None = None
     residual: np.ndarray | None = None
 
 
-@runtime_checkable
-class GeometricRenderer(Renderer, Protocol):
-    """A renderer whose output is :func:`lookup` of its :meth:`geometry` (warp, profile)."""
+class Renderer(abc.ABC):
+    """What ``augment``, ``frontalise``, ``reenact``, the metrics and training need from a renderer.
 
-    def geometry(
-        self, images: np.ndarray, source_points: np.ndarray, target_points: np.ndarray
-    ) -> Geometry:
-        """The :class:`Geometry` for a batch (images given for renderers whose fill reads colours)."""
-        ...
+    Only :meth:`render` must be written; every other capability has a default here, so callers use
+    it unconditionally and a renderer overrides just what it has. Renderers subclass this (one file,
+    one :func:`register_renderer`; ``docs/renderers.md`` shows a whole one).
+
+    Attributes:
+        name: the registered name; it goes into each dataset's ``renderer`` attribute.
+        process_parallel: True for a CPU renderer whose batches ``augment --workers N`` may spread over
+            N processes (each builds its own from the spec); False keeps rendering in the calling process
+            (a GPU model, or one that is cheap to call but costly to build).
+        dataset_attrs: attributes every dataset rendered with it records (a model's licence, weights' hash);
+            a resumed or merged run must match them.
+    """
+
+    name: str = ""
+    process_parallel: ClassVar[bool] = False
+    dataset_attrs: Mapping[str, str] = MappingProxyType({})
+
+    @abc.abstractmethod
+    def render(self, images: np.ndarray, source_points: np.ndarray, target_points: np.ndarray) -> np.ndarray:
+        """Render ``images`` (B, H, W, 3) uint8 with ``source_points`` (B, K, 2) onto ``target_points``.
+
+        Returns:
+            (B, H, W, 3) uint8, same H and W as the input.
+        """
+
+    def prepare(self, image: np.ndarray, points: np.ndarray) -> None:
+        """Get ready for a source face (H, W, 3) with ``points`` (K, 2); raise ``GannotateError`` to refuse it.
+
+        Why: a renderer with a per-face model (profile: a 3D fit) refuses an unusable face here, once,
+        so the job records one named failure instead of failing batch after batch. Default: accept.
+        """
 
     def render_full(self, images: np.ndarray, source_points: np.ndarray, target_points: np.ndarray) -> RenderOutput:
+        """Images with their validity masks and model residuals where the renderer has them (default: neither)."""
+        return RenderOutput(self.render(images, source_points, target_points))
+
+
+class GeometricRenderer(Renderer):
+    """A renderer whose output is :func:`lookup` of its :meth:`geometry` (warp, profile).
+
+    Training pairs and the refiner need the geometry itself (to resample differentiably), so they
+    take only renderers of this kind; :meth:`render_full` must return a validity mask.
+    """
+
+    @abc.abstractmethod
+    def geometry(self, images: np.ndarray, source_points: np.ndarray, target_points: np.ndarray) -> Geometry:
+        """The :class:`Geometry` for a batch (images given for renderers whose fill reads colours)."""
+
+    @abc.abstractmethod
+    def render_full(self, images: np.ndarray, source_points: np.ndarray, target_points: np.ndarray) -> RenderOutput:
         """Images with their validity masks (and model residuals where the renderer has a model)."""
-        ...
 
 
 def check_batch(images: np.ndarray, source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -193,20 +232,71 @@ class RendererSpec:
 
 
 @dataclass(frozen=True)
+class RendererOption:
+    """One keyword option of a renderer's factory, declared once with its command-line face.
+
+    Every command that takes ``--renderer`` offers each declared option as ``--<name with dashes>``
+    (``gannotate.cli.options.renderer_options_decorator``), so a new option is one edit in its
+    renderer's file.
+
+    Attributes:
+        name: the factory's keyword (``batch_size`` → ``--batch-size``).
+        help: the option's help line.
+        kind: how the command line reads it: "text", "path", "int", "float", or "device" (a torch device,
+            checked against this machine).
+        cli: False for an option the commands set from one of their own (``batch_size`` from the job's
+            ``--batch-size``) or do not offer; it is still a valid spec option.
+    """
+
+    name: str
+    help: str = ""
+    kind: str = "text"
+    cli: bool = True
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+@dataclass(frozen=True)
 class _Entry:
     factory: Callable[..., Renderer]
-    options: tuple[str, ...]  # option names the factory accepts
+    options: tuple[RendererOption, ...]
     help: str
+    identity: Callable[..., Mapping[str, str]] | None
+
+    @property
+    def option_names(self) -> tuple[str, ...]:
+        return tuple(o.name for o in self.options)
 
 
 _RENDERERS: Registry[Callable[..., Any]] = Registry("renderer")
+_OPTION_KINDS = ("text", "path", "int", "float", "device")
 
 
-def register_renderer(name: str, options: tuple[str, ...] = (), help: str = "") -> Callable[[Callable[..., Renderer]], Callable[..., Renderer]]:
-    """Decorator registering a renderer factory under ``name``; ``options`` are the keyword options it takes."""
+def register_renderer(
+    name: str,
+    options: tuple[RendererOption | str, ...] = (),
+    help: str = "",
+    identity: Callable[..., Mapping[str, str]] | None = None,
+) -> Callable[[Callable[..., Renderer]], Callable[..., Renderer]]:
+    """Decorator registering a renderer factory under ``name``.
+
+    Args:
+        options: the keyword options the factory takes (a bare name is an option the command line
+            does not offer).
+        help: one line for ``--renderer``'s help ("warp: <help>; profile: <help>; ...").
+        identity: ``identity(**options) -> attrs``: the ``dataset_attrs`` a spec fixes without building the
+            renderer (gan: the weights' hash), so a backend that never builds one can still refuse to mix
+            runs (see :func:`spec_identity`).
+    """
+    opts = tuple(o if isinstance(o, RendererOption) else RendererOption(o, cli=False) for o in options)
+    bad = [o.name for o in opts if o.kind not in _OPTION_KINDS]
+    if bad:
+        raise ValueError(f"renderer {name!r}: option(s) {bad} have a kind outside {_OPTION_KINDS}")
 
     def deco(factory: Callable[..., Renderer]) -> Callable[..., Renderer]:
-        _RENDERERS.register(name)(_Entry(factory, tuple(options), help))  # type: ignore[arg-type]
+        _RENDERERS.register(name)(_Entry(factory, opts, help, identity))  # type: ignore[arg-type]
         return factory
 
     return deco
@@ -219,22 +309,56 @@ def list_renderers() -> list[str]:
 
 def renderer_options(name: str) -> tuple[str, ...]:
     """Option names the renderer ``name`` accepts."""
-    return _RENDERERS.get(name).options  # type: ignore[attr-defined]
+    return _RENDERERS.get(name).option_names  # type: ignore[attr-defined]
+
+
+def renderer_help(name: str) -> str:
+    """The one-line help ``name`` was registered with."""
+    return _RENDERERS.get(name).help  # type: ignore[attr-defined]
+
+
+def cli_options() -> tuple[RendererOption, ...]:
+    """Every option the command line offers for some renderer, once each, in registration order.
+
+    Raises:
+        ValueError: two renderers declare one option name with a different kind (one flag cannot read both).
+    """
+    seen: dict[str, RendererOption] = {}
+    for name in list_renderers():
+        for opt in _RENDERERS.get(name).options:  # type: ignore[attr-defined]
+            if not opt.cli:
+                continue
+            first = seen.setdefault(opt.name, opt)
+            if first.kind != opt.kind:
+                raise ValueError(f"renderer option {opt.name!r} is declared as {first.kind} and as {opt.kind}")
+    return tuple(seen.values())
 
 
 def make_renderer(spec: RendererSpec | str) -> Renderer:
     """Build the renderer a spec names.
 
     Raises:
-        GannotateError: unknown name, an option the renderer does not take, or a renderer that cannot
-            be set up (e.g. ``gan`` without a usable generator file).
+        GannotateError: unknown name, an option the renderer does not take, a renderer that cannot be set
+            up (e.g. ``gan`` without a usable generator file), or a factory that returns no :class:`Renderer`.
     """
     spec = RendererSpec(spec) if isinstance(spec, str) else spec
     entry: _Entry = _RENDERERS.get(spec.name)  # type: ignore[assignment]
-    bad = sorted(set(spec.kwargs()) - set(entry.options))
+    bad = sorted(set(spec.kwargs()) - set(entry.option_names))
     if bad:
-        raise GannotateError(f"renderer {spec.name!r} takes no option(s) {bad}; it takes {list(entry.options)}")
-    return entry.factory(**spec.kwargs())
+        raise GannotateError(f"renderer {spec.name!r} takes no option(s) {bad}; it takes {list(entry.option_names)}")
+    renderer = entry.factory(**spec.kwargs())
+    if not isinstance(renderer, Renderer):
+        raise GannotateError(
+            f"renderer {spec.name!r}: its factory returned a {type(renderer).__name__}, not a "
+            "gannotate.render.Renderer; subclass Renderer (docs/renderers.md)"
+        )
+    return renderer
+
+
+def spec_identity(spec: RendererSpec) -> dict[str, str]:
+    """The ``dataset_attrs`` a spec fixes before its renderer is built (its registered ``identity``), else {}."""
+    entry: _Entry = _RENDERERS.get(spec.name)  # type: ignore[assignment]
+    return {} if entry.identity is None else dict(entry.identity(**spec.kwargs()))
 
 
 def spec_from_cli(name: str, **given: Any) -> RendererSpec:
@@ -253,3 +377,13 @@ def spec_from_cli(name: str, **given: Any) -> RendererSpec:
         flags = ", ".join("--" + k.replace("_", "-") for k in stray)
         raise GannotateError(f"{flags} has no effect with --renderer {name} (it takes {list(takes) or 'no options'})")
     return RendererSpec.of(name, **{k: v for k, v in given.items() if k in takes})
+
+
+def spec_taking(name: str, **offered: Any) -> RendererSpec:
+    """A spec with those ``offered`` values that ``name`` takes, the rest dropped.
+
+    For values a caller offers every renderer alike (a job's batch size, a recipe's ``--device``), where
+    one a renderer does not take is no mistake.
+    """
+    takes = renderer_options(name)
+    return RendererSpec.of(name, **{k: v for k, v in offered.items() if k in takes})

@@ -31,7 +31,7 @@ from gannotate.errors import CheckpointError, GannotateError
 from gannotate.geometry import Affine, landmark_box, legacy_crop_transform, square_crop_transform
 from gannotate.landmarks import get_scheme, to_scheme
 from gannotate.generator_meta import GeneratorMeta
-from gannotate.render.base import check_batch, register_renderer
+from gannotate.render.base import GeometricRenderer, Renderer, RendererOption, RenderOutput, check_batch, make_renderer, register_renderer
 from shape_model.build import model_sha256
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ def _load(checkpoint: Path, device: str) -> tuple[Any, GeneratorMeta]:
         return generator, meta
 
 
-class GANRenderer:
+class GANRenderer(Renderer):
     """A trained landmark-guided generator (paper or refiner) as a renderer.
 
     Args:
@@ -116,18 +116,15 @@ class GANRenderer:
         self.out_range = self.meta.output_range
         self._heatmap_kwargs = {"mode": self.meta.heatmap_mode, "sigma": float(self.meta.heatmap_sigma)}
         self._feather = self._feather_mask(self.image_size)
-        self.base = None
+        self.base: GeometricRenderer | None = None
         # the weights are part of what a dataset is: resuming or merging with other weights is refused
-        self.dataset_attrs: dict[str, str] = {"generator_sha256": model_sha256(self.checkpoint)}
+        self.dataset_attrs = {"generator_sha256": model_sha256(self.checkpoint)}
         if self.meta.kind == "refine":
-            from gannotate.render.base import make_renderer
-
-            self.base = make_renderer(str(self.meta.base_renderer))
-            if not hasattr(self.base, "render_full"):
+            base = make_renderer(str(self.meta.base_renderer))
+            if not isinstance(base, GeometricRenderer):
                 raise CheckpointError(self.checkpoint, f"base renderer {self.meta.base_renderer!r} is not geometric")
-            # a refiner reports its base render's validity and residual, so datasets keep them
-            self.render_full = self._render_full  # type: ignore[method-assign]
-            self.dataset_attrs.update(getattr(self.base, "dataset_attrs", {}))
+            self.base = base
+            self.dataset_attrs = {**self.dataset_attrs, **base.dataset_attrs}
         on_cuda = str(device).startswith("cuda")
         self.bf16 = precision == "bf16" or (precision == "auto" and (on_cuda or cpu_has_bf16()))
         if not on_cuda:
@@ -165,14 +162,17 @@ class GANRenderer:
 
     def prepare(self, image: np.ndarray, points: np.ndarray) -> None:
         """A refiner's base renderer may refuse a face (profile: no plausible 3D fit); raise as it does."""
-        if self.base is not None and hasattr(self.base, "prepare"):
+        if self.base is not None:
             self.base.prepare(image, points)
 
-    def _render_full(self, images: np.ndarray, source_points: np.ndarray, target_points: np.ndarray) -> Any:
-        """Refined images with the base render's validity mask and residual (a ``RenderOutput``)."""
-        from gannotate.render.base import RenderOutput
+    def render_full(self, images: np.ndarray, source_points: np.ndarray, target_points: np.ndarray) -> RenderOutput:
+        """Images; a refiner adds its base render's validity mask and residual, so datasets keep them.
 
+        A paper generator knows neither (it invents every pixel), so its datasets have no masks.
+        """
         out, base = self.render_refined(images, source_points, target_points)
+        if base is None:
+            return RenderOutput(out)
         return RenderOutput(out, base.valid, base.residual)
 
     def render(self, images: np.ndarray, source_points: np.ndarray, target_points: np.ndarray) -> np.ndarray:
@@ -181,7 +181,7 @@ class GANRenderer:
 
     def render_refined(
         self, images: np.ndarray, source_points: np.ndarray, target_points: np.ndarray
-    ) -> tuple[np.ndarray, Any]:
+    ) -> tuple[np.ndarray, RenderOutput | None]:
         """Images, and for a refiner its base render's :class:`RenderOutput` (mask, residual), else None."""
         import torch
 
@@ -225,10 +225,22 @@ class GANRenderer:
         return out, base_out
 
 
+def _weights_identity(generator: str | None = None, **_: Any) -> dict[str, str]:
+    """``generator_sha256`` of the weights a spec names (as ``dataset_attrs`` records it), without loading them."""
+    path = Path(generator) if generator is not None else shipped_generator()
+    return {"generator_sha256": model_sha256(path)} if path is not None and path.is_file() else {}
+
+
 @register_renderer(
     "gan",
-    options=("generator", "device", "batch_size", "precision"),
+    options=(
+        RendererOption("generator", "Generator file for --renderer gan [default: the shipped refiner].", kind="path"),
+        RendererOption("device", "Torch device for --renderer gan [default: cpu].", kind="device"),
+        RendererOption("batch_size", "Most images per forward pass.", kind="int", cli=False),  # the job's --batch-size
+        RendererOption("precision", "auto, bf16 or fp32.", cli=False),
+    ),
     help="trained generator (default: the shipped refiner over the profile render)",
+    identity=_weights_identity,
 )
 def _make_gan(generator: str | None = None, device: str = "cpu", batch_size: int = 16, precision: str = "auto") -> GANRenderer:
     path = Path(generator) if generator is not None else shipped_generator()

@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 
 from gannotate.errors import GannotateError, check_points
-from gannotate.render.base import Geometry, RenderOutput, check_batch, lookup, register_renderer
+from gannotate.render.base import GeometricRenderer, Geometry, RenderOutput, check_batch, lookup, register_renderer
 from gannotate.render.warp import warp_maps
 from gannotate.render.zbuffer import interpolate, rasterise
 from shape_model.errors import ShapeModelError
@@ -259,7 +259,7 @@ def _euler(rot: np.ndarray) -> np.ndarray:
 
 
 @dataclass
-class ProfileRenderer:
+class ProfileRenderer(GeometricRenderer):
     """3D face-profiling renderer (see the module doc); a :class:`~gannotate.render.base.GeometricRenderer`."""
 
     cfg: ProfileConfig = field(default_factory=ProfileConfig)
@@ -474,7 +474,7 @@ class ProfileRenderer:
 @register_renderer(
     "profile",
     options=(),
-    help="3D face profiling (Surrey Face Model, 300W-LP recipe): turns the head; non-commercial model licence",
+    help="3D face profiling, the 300W-LP recipe (turns the head; non-commercial face model)",
 )
 def _make_profile() -> ProfileRenderer:
     return ProfileRenderer()

@@ -24,7 +24,7 @@ from typing import ClassVar
 import cv2
 import numpy as np
 
-from gannotate.render.base import Geometry, RenderOutput, check_batch, lookup, register_renderer
+from gannotate.render.base import GeometricRenderer, Geometry, RenderOutput, check_batch, lookup, register_renderer
 
 __all__ = ["WarpRenderer", "Mesh", "build_mesh", "warp_one", "warp_maps", "DEFAULT_RINGS"]
 
@@ -206,7 +206,7 @@ def warp_maps(
 
 
 @dataclass(frozen=True)
-class WarpRenderer:
+class WarpRenderer(GeometricRenderer):
     """Model-free renderer: piecewise-affine warp (see :func:`warp_one`); a :class:`GeometricRenderer`.
 
     Attributes:
@@ -242,6 +242,6 @@ class WarpRenderer:
         return self.render_full(images, source_points, target_points).images
 
 
-@register_renderer("warp", options=(), help="2D piecewise-affine warp over the landmarks (no model; exact landmarks)")
+@register_renderer("warp", options=(), help="2D piecewise-affine warp (no model, exact landmarks; good to about ±20° of turn)")
 def _make_warp() -> WarpRenderer:
     return WarpRenderer()

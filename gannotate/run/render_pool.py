@@ -74,15 +74,14 @@ class BatchOutput:
 
 
 def render_batch(renderer: Renderer, images: np.ndarray, src: np.ndarray, tgt: np.ndarray) -> BatchOutput:
-    """One batch through ``renderer``: ``render_full`` where it has one (validity mask, model residual)."""
+    """One batch through ``renderer.render_full``: pixels, and the validity mask and model residual it has."""
+    full = renderer.render_full(images, src, tgt)
     extra: dict[str, np.ndarray] = {}
-    if hasattr(renderer, "render_full"):
-        full = renderer.render_full(images, src, tgt)
+    if full.valid is not None:
         extra["masks"] = full.valid
-        if full.residual is not None:
-            extra["fit_residual"] = np.asarray(full.residual, np.float32)
-        return BatchOutput(full.images, extra)
-    return BatchOutput(renderer.render(images, src, tgt), extra)
+    if full.residual is not None:
+        extra["fit_residual"] = np.asarray(full.residual, np.float32)
+    return BatchOutput(full.images, extra)
 
 
 class _Worker:

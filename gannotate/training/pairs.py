@@ -341,17 +341,16 @@ def build_pairs(
     out = Path(out)
     model = model if model is not None else load_model(None)
     renderer = renderer if renderer is not None else make_renderer(cfg.renderer)
-    if not hasattr(renderer, "geometry"):
-        raise GannotateError(f"renderer {getattr(renderer, 'name', renderer)!r} has no geometry: pairs need a geometric renderer")
-    if hasattr(renderer, "prepare"):
-        kept = []
-        for key, image, pts in photos:
-            try:
-                renderer.prepare(image, pts)
-                kept.append((key, image, pts))
-            except GannotateError as e:
-                log.warning("%s: skipped (%s)", key, e)
-        photos = kept
+    if not isinstance(renderer, GeometricRenderer):
+        raise GannotateError(f"renderer {renderer.name!r} has no geometry: pairs need a geometric renderer")
+    kept = []
+    for key, image, pts in photos:
+        try:
+            renderer.prepare(image, pts)
+            kept.append((key, image, pts))
+        except GannotateError as e:
+            log.warning("%s: skipped (%s)", key, e)
+    photos = kept
     pairs = list(photo_pairs(photos, model, cfg)) + list(clip_pairs(clips, cfg, group0=len(photos)))
     if not pairs:
         raise GannotateError("no training pairs: give photos and/or clips")
@@ -380,7 +379,7 @@ def build_pairs(
                 "n_render_back": int((f["kind"][:] == KIND_RENDER_BACK).sum()),
                 "n_clip": int((f["kind"][:] == KIND_CLIP).sum()),
                 "n_photos": len(photos), "n_clips": len(clips), "n_written": w.n, "n_skipped": skipped,
-                **{k2: str(v) for k2, v in getattr(renderer, "dataset_attrs", {}).items()},
+                **{k2: str(v) for k2, v in renderer.dataset_attrs.items()},
             })
     return out
 

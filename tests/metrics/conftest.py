@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from gannotate.render import Renderer
 
-class CopyRenderer:
+
+class CopyRenderer(Renderer):
     """Returns its input unchanged (ignores the landmarks): progressive gap 0 by construction."""
 
     name = "copy"
@@ -15,7 +17,7 @@ class CopyRenderer:
         return np.array(images, copy=True)
 
 
-class ShiftRenderer:
+class ShiftRenderer(Renderer):
     """An echo renderer: moves the input by the integer mean offset source → target (zero fill at the edge).
 
     For targets that are integer translations of the source, the landmarks land exactly and the
