@@ -45,7 +45,7 @@ from gannotate.io.folder_writer import sample_name
 from gannotate.landmarks import get_scheme
 from gannotate.plan import Plan, PlanConfig, plan_face
 from gannotate.render import Renderer, RendererSpec, make_renderer
-from gannotate.render.profile import FACE_MODEL_ATTRS
+from gannotate.face3d import FACE_MODEL_ATTRS
 from gannotate.run.bookkeeping import (
     DATASET_NAME,
     RESUME_KEYS,

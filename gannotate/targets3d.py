@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from gannotate.face3d import MODEL_PATH, SOURCE_FIT, TARGET_FIT
 from gannotate.plan import RELIABLE_YAW
-from shape_model.face3d import Face3DModel, fit_face3d, load_face3d
+from shape_model.face3d import Face3DModel, fit_face3d, fit_target, load_face3d
 
 __all__ = ["HIGH_YAW", "consistent_targets", "blend_weight"]
 
@@ -39,8 +40,9 @@ def consistent_targets(
 ) -> np.ndarray:
     """(n, 68, 2) targets with those beyond :data:`gannotate.plan.RELIABLE_YAW` re-drawn by the 3D face (see the module doc).
 
-    The fits are the profile renderer's own (its :class:`ProfileConfig` settings and :func:`fit_target`,
-    way "fit"), so a profile render of such a target needs almost no final correction.
+    The fits are the profile renderer's own (``gannotate.face3d``'s settings and
+    :func:`shape_model.face3d.fit_target`, way "fit"), so a profile render of such a target needs almost no
+    final correction.
 
     Args:
         source: (68, 2) the face's landmarks; source_pose: (3,) its shape-model yaw, pitch, roll.
@@ -49,17 +51,14 @@ def consistent_targets(
     Raises:
         ShapeModelError: the source cannot be fitted (degenerate landmarks).
     """
-    from gannotate.render.profile import MODEL_PATH, ProfileConfig, fit_target
-
     w = blend_weight(np.asarray(target_pose)[:, 0])
     out = np.asarray(targets, np.float32).copy()
     if not (w > 0).any():
         return out
-    cfg = ProfileConfig()
     model = model or load_face3d(MODEL_PATH)
-    src = fit_face3d(model, np.asarray(source, np.float64), cfg.fit)
+    src = fit_face3d(model, np.asarray(source, np.float64), SOURCE_FIT)
     for i in np.flatnonzero(w > 0):
-        fit, _ = fit_target(model, src, source_pose, out[i].astype(np.float64), target_pose[i], cfg.target_fit, ("fit",))
+        fit, _ = fit_target(model, src, source_pose, out[i].astype(np.float64), target_pose[i], TARGET_FIT, ("fit",))
         drawn = fit.camera_vertices(model)[fit.correspondence, :2]
         out[i] = ((1.0 - w[i]) * out[i] + w[i] * drawn).astype(np.float32)
     return out

@@ -46,7 +46,7 @@ def residual_by_yaw(dataset: Path) -> dict[str, dict[str, float]]:
 
 def _tile(renderer, pdm, source, yaw: float, scale: int = 3) -> np.ndarray:
     from gannotate.plan import PlanConfig, plan_face
-    from gannotate.render.profile import fit_target
+    from shape_model.face3d import fit_target
 
     crop = source[0]
     face = renderer._source(crop.points.astype(np.float64), *crop.image.shape[:2])

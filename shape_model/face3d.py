@@ -25,7 +25,7 @@ import numpy as np
 
 from shape_model.errors import ShapeModelError
 
-__all__ = ["Face3DModel", "Face3DFit", "FitConfig", "load_face3d", "fit_face3d", "euler_to_rotation", "JAW_CONTOUR"]
+__all__ = ["Face3DModel", "Face3DFit", "FitConfig", "load_face3d", "fit_face3d", "fit_target", "euler_to_rotation", "JAW_CONTOUR"]
 
 JAW_CONTOUR = np.array([0, 1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15, 16])  # jaw points chosen per pose
 _EYES = (36, 45)
@@ -354,6 +354,41 @@ def fit_face3d(
     iod = max(float(np.linalg.norm(x[_EYES[0]] - x[_EYES[1]])), 1e-6)
     residual = float(np.linalg.norm(proj - x, axis=1).mean() / iod)
     return Face3DFit(a, b, rot, scale, t, full.fit_index[corr] if model is not full else corr, residual)
+
+
+def fit_target(
+    model: Face3DModel,
+    source_fit: Face3DFit,
+    source_pose: np.ndarray,
+    target_points: np.ndarray,
+    target_pose: np.ndarray,
+    cfg: FitConfig,
+    ways: tuple[str, ...] = ("rotate", "fit"),
+) -> tuple[Face3DFit, dict[str, float]]:
+    """The target's fit with the source's identity: the better (smaller NME) of the requested ways.
+
+    "rotate": the source's rotation turned by the PDM pose change (``target_pose - source_pose``), rotation
+    held; scale, shift, expression fitted. "fit": the same start with the rotation free as well.
+    Returns the kept fit and the residual of every way tried.
+    """
+    if not ways or set(ways) - {"rotate", "fit"}:
+        raise ValueError(f"fit_target: ways must be a non-empty subset of ('rotate', 'fit'), got {ways}")
+    euler = _euler(source_fit.rotation) + (np.asarray(target_pose, np.float64) - np.asarray(source_pose, np.float64))
+    rot = euler_to_rotation(*euler)
+    a, b = source_fit.alpha, source_fit.beta
+    fits = {}
+    if "rotate" in ways:
+        fits["rotate"] = fit_face3d(model, target_points, cfg, alpha=a, rotation=rot, beta=b)
+    if "fit" in ways:
+        fits["fit"] = fit_face3d(model, target_points, cfg, alpha=a, beta=b, start_rotation=rot)
+    best = min(fits.values(), key=lambda f: f.residual)
+    return best, {k: f.residual for k, f in fits.items()}
+
+
+def _euler(rot: np.ndarray) -> np.ndarray:
+    from shape_model.pose import rotation_to_euler
+
+    return rotation_to_euler(rot[None])[0]
 
 
 def _solve_shape(

@@ -17,7 +17,9 @@ run the same resampling differentiably; there is no hard switch between layers a
 Convention: images uint8 ``(B, H, W, 3)`` RGB; points float32 ``(B, 68, 2)`` ``(x, y)``, 0-based pixel centres.
 
 Licence: the Surrey Face Model is free for non-commercial use only (``gannotate/assets/SFM_LICENCE.md``); its
-licence line goes into every dataset rendered with it (:attr:`ProfileRenderer.dataset_attrs`).
+licence line goes into every dataset rendered with it (:attr:`ProfileRenderer.dataset_attrs`). The face model's
+file, licence and fit settings live in ``gannotate.face3d`` and the fits in ``shape_model.face3d``: planning
+(``gannotate.targets3d``) fits the same face without a renderer.
 """
 
 from __future__ import annotations
@@ -35,20 +37,11 @@ from gannotate.render.base import GeometricRenderer, Geometry, RenderOutput, che
 from gannotate.render.warp import warp_maps
 from gannotate.render.zbuffer import interpolate, rasterise
 from shape_model.errors import ShapeModelError
-from shape_model.face3d import Face3DFit, Face3DModel, FitConfig, euler_to_rotation, fit_face3d, load_face3d
+from gannotate.face3d import FACE_MODEL_ATTRS, MODEL_PATH, SOURCE_FIT, TARGET_FIT
+from shape_model.face3d import Face3DFit, Face3DModel, FitConfig, fit_face3d, fit_target, load_face3d
 
-__all__ = ["ProfileRenderer", "ProfileConfig", "SourceFace", "fit_target", "MODEL_PATH", "SFM_LICENCE", "FACE_MODEL_ATTRS"]
+__all__ = ["ProfileRenderer", "ProfileConfig", "SourceFace"]
 
-MODEL_PATH = Path(__file__).resolve().parents[1] / "assets" / "sfm_face3d.npz"
-SFM_LICENCE = (
-    "Surrey Face Model (sfm_shape_3448): free for non-commercial use only; "
-    "github.com/patrikhuber/eos share/ (cvssp.org/facemodel); Huber et al., VISAPP 2016"
-)
-#: what every dataset whose pixels or targets come from the Surrey Face Model records about it
-FACE_MODEL_ATTRS = {
-    "face_model": "sfm_shape_3448 (Surrey Face Model), github.com/patrikhuber/eos share/",
-    "face_model_licence": SFM_LICENCE,
-}
 _HULL = np.r_[np.arange(0, 17), np.arange(26, 16, -1)]  # jaw then brows: the face region's outline
 _EYES = (36, 45)
 
@@ -57,8 +50,8 @@ _EYES = (36, 45)
 class ProfileConfig:
     """Renderer settings."""
 
-    fit: FitConfig = FitConfig(n_shape=40, shape_reg=3.0, expr_reg=5.0, n_iter=5)
-    target_fit: FitConfig = FitConfig(n_shape=40, shape_reg=3.0, expr_reg=5.0, n_iter=3)  # identity held
+    fit: FitConfig = SOURCE_FIT
+    target_fit: FitConfig = TARGET_FIT  # identity held
     # "fit" starts where "rotate" ends up and frees the rotation: it was kept for 30 of 32 benchmark targets and
     # the kept residual equalled its own to 0.01% NME, so the hot path fits that way only (half the fit time)
     target_ways: tuple[str, ...] = ("fit",)
@@ -221,41 +214,6 @@ def _anchors(points: np.ndarray, h: int, w: int, cfg: ProfileConfig) -> _Anchors
     source = np.concatenate([outline, ring_arr.reshape(-1, 2), frame])
     simplices = Delaunay(source, qhull_options="QJ").simplices
     return _Anchors(source, simplices, ring_arr, ring_arr - outline, np.stack(gains), frame)
-
-
-def fit_target(
-    model: Face3DModel,
-    source_fit: Face3DFit,
-    source_pose: np.ndarray,
-    target_points: np.ndarray,
-    target_pose: np.ndarray,
-    cfg: FitConfig,
-    ways: tuple[str, ...] = ("rotate", "fit"),
-) -> tuple[Face3DFit, dict[str, float]]:
-    """The target's fit with the source's identity: the better (smaller NME) of the requested ways.
-
-    "rotate": the source's rotation turned by the PDM pose change (``target_pose - source_pose``), rotation
-    held; scale, shift, expression fitted. "fit": the same start with the rotation free as well.
-    Returns the kept fit and the residual of every way tried.
-    """
-    if not ways or set(ways) - {"rotate", "fit"}:
-        raise ValueError(f"fit_target: ways must be a non-empty subset of ('rotate', 'fit'), got {ways}")
-    euler = _euler(source_fit.rotation) + (np.asarray(target_pose, np.float64) - np.asarray(source_pose, np.float64))
-    rot = euler_to_rotation(*euler)
-    a, b = source_fit.alpha, source_fit.beta
-    fits = {}
-    if "rotate" in ways:
-        fits["rotate"] = fit_face3d(model, target_points, cfg, alpha=a, rotation=rot, beta=b)
-    if "fit" in ways:
-        fits["fit"] = fit_face3d(model, target_points, cfg, alpha=a, beta=b, start_rotation=rot)
-    best = min(fits.values(), key=lambda f: f.residual)
-    return best, {k: f.residual for k, f in fits.items()}
-
-
-def _euler(rot: np.ndarray) -> np.ndarray:
-    from shape_model.pose import rotation_to_euler
-
-    return rotation_to_euler(rot[None])[0]
 
 
 @dataclass
