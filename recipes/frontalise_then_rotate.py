@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gannotate.cli.renderer_options import add_renderer_arguments
 from gannotate.render import list_renderers, spec_from_cli
 from gannotate.frontalise import FrontaliseConfig, run_frontalise
 from gannotate.io.hdf5 import DatasetReader
@@ -31,13 +32,12 @@ def main() -> None:
     ap.add_argument("--yaws", default="-60,-30,30,60")
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--renderer", default="warp", choices=list_renderers())
-    ap.add_argument("--generator", type=Path, default=None)
-    ap.add_argument("--device", default="cpu")
+    options = add_renderer_arguments(ap)  # --generator, --device, ... as each renderer declares them
     ap.add_argument("--seed", type=int, default=0, help="recorded in the outputs (the recipe draws nothing at random)")
     args = ap.parse_args()
     cfg = FrontaliseConfig(
         out=args.out, input=args.input, yaws=tuple(float(y) for y in args.yaws.split(",")), size=args.size,
-        renderer=spec_from_cli(args.renderer, generator=args.generator, device=args.device if args.renderer == "gan" else None),
+        renderer=spec_from_cli(args.renderer, **{k: getattr(args, k) for k in options}),
         seed=args.seed,
     )
     result = run_frontalise(cfg)

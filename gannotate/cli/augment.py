@@ -13,11 +13,11 @@ import click
 from gannotate.cli.options import (
     EXIT_FAILURES,
     RangeType,
-    check_device,
     fail_on_gannotate_error,
     seed_option,
     unused_seed_option,
 )
+from gannotate.cli.renderer_options import renderer_options
 
 __all__ = ["augment", "merge", "frontalise"]
 
@@ -159,14 +159,6 @@ def _formats(value: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(("h5",) + items))  # h5 is always written: resume relies on it
 
 
-def _spec(renderer: str, generator: Path | None, device: str | None, batch_size: int) -> object:
-    """The renderer spec for the CLI's options (``--generator``/``--device`` only where they mean something)."""
-    from gannotate.render import renderer_options, spec_from_cli
-
-    batch = batch_size if "batch_size" in renderer_options(renderer) else None
-    return spec_from_cli(renderer, generator=generator, device=device, batch_size=batch)
-
-
 def _measures(value: str | tuple) -> tuple[str, ...]:
     """``--quality face_score,reader_nme,identity`` → the measure names (checked against the plan's list)."""
     from gannotate.plan import QUALITY_MEASURES
@@ -200,23 +192,6 @@ _margin = click.option(
     "--margin", type=click.FloatRange(0.0, 2.0), default=None,
     help="Crop margin as a fraction of the landmark box side [default: 0.25; the paper's +10 px is tighter].",
 )
-def _renderer_names() -> list[str]:
-    from gannotate.render import list_renderers
-
-    return list_renderers()
-
-
-_renderer = click.option(
-    "--renderer", type=click.Choice(_renderer_names()), default=DEFAULT_RENDERER, show_default=True,
-    help="warp: 2D piecewise-affine; profile: 3D face profiling (300W-LP recipe); gan: trained generator.",
-)
-_generator = click.option(
-    "--generator", type=click.Path(path_type=Path), default=None,
-    help="Generator file for --renderer gan [default: the shipped refiner].",
-)
-_device = click.option("--device", default=None, callback=check_device, help="Torch device for --renderer gan [default: cpu].")
-# augment checks --device itself: with --backend ray the GPUs are on the workers, not here
-_device_unchecked = click.option("--device", default=None, help="Torch device for --renderer gan [default: cpu].")
 _batch = click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
 _quiet = click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 
@@ -248,9 +223,7 @@ _quiet = click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True, help="Threads decoding and planning ahead of the renderer; a CPU renderer (warp, profile) also renders in this many processes.")
 @click.option("--format", "formats", default="h5,pts", show_default=True, help="Outputs: h5 (always) and/or pts (a 300W folder).")
 @click.option("--shard", type=ShardType(), default="0/1", show_default=True, help="Take sources i, i+n, ... (join with `gannotate merge`).")
-@_renderer
-@_generator
-@_device_unchecked
+@renderer_options(default=DEFAULT_RENDERER, check_devices=False)  # augment checks devices itself: with Ray they are the workers'
 @click.option("--model", "model_path", type=click.Path(exists=True, path_type=Path), default=None, help="Shape model .npz [default: shipped].")
 @click.option("--resume/--no-resume", default=True, show_default=True, help="Skip samples already in OUT/dataset.h5 (--no-resume starts over).")
 @click.option("--annotate", is_flag=True, help="Images without a landmark file: find the face (YuNet) and annotate it with the shipped detector.")
@@ -265,7 +238,7 @@ _quiet = click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @fail_on_gannotate_error
 def augment(ctx, input_path, out, n, poses, pose_sampling, pitch, roll, expression, large_yaw_targets, mirror, min_quality, quality,
             size, margin, batch_size, workers,
-            formats, shard, renderer, generator, device, model_path, resume, annotate, backend, ray_address, shards,
+            formats, shard, renderer, model_path, resume, annotate, backend, ray_address, shards,
             seed, quiet):  # type: ignore[no-untyped-def]
     """Grow a dataset: each input face rendered at N target shapes (poses, expression), landmarks as ground truth.
 
@@ -279,7 +252,7 @@ def augment(ctx, input_path, out, n, poses, pose_sampling, pitch, roll, expressi
     if backend == "local":
         if ray_address is not None or shards is not None:
             raise click.UsageError("--ray-address and --shards need --backend ray")
-        check_device(ctx, None, device)  # type: ignore[arg-type]
+        renderer.check_devices(ctx)
     else:
         from gannotate.backends.ray_backend import INSTALL_HINT, ray_available
 
@@ -293,7 +266,7 @@ def augment(ctx, input_path, out, n, poses, pose_sampling, pitch, roll, expressi
         plan=PlanConfig(n=n, yaw=poses, sampling=pose_sampling, pitch=pitch, roll=roll, expression=expression, seed=seed,
                         large_yaw=large_yaw_targets, mirror=mirror, min_quality=min_quality, quality=quality),
         size=size, margin=DEFAULT_MARGIN if margin is None else margin, batch_size=batch_size, workers=workers,
-        formats=_formats(formats), shard=shard, renderer=_spec(renderer, generator, device, batch_size),
+        formats=_formats(formats), shard=shard, renderer=renderer.spec(batch_size=batch_size),
         model_path=model_path, resume=resume, annotate=annotate, command=_command_line(),
     )
     if backend == "ray":
@@ -329,15 +302,13 @@ def merge(out, shard_dirs, seed, quiet):  # type: ignore[no-untyped-def]
               help="Target yaws in degrees, a comma list (one view each; augment's --yaw is a range).")
 @_size
 @_margin
-@_renderer
-@_generator
-@_device
+@renderer_options(default=DEFAULT_RENDERER)
 @_batch
 @click.option("--model", "model_path", type=click.Path(exists=True, path_type=Path), default=None)
 @unused_seed_option
 @_quiet
 @fail_on_gannotate_error
-def frontalise(input_path, out, yaws, size, margin, renderer, generator, device, batch_size, model_path, seed, quiet):  # type: ignore[no-untyped-def]
+def frontalise(input_path, out, yaws, size, margin, renderer, batch_size, model_path, seed, quiet):  # type: ignore[no-untyped-def]
     """Frontalise each face, then rotate it two ways: progressive (from the frontal) and one-to-one (from the input).
 
     Writes OUT/progressive.h5, OUT/one_to_one.h5, OUT/grids/<face>.png (rows: progressive, one-to-one;
@@ -354,7 +325,7 @@ def frontalise(input_path, out, yaws, size, margin, renderer, generator, device,
         raise click.BadParameter(f"{yaws!r}: give 1+ yaws in [-90, 90]", param_hint="--yaws")
     cfg = FrontaliseConfig(
         out=out or _default_out(), input=input_path, yaws=yaw_list, size=size,
-        margin=DEFAULT_MARGIN if margin is None else margin, renderer=_spec(renderer, generator, device, batch_size),
+        margin=DEFAULT_MARGIN if margin is None else margin, renderer=renderer.spec(batch_size=batch_size),
         batch_size=batch_size, model_path=model_path, seed=seed, command=_command_line(),
     )
     _run_and_report(run_frontalise, cfg, "frontalise", quiet, unit="faces")

