@@ -28,31 +28,9 @@ from gannotate.render.base import (
     spec_identity,
     spec_taking,
 )
+from gannotate.render import base as _base
 from gannotate.render.warp import WarpRenderer, build_mesh, warp_maps, warp_one
 from gannotate.render import gan as _gan  # noqa: F401  (registers "gan")
 from gannotate.render import profile as _profile  # noqa: F401  (registers "profile")
 
-__all__ = [
-    "DEFAULT_RENDERER",
-    "Renderer",
-    "GeometricRenderer",
-    "Geometry",
-    "RendererOption",
-    "RendererSpec",
-    "RenderOutput",
-    "check_batch",
-    "lookup",
-    "register_renderer",
-    "make_renderer",
-    "list_renderers",
-    "renderer_options",
-    "renderer_help",
-    "cli_options",
-    "spec_from_cli",
-    "spec_taking",
-    "spec_identity",
-    "WarpRenderer",
-    "build_mesh",
-    "warp_maps",
-    "warp_one",
-]
+__all__ = [*_base.__all__, "WarpRenderer", "build_mesh", "warp_maps", "warp_one"]
