@@ -4,11 +4,13 @@ Why from the registry: each renderer declares its options (:class:`~gannotate.re
 help line where it registers, so a new renderer or option is one edit in the renderer's file and reaches
 ``augment``, ``frontalise``, ``reenact`` and ``evaluate progressive`` alike, with the same flags and help.
 
-Example:
-    >>> @click.command()
-    ... @renderer_options(default="warp")
-    ... def cmd(renderer: RendererChoice) -> None:
-    ...     spec = renderer.spec()
+Example::
+
+    @click.command()
+    @renderer_options(default="warp")
+    @click.option("--batch-size", type=int, default=16)
+    def cmd(renderer: RendererChoice, batch_size: int) -> None:
+        spec = renderer.spec(batch_size=batch_size)  # --generator etc. as given; batch_size where it is taken
 """
 
 from __future__ import annotations
@@ -58,8 +60,11 @@ def renderer_choice_help() -> str:
     return "; ".join(f"{name}: {renderer_help(name)}" for name in list_renderers()) + "."
 
 
+_ARG_TYPES: dict[str, Any] = {"path": Path, "int": int, "float": float}  # RendererOption.kind → argparse type
+
+
 def _click_type(kind: str) -> Any:
-    return {"path": click.Path(path_type=Path), "int": int, "float": float}.get(kind, str)
+    return click.Path(path_type=Path) if kind == "path" else _ARG_TYPES.get(kind, str)
 
 
 def renderer_options(
@@ -108,7 +113,6 @@ def add_renderer_arguments(parser: Any, exclude: tuple[str, ...] = ()) -> tuple[
     for opt in cli_options():
         if opt.name in exclude:
             continue
-        parser.add_argument(opt.flag, dest=opt.name, type=_click_type(opt.kind) if opt.kind in ("int", "float") else
-                            (Path if opt.kind == "path" else str), default=None, help=opt.help)
+        parser.add_argument(opt.flag, dest=opt.name, type=_ARG_TYPES.get(opt.kind, str), default=None, help=opt.help)
         added.append(opt.name)
     return tuple(added)
