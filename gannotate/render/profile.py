@@ -33,11 +33,11 @@ import cv2
 import numpy as np
 
 from gannotate.errors import GannotateError, check_points
+from gannotate.face3d import FACE_MODEL_ATTRS, MODEL_PATH, SOURCE_FIT, TARGET_FIT
 from gannotate.render.base import GeometricRenderer, Geometry, RenderOutput, check_batch, lookup, register_renderer
 from gannotate.render.warp import warp_maps
 from gannotate.render.zbuffer import interpolate, rasterise
 from shape_model.errors import ShapeModelError
-from gannotate.face3d import FACE_MODEL_ATTRS, MODEL_PATH, SOURCE_FIT, TARGET_FIT
 from shape_model.face3d import Face3DFit, Face3DModel, FitConfig, fit_face3d, fit_target, load_face3d
 
 __all__ = ["ProfileRenderer", "ProfileConfig", "SourceFace"]
