@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from gannotate.io.hdf5 import DatasetReader
-from gannotate.metrics.independent import DlibReader, find_predictor, read_dataset
+from gannotate.metrics.independent import DlibReader, find_predictor, read_dataset, read_real
 
 ARMS = {
     "before": ["--no-mirror", "--min-quality", "0"],
@@ -46,11 +46,14 @@ def _run(cmd: list[str]) -> str:
 
 
 def found_by_slot(h5: Path, reader: DlibReader, grid: np.ndarray) -> dict[str, Any]:
-    """dlib's found share (%) and the samples kept, per |slot yaw| of the plan's grid."""
+    """dlib's found share (%), the median NME (%) of the found and the samples kept, per |slot yaw| of the grid."""
     with DatasetReader(h5) as r:
         slot = np.abs(np.round(grid[np.asarray(r.target_index)]))
-    found = read_dataset(h5, reader).detected
-    return {f"{s:g}": {"found": float(100 * found[slot == s].mean()), "n": int((slot == s).sum())} for s in sorted(set(slot))}
+    read = read_dataset(h5, reader)
+    found = read.detected
+    return {f"{s:g}": {"found": float(100 * found[slot == s].mean()), "n": int((slot == s).sum()),
+                       "nme_median": float(np.median(read.nme[(slot == s) & found])) if (found & (slot == s)).any() else None}
+            for s in sorted(set(slot))}
 
 
 def arm(args: argparse.Namespace, renderer: str, name: str) -> dict[str, Any]:
@@ -82,6 +85,7 @@ def main() -> None:
     ap.add_argument("--expression", type=float, default=0.3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--real", type=Path, help="real annotated photos read the same way, for reference (e.g. turned ones)")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     table = args.out / "renderer_table.json"
@@ -90,18 +94,23 @@ def main() -> None:
         for name in ARMS:
             results[f"{renderer}/{name}"] = arm(args, renderer, name)
             table.write_text(json.dumps(results, indent=1))
-    print(markdown(results))
+    if args.real:
+        real = read_real(args.real, DlibReader(find_predictor()))
+        results["real photos"] = {"by_yaw": real.summary["by_yaw"], "source": str(args.real)}
+        table.write_text(json.dumps(results, indent=1))
+    print(markdown({k: v for k, v in results.items() if "slots" in v}))
 
 
 def markdown(results: dict[str, Any]) -> str:
     """One row per arm: found % per |slot yaw|, SFace mean and same-person share, the gate's work."""
     slots = list(next(iter(results.values()))["independent"])
-    head = ["arm", *(f"found {s}°" for s in slots), "SFace mean (same %)", "redraws / dropped slots", "img/s"]
+    head = ["arm", *(f"found {s}°" for s in slots), "SFace mean (same %)", "dlib NME of found", "redraws / dropped slots", "img/s"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for k, v in results.items():
         g = v["gate"] or {}
         cells = [k, *(f"{v['independent'][s]['found']:.0f}%" for s in slots),
                  f"{v['identity']['mean']:.3f} ({v['identity']['share_same']:.0f}%)",
+                 "/".join(f"{c['nme_median']:.1f}" if c["nme_median"] else "–" for c in v["independent"].values()),
                  f"{g.get('redraws', 0)} / {g.get('dropped', 0)} of {v['slots']}", f"{v['samples'] / v['elapsed_s']:.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
