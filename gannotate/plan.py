@@ -54,6 +54,10 @@ _TRUNCATION = 2.5  # expression noise is clipped here (std units), as PointDistr
 RELIABLE_YAW = 45.0
 #: what targets beyond :data:`RELIABLE_YAW` are: "3d" (the 3D face's rendition), "shape-model" (as drawn)
 LARGE_YAW_TARGETS = ("3d", "shape-model")
+#: how a target turns the head: "shape-model" (the shape model's pose basis, the paper's way) or "3d" (the
+#: source's 3D face turned rigidly, :func:`gannotate.targets3d.turned_targets`; the shape model adds only the
+#: expression jitter). Measured in docs/results/renderers.md ("Targets that turn like a head").
+TURNS = ("shape-model", "3d")
 
 #: Per-sample quality measures the job can compute (:mod:`gannotate.metrics.quality` defines them).
 QUALITY_MEASURES = ("face_score", "reader_nme", "identity")
@@ -83,6 +87,7 @@ class PlanConfig:
     expression: float | None = None              # σ in model std units; None → the model's default
     seed: int = 0
     large_yaw: str = "3d"                        # targets beyond ±45°: "3d" (re-drawn by the 3D face) | "shape-model"
+    turn: str = "shape-model"                    # how targets turn the head: "shape-model" | "3d" (see TURNS)
     mirror: bool = True                          # render each target from the source or its mirror, the nearer in yaw
     min_quality: float = 0.0                     # quality gate in [0, 1]; 0 keeps every sample (the CLI's default: DEFAULT_MIN_QUALITY)
     quality: tuple[str, ...] = DEFAULT_QUALITY_MEASURES  # per-sample measures computed (and gated on)
@@ -100,6 +105,8 @@ class PlanConfig:
             raise GannotateError(f"plan: expression scale must be >= 0, got {self.expression}")
         if self.large_yaw not in LARGE_YAW_TARGETS:
             raise GannotateError(f"plan: large_yaw must be one of {LARGE_YAW_TARGETS}, got {self.large_yaw!r}")
+        if self.turn not in TURNS:
+            raise GannotateError(f"plan: turn must be one of {TURNS}, got {self.turn!r}")
         if not 0.0 <= self.min_quality <= 1.0:
             raise GannotateError(f"plan: min_quality must be in [0, 1], got {self.min_quality}")
         bad = [m for m in self.quality if m not in QUALITY_MEASURES]
@@ -114,11 +121,12 @@ class PlanConfig:
 
     @property
     def uses_3d_targets(self) -> bool:
-        return self.beyond_reliable and self.large_yaw == "3d"
+        """Are targets beyond :data:`RELIABLE_YAW` re-drawn by the 3D face? (Turned in 3D, they need not be.)"""
+        return self.beyond_reliable and self.large_yaw == "3d" and self.turn == "shape-model"
 
     def yaw_warning(self) -> str | None:
         """A line for the user when targets beyond :data:`RELIABLE_YAW` are left as the shape model drew them."""
-        if not self.beyond_reliable or self.large_yaw == "3d":
+        if not self.beyond_reliable or self.large_yaw == "3d" or self.turn == "3d":
             return None
         worst = max(abs(self.yaw[0]), abs(self.yaw[1]))
         return (f"yaw up to {worst:g}° with shape-model targets: beyond ±{RELIABLE_YAW:g}° the shape model extrapolates"
@@ -133,7 +141,7 @@ class PlanConfig:
     def identity(self) -> dict[str, Any]:
         """The plan as recorded in a dataset's identity: each option only where it changes the samples.
 
-        ``large_yaw`` only beyond ±45°, ``mirror`` only when on, ``min_quality`` only when it gates and
+        ``large_yaw`` only beyond ±45° (and turned by the shape model), ``turn`` only when 3D, ``mirror`` only when on, ``min_quality`` only when it gates and
         ``quality`` only when it is not the default. Why: a dataset made before an option existed (which
         made what the option's "off" value makes) stays resumable, while one made otherwise is refused
         rather than silently mixed.
@@ -141,8 +149,10 @@ class PlanConfig:
         from dataclasses import asdict
 
         d = asdict(self)
-        if not self.beyond_reliable:
+        if not (self.beyond_reliable and self.turn == "shape-model"):
             d.pop("large_yaw")
+        if self.turn == "shape-model":
+            d.pop("turn")
         if not self.mirror:
             d.pop("mirror")
         if not self.gated:
@@ -238,7 +248,14 @@ def _targets(model: Any, pts: np.ndarray, base: Any, yaw: np.ndarray, rng: np.ra
     tgt = replace(tgt, tx=np.asarray(tgt.tx, np.float64) + shift[:, 0], ty=np.asarray(tgt.ty, np.float64) + shift[:, 1])
     target_points = np.asarray(model.instances(tgt), dtype=np.float32)
     pose = pose_of(tgt)
-    if cfg.uses_3d_targets:  # beyond ±45°: the shape model's request as a real head shows it
+    if cfg.turn == "3d":  # the head turns as the source's 3D face does; the shape model adds the expression
+        from gannotate.targets3d import turned_targets
+
+        calm = np.asarray(model.instances(replace(tgt, expression=base[np.zeros(n, dtype=np.int64)].expression)), np.float64)
+        expression = target_points.astype(np.float64) - calm
+        target_points = turned_targets(pts, pose_of(base)[0], pose) + expression.astype(np.float32)
+        target_points += (_centre(pts.astype(np.float64)) - _centre(target_points.astype(np.float64)))[:, None, :].astype(np.float32)
+    elif cfg.uses_3d_targets:  # beyond ±45°: the shape model's request as a real head shows it
         from gannotate.targets3d import consistent_targets
 
         target_points = consistent_targets(pts, pose_of(base)[0], target_points, pose)

@@ -3,7 +3,8 @@
 For every renderer, two ``gannotate augment`` runs on the same held-out faces and targets:
 
 - ``before``: ``--no-mirror --min-quality 0`` (the source's own side, every sample kept);
-- ``defaults``: what a plain ``gannotate augment`` does (nearer side, default measures, gate 0.5).
+- ``defaults``: what a plain ``gannotate augment`` does (nearer side, default measures, gate 0.5);
+- ``turn3d`` (with ``--arms``): the defaults with ``--turn 3d``.
 
 Each dataset is then read by dlib (as ``gannotate evaluate independent``: the share found as a face,
 here by the |yaw| of the target's grid slot, so a gate's redraw — which moves the yaw within half a
@@ -36,6 +37,7 @@ from gannotate.metrics.independent import DlibReader, find_predictor, read_datas
 ARMS = {
     "before": ["--no-mirror", "--min-quality", "0"],
     "defaults": [],
+    "turn3d": ["--turn", "3d"],  # the defaults with targets turned by the 3D face
 }
 YAWS = ("0-15", "15-30", "30-45", "45-60", "60+")
 
@@ -80,6 +82,7 @@ def main() -> None:
     ap.add_argument("--input", type=Path, required=True, help="held-out faces (folder or list file)")
     ap.add_argument("--out", type=Path, default=Path("outputs/renderer_table"))
     ap.add_argument("--renderers", default="warp,profile,gan")
+    ap.add_argument("--arms", default="before,defaults", help=f"of {list(ARMS)}")
     ap.add_argument("--yaw", default="-60:60")
     ap.add_argument("--n", type=int, default=9)
     ap.add_argument("--expression", type=float, default=0.3)
@@ -91,7 +94,7 @@ def main() -> None:
     table = args.out / "renderer_table.json"
     results: dict[str, Any] = json.loads(table.read_text()) if table.exists() else {}
     for renderer in args.renderers.split(","):
-        for name in ARMS:
+        for name in args.arms.split(","):
             results[f"{renderer}/{name}"] = arm(args, renderer, name)
             table.write_text(json.dumps(results, indent=1))
     if args.real:

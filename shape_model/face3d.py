@@ -18,14 +18,15 @@ cheek's silhouette and on the side turning towards the camera it stays on the ja
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from shape_model.errors import ShapeModelError
 
-__all__ = ["Face3DModel", "Face3DFit", "FitConfig", "load_face3d", "fit_face3d", "fit_target", "euler_to_rotation", "JAW_CONTOUR"]
+__all__ = ["Face3DModel", "Face3DFit", "FitConfig", "load_face3d", "fit_face3d", "fit_target", "turned", "euler_to_rotation",
+           "JAW_CONTOUR"]
 
 JAW_CONTOUR = np.array([0, 1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15, 16])  # jaw points chosen per pose
 _EYES = (36, 45)
@@ -389,6 +390,15 @@ def _euler(rot: np.ndarray) -> np.ndarray:
     from shape_model.pose import rotation_to_euler
 
     return rotation_to_euler(rot[None])[0]
+
+
+def turned(model: Face3DModel, fit: Face3DFit, rotation: np.ndarray) -> Face3DFit:
+    """The fitted face under another (3, 3) rotation — same identity, expression, scale and shift — with its jaw
+    landmarks marched to the new silhouette, as a real head turning in front of the camera shows them."""
+    verts = model.vertices(fit.alpha, fit.beta)
+    corr = np.array(fit.correspondence, copy=True)
+    corr[JAW_CONTOUR] = _jaw_choice(model, verts, np.asarray(rotation, np.float64))
+    return replace(fit, rotation=np.asarray(rotation, np.float64), correspondence=corr)
 
 
 def _solve_shape(

