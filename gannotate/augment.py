@@ -35,7 +35,7 @@ from collections import Counter
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Protocol
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
@@ -58,6 +58,7 @@ from gannotate.run.bookkeeping import (
 )
 from gannotate.run.manifest import versions, write_manifest
 from gannotate.run.gate import BatchJob, BatchProcessor, BatchResult, side_of, worker_setup
+from gannotate.run.progress import NullProgress, Progress
 from gannotate.run.render_pool import RENDER_STAGING, RenderPool
 from gannotate.run.sources import (
     DEFAULT_MARGIN,
@@ -178,22 +179,6 @@ class AugmentResult:
         why = ", ".join(f"{k} {v}" for k, v in g["rejected"].items() if v)
         return (f"; quality gate {g['min_quality']:g}: {g['redraws']} redraw(s)" + (f" (rejected: {why})" if why else "")
                 + f", {g['dropped']} target(s) dropped after {g['max_draws']} draws")
-
-
-class Progress(Protocol):
-    """Where progress goes (the CLI passes a click progress bar; the library never prints)."""
-
-    def start(self, total: int, done: int) -> None: ...
-
-    def advance(self, n: int) -> None: ...
-
-
-class _NoProgress:
-    def start(self, total: int, done: int) -> None:
-        pass
-
-    def advance(self, n: int) -> None:
-        pass
 
 
 # --------------------------------------------------------------------------------------------
@@ -364,7 +349,7 @@ def run_augment(
     from gannotate.io.hdf5 import DatasetWriter
 
     t0 = time.time()
-    progress = progress or _NoProgress()
+    progress = progress or NullProgress()
     if (warning := cfg.plan.yaw_warning()) is not None:
         log.warning("%s", warning)
     out = Path(cfg.out)

@@ -62,6 +62,7 @@ from gannotate.run.bookkeeping import (
     write_shard_plan,
 )
 from gannotate.run.manifest import read_manifest, write_manifest
+from gannotate.run.progress import NullProgress
 from gannotate.run.sources import find_sources, sources_digest, take_shard
 
 __all__ = ["RayOptions", "ShardOutcome", "RayUnavailable", "INSTALL_HINT", "ray_available", "run_ray",
@@ -325,7 +326,7 @@ def run_ray(
 
     ray = _import_ray()
     options = options or RayOptions()
-    progress = progress or _Silent()
+    progress = progress or NullProgress()
     if tuple(cfg.shard) != (0, 1):
         raise GannotateError("--shard runs one shard by hand; with --backend ray give --shards N instead")
     check_writable(Path(cfg.out))
@@ -508,11 +509,3 @@ def _merge(out: Path, dirs: list[Path], cfg: AugmentConfig, failures: list[Failu
 
     return merge_outputs(out, dirs, command=cfg.command, failures=failures, complete=complete, extra=extra,
                          locked=True)  # the driver holds OUT's run lock
-
-
-class _Silent:
-    def start(self, total: int, done: int) -> None:
-        pass
-
-    def advance(self, n: int) -> None:
-        pass
