@@ -1,7 +1,7 @@
 """Per-sample quality of generated faces: is it a face, does a detector read it at its targets, same person?
 
 Each measure is computed in the augment job, batched, for every sample, and stored in the dataset
-(``hdf5_layout.SAMPLE_FIELDS``):
+(``gannotate.io.hdf5.layout.SAMPLE_FIELDS``):
 
 * ``face_score`` — YuNet's confidence for the face in the sample (the detection that overlaps the
   target landmark box, IoU ≥ 0.3 after YuNet's box is mapped onto a landmark box), 0 when it finds
