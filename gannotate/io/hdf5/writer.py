@@ -47,10 +47,10 @@ from gannotate.io.hdf5.layout import (
     py_value,
     truth_crc32,
 )
-from gannotate.io.hdf5.reader import DatasetReader, ImageRows, check_truth, truth_fields
+from gannotate.io.hdf5.reader import check_truth, truth_fields
 from gannotate.landmarks import get_scheme
 
-__all__ = ["DatasetWriter", "DatasetReader", "ImageRows", "FORMAT_VERSION", "COORD_ORIGIN", "failed_writes"]
+__all__ = ["DatasetWriter", "failed_writes"]
 
 log = logging.getLogger(__name__)
 
