@@ -118,10 +118,10 @@ def make(root: Path) -> dict[str, Any]:
         common = ["augment", "--renderer", renderer, *n, "--yaw", "-70:70", "--seed", "3", "-q"]
         for name, extra in _RUNS:
             out = f"{renderer}/{name}"
-            status[out] = subprocess.run([*cli, *common, "--out", out, *extra], cwd=root).returncode
+            status[out] = subprocess.run([*cli, *common, "--out", out, *extra], cwd=root, stdout=sys.stderr).returncode
         out = f"{renderer}/merged"
         status[out] = subprocess.run([*cli, "merge", "-q", out, f"{renderer}/shard0", f"{renderer}/shard1"],
-                                     cwd=root).returncode
+                                     cwd=root, stdout=sys.stderr).returncode
     return status
 
 
