@@ -41,7 +41,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from gannotate.augment import AugmentConfig, AugmentResult, Progress, run_augment, run_inputs
+from gannotate.augment import AugmentConfig, AugmentResult, run_augment, run_inputs
 from gannotate.backends.base import Backend, register_backend
 from gannotate.errors import DatasetError, GannotateError
 from gannotate.io.folders import Failure
@@ -60,7 +60,7 @@ from gannotate.run.bookkeeping import (
     write_shard_plan,
 )
 from gannotate.run.manifest import read_manifest, write_manifest
-from gannotate.run.progress import NullProgress
+from gannotate.run.progress import NullProgress, Progress
 from gannotate.run.sources import sources_digest, take_shard
 
 __all__ = ["RayBackend", "RayOptions", "ShardOutcome", "RayUnavailable", "INSTALL_HINT", "ray_available", "run_ray",
