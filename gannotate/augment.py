@@ -62,7 +62,7 @@ from gannotate.run.outputs import get_output_format, list_output_formats
 from gannotate.run.progress import NullProgress, Progress
 from gannotate.run.render_pool import RENDER_STAGING, RenderPool
 from gannotate.run.sources import Failure, Source, failure_of, load_crop, missing_landmarks_hint, sources_digest, take_shard
-from gannotate.run.sources import DEFAULT_MARGIN, MIN_FACE_PX, crop_for_augment, find_sources  # the last three re-exported
+from gannotate.run.sources import DEFAULT_MARGIN, MIN_FACE_PX, crop_for_augment, find_sources  # also re-exported (__all__)
 from shape_model.errors import ShapeModelError
 
 # Source discovery and run bookkeeping live in gannotate.run (shared with frontalise, merge and the
