@@ -40,7 +40,7 @@ def _median_time(fn, repeats: int) -> float:
 @click.option("--out", type=click.Path(path_type=Path), default=Path(__file__).parent / "results" / "detector.json")
 @click.option("--seed", type=int, default=0, show_default=True)
 def main(threads, repeats, checkpoint, recipes, out, seed):
-    from gannotate.detector.data import AugmentConfig, FaceSet, canvas_size, sample_batch, to_tensor
+    from gannotate.detector.data import CropAugmentConfig, FaceSet, canvas_size, sample_batch, to_tensor
     from gannotate.detector.model import LandmarkNet, crop_to_heatmap
     from gannotate.detector.predict import DEFAULT_CHECKPOINT, Detector
     from gannotate.detector.train import detector_loss
@@ -78,7 +78,8 @@ def main(threads, repeats, checkpoint, recipes, out, seed):
         opt = torch.optim.AdamW(net.parameters(), lr=1e-5)
 
         def step() -> None:
-            images_b, pts_b = sample_batch(fs, rng.integers(0, len(fs), 32), rng, cfg.input_size, det.margin, AugmentConfig())
+            images_b, pts_b = sample_batch(fs, rng.integers(0, len(fs), 32), rng, cfg.input_size, det.margin,
+                                           CropAugmentConfig())
             target = crop_to_heatmap(torch.from_numpy(pts_b), cfg.input_size, cfg.heatmap_size)
             loss, _ = detector_loss(net(to_tensor(images_b)), target, 1.0, 0.02)
             opt.zero_grad()

@@ -35,14 +35,14 @@ from collections import Counter
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Protocol
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
 from gannotate import __version__
 from gannotate.errors import GannotateError
 from gannotate.io.folder_writer import sample_name
-from gannotate.landmarks import get_scheme
+from gannotate.landmarks import Scheme, get_scheme
 from gannotate.plan import Plan, PlanConfig, plan_face
 from gannotate.render import Renderer, RendererSpec, make_renderer
 from gannotate.face3d import FACE_MODEL_ATTRS
@@ -58,20 +58,11 @@ from gannotate.run.bookkeeping import (
 )
 from gannotate.run.manifest import versions, write_manifest
 from gannotate.run.gate import BatchJob, BatchProcessor, BatchResult, side_of, worker_setup
+from gannotate.run.outputs import get_output_format, list_output_formats
+from gannotate.run.progress import NullProgress, Progress
 from gannotate.run.render_pool import RENDER_STAGING, RenderPool
-from gannotate.run.sources import (
-    DEFAULT_MARGIN,
-    MIN_FACE_PX,
-    Failure,
-    Source,
-    crop_for_augment,
-    failure_of,
-    find_sources,
-    load_crop,
-    missing_landmarks_hint,
-    sources_digest,
-    take_shard,
-)
+from gannotate.run.sources import Failure, Source, failure_of, load_crop, missing_landmarks_hint, sources_digest, take_shard
+from gannotate.run.sources import DEFAULT_MARGIN, MIN_FACE_PX, crop_for_augment, find_sources  # also re-exported (__all__)
 from shape_model.errors import ShapeModelError
 
 # Source discovery and run bookkeeping live in gannotate.run (shared with frontalise, merge and the
@@ -88,6 +79,8 @@ __all__ = [
     "crop_for_augment",
     "load_crop",
     "run_augment",
+    "RunInputs",
+    "run_inputs",
     "check_writable",
     "load_shape_model",
     "versions",
@@ -109,7 +102,7 @@ class AugmentConfig:
     margin: float = DEFAULT_MARGIN              # crop margin, fraction of the landmark box side
     batch_size: int = 32                        # targets rendered per renderer call
     workers: int = 1                            # threads preparing faces; a CPU renderer also renders in this many processes
-    formats: tuple[str, ...] = ("h5", "pts")    # "h5" always written (resume needs it); "pts" adds a folder
+    formats: tuple[str, ...] = ("h5", "pts")    # gannotate.run.outputs: "h5" always written (resume needs it); "pts" adds a folder
     shard: tuple[int, int] = (0, 1)             # (i, n): this run takes sources i, i+n, i+2n, ...
     renderer: RendererSpec = field(default_factory=RendererSpec)  # which renderer, with its options
     scheme: str = "ibug68"
@@ -129,9 +122,9 @@ class AugmentConfig:
             raise GannotateError(f"size must be at least 16 px, got {self.size}")
         if self.batch_size < 1 or self.workers < 1:
             raise GannotateError("batch size and workers must be at least 1")
-        bad = set(self.formats) - {"h5", "pts"}
+        bad = set(self.formats) - set(list_output_formats())
         if bad:
-            raise GannotateError(f"unknown output format(s) {sorted(bad)}; choose from h5, pts")
+            raise GannotateError(f"unknown output format(s) {sorted(bad)}; choose from {', '.join(list_output_formats())}")
 
 
 @dataclass(frozen=True)
@@ -180,25 +173,45 @@ class AugmentResult:
                 + f", {g['dropped']} target(s) dropped after {g['max_draws']} draws")
 
 
-class Progress(Protocol):
-    """Where progress goes (the CLI passes a click progress bar; the library never prints)."""
-
-    def start(self, total: int, done: int) -> None: ...
-
-    def advance(self, n: int) -> None: ...
-
-
-class _NoProgress:
-    def start(self, total: int, done: int) -> None:
-        pass
-
-    def advance(self, n: int) -> None:
-        pass
-
-
 # --------------------------------------------------------------------------------------------
 # inputs
 # --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunInputs:
+    """What a run starts from, wherever it executes: every face (all shards'), the inputs that failed
+    discovery, the shape model and its hash. Built once by :func:`run_inputs` for the local job and for a
+    backend's driver, so both list, check and identify a run the same way."""
+
+    scheme: Scheme
+    sources: list[Source]
+    failures: list[Failure]
+    model: Any
+    model_sha256: str
+
+    def identity(self, cfg: AugmentConfig, renderer: str) -> dict[str, Any]:
+        """The run's identity attrs (:func:`gannotate.run.plan_identity`) with renderer ``renderer``."""
+        return plan_identity(plan=cfg.plan, renderer=renderer, model_sha256=self.model_sha256, crop_margin=cfg.margin,
+                             scheme=self.scheme.name, image_size=cfg.size, n_params=self.model.n_params)
+
+
+def run_inputs(cfg: AugmentConfig, model: Any = None) -> RunInputs:
+    """List ``cfg``'s faces, prove ``cfg.out`` writable and load the shape model, before any real work.
+
+    Args:
+        model: a shape model to use instead of ``cfg.model_path``'s (its hash is recorded as "custom").
+
+    Raises:
+        NoFacesError: the input holds no face at all (nothing is written).
+        DatasetError: ``cfg.out`` is not writable.
+        GannotateError: the shape model cannot be loaded.
+    """
+    scheme = get_scheme(cfg.scheme)
+    sources, failures = find_sources(cfg.input, scheme.n_points, cfg.annotate)  # NoFacesError: nothing written
+    check_writable(Path(cfg.out))
+    model, model_sha = load_shape_model(cfg.model_path) if model is None else (model, "custom")
+    return RunInputs(scheme, sources, failures, model, model_sha)
 
 
 def prepare_face(source: Source, model: Any, cfg: AugmentConfig, renderer: Renderer | None = None) -> PreparedFace | Failure:
@@ -253,9 +266,9 @@ class _Sink:
     committed in submission order, so the outputs equal a serial run's.
     """
 
-    def __init__(self, writer: Any, folder: Any, processor: BatchProcessor | None, batch_size: int, progress: Progress,
-                 pool: RenderPool | None = None):
-        self.writer, self.folder, self.processor = writer, folder, processor
+    def __init__(self, writer: Any, folders: list[Any], processor: BatchProcessor | None, batch_size: int,
+                 progress: Progress, pool: RenderPool | None = None):
+        self.writer, self.folders, self.processor = writer, folders, processor
         self.batch_size, self.progress, self.pool = batch_size, progress, pool
         self.pending: list[tuple[PreparedFace, int, int]] = []  # (face, source index, target index)
         self.written = 0
@@ -309,9 +322,9 @@ class _Sink:
         rows = dict(out.rows)
         if self.fields is not None:
             rows = {k: v for k, v in rows.items() if k in _REQUIRED_ROWS or k in self.fields}
-        if self.folder is not None:  # files first: a committed row always has its files
+        for folder in self.folders:  # files first: a committed row always has its files
             for img, pts, (f, _, t) in zip(rows["images"], rows["landmarks"], kept):
-                self.folder.write(sample_name(f.source.key, t), img, pts)
+                folder.write(sample_name(f.source.key, t), img, pts)
         if kept:  # a batch may lose every slot to the gate
             self.writer.append(
                 source_index=np.array([s for _, s, _ in kept], np.int32),
@@ -364,18 +377,13 @@ def run_augment(
     from gannotate.io.hdf5 import DatasetWriter
 
     t0 = time.time()
-    progress = progress or _NoProgress()
+    progress = progress or NullProgress()
     if (warning := cfg.plan.yaw_warning()) is not None:
         log.warning("%s", warning)
     out = Path(cfg.out)
-    scheme = get_scheme(cfg.scheme)
-    sources, failures = find_sources(cfg.input, scheme.n_points, cfg.annotate)  # NoFacesError: nothing written
-    sources = take_shard(sources, cfg.shard)
-    check_writable(out)  # before any real work
-    if model is None:
-        model, model_sha = load_shape_model(cfg.model_path)
-    else:
-        model_sha = "custom"
+    inputs = run_inputs(cfg, model)
+    scheme, failures, model, model_sha = inputs.scheme, inputs.failures, inputs.model, inputs.model_sha256
+    sources = take_shard(inputs.sources, cfg.shard)
     # a CPU renderer built from the spec renders in cfg.workers processes (threads would not overlap it)
     in_processes = renderer is None and cfg.workers > 1
     if renderer is None:
@@ -384,8 +392,7 @@ def run_augment(
 
     digest = sources_digest([src.key for src in sources])
     i, n = cfg.shard
-    identity = plan_identity(plan=cfg.plan, renderer=renderer.name, model_sha256=model_sha, crop_margin=cfg.margin,
-                             scheme=scheme.name, image_size=cfg.size, n_params=model.n_params)
+    identity = inputs.identity(cfg, renderer.name)
     attrs = {
         **{k: v for k, v in identity.items() if k not in ("scheme", "image_size", "n_params")},  # the writer sets those
         "command": cfg.command,
@@ -395,11 +402,8 @@ def run_augment(
         **renderer.dataset_attrs,
         **(FACE_MODEL_ATTRS if cfg.plan.uses_3d_targets else {}),  # targets beyond ±45° come from the 3D face
     }
-    folder = None
-    if "pts" in cfg.formats:
-        from gannotate.io.folder_writer import FolderWriter
-
-        folder = FolderWriter(out)
+    formats = [get_output_format(f) for f in cfg.formats]
+    folders = [fmt.writer(out) for fmt in formats if fmt.writer is not None]  # per-sample outputs besides the dataset
     n_skipped = 0
     # the pool forks its workers first: before the dataset (and its lock) is open and before any loader thread
     pool = RenderPool(cfg.renderer, cfg.workers, out, setup=worker_setup(cfg.plan, model)) if in_processes else None
@@ -410,12 +414,13 @@ def run_augment(
         check_same_sources(writer.path, writer.attrs, attrs)
         remove_stale_temps(out, out / "images")  # a killed run's; only now: the writer holds OUT's lock
         remove_stale_staging(out / RENDER_STAGING)  # a killed run's render batches (also when this run has no pool)
-        if folder is not None and not cfg.resume:
-            folder.clear_samples()  # starting over: the old run's files would not match the new dataset
+        if not cfg.resume:
+            for folder in folders:
+                folder.clear_samples()  # starting over: the old run's files would not match the new dataset
         done = writer.done_pairs()
         n_skipped = len(done)
         progress.start(len(sources) * cfg.plan.n, n_skipped)
-        sink = _Sink(writer, folder, None if pool is not None else BatchProcessor(renderer, cfg.plan, model),
+        sink = _Sink(writer, folders, None if pool is not None else BatchProcessor(renderer, cfg.plan, model),
                      cfg.batch_size, progress, pool)
         row_of = {k: r for r, k in enumerate(writer.sources)}
         complete = {r for r in row_of.values() if all((r, t) in done for t in range(cfg.plan.n))}
@@ -454,7 +459,7 @@ def run_augment(
         failures=result.failures,
         outputs={
             "dataset": DATASET_NAME,
-            "folder": "images/" if "pts" in cfg.formats else None,
+            "folder": next((fmt.folder for fmt in formats if fmt.folder is not None), None),
             "preview": None if result.preview is None else result.preview.name,
         },
         sources_digest=digest,

@@ -26,13 +26,13 @@ from typing import Any
 import numpy as np
 
 from gannotate import __version__
-from gannotate.augment import Progress
 from gannotate.errors import GannotateError
 from gannotate.landmarks import get_scheme
 from gannotate.plan import pose_of
 from gannotate.render import Renderer, RendererSpec, make_renderer
 from gannotate.run.bookkeeping import check_writable, load_shape_model
 from gannotate.run.manifest import write_manifest
+from gannotate.run.progress import NullProgress, Progress
 from gannotate.run.sources import DEFAULT_MARGIN, Failure, find_sources, load_crop
 from shape_model.errors import ShapeModelError
 
@@ -146,8 +146,8 @@ def run_frontalise(cfg: FrontaliseConfig, progress: Progress | None = None, rend
     model, model_sha = load_shape_model(cfg.model_path)
     renderer = renderer or make_renderer(cfg.renderer)
     sources, failures = find_sources(cfg.input, scheme.n_points)
-    if progress is not None:
-        progress.start(len(sources), 0)
+    progress = progress or NullProgress()
+    progress.start(len(sources), 0)
     attrs = {"renderer": renderer.name, "model_sha256": model_sha, "seed": cfg.seed, "command": cfg.command,
              "version": __version__, "yaws": json.dumps(list(cfg.yaws)), "crop_margin": cfg.margin}
     kw = dict(scheme=scheme.name, image_size=cfg.size, n_params=model.n_params, resume=False)
@@ -173,8 +173,7 @@ def run_frontalise(cfg: FrontaliseConfig, progress: Progress | None = None, rend
             grid = out / "grids" / f"{source.key.replace('/', '__')}.png"
             write_image(grid, face_grid(face, cfg.yaws, cfg.size))
             grids.append(grid)
-            if progress is not None:
-                progress.advance(1)
+            progress.advance(1)
     result = FrontaliseResult(out, len(grids), failures, grids)
     write_manifest(
         out, command=cfg.command, seed=cfg.seed, renderer=renderer.name, model_sha256=model_sha, config=cfg,

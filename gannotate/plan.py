@@ -51,6 +51,9 @@ _TRUNCATION = 2.5  # expression noise is clipped here (std units), as PointDistr
 #: leaves a median 4.4 / 5.5 / 7.3% NME at 0–15 / 15–30 / 30–45°, but 10.2% at 45–52.5° and 16.5% at 52.5–60°
 #: (``fit_residual`` of 1,640 profile targets at ±60°, README "Which yaw range"). Beyond it, targets are
 #: re-drawn by the 3D face (``large_yaw="3d"``, :mod:`gannotate.targets3d`) unless asked otherwise.
+#: The same limit of real annotated faces bounds the shipped detector (``reader_nme`` is judged up to it,
+#: :mod:`gannotate.metrics.quality`) and opens the last landmark-accuracy bin (:mod:`gannotate.metrics.yaw`):
+#: the one definition of the 45° line.
 RELIABLE_YAW = 45.0
 #: what targets beyond :data:`RELIABLE_YAW` are: "3d" (the 3D face's rendition), "shape-model" (as drawn)
 LARGE_YAW_TARGETS = ("3d", "shape-model")

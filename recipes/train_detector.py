@@ -33,9 +33,9 @@ import numpy as np
 import torch
 
 from gannotate.annotate import Annotator, FaceFinder, calibrate_box_map
-from gannotate.detector.data import AugmentConfig, canvas_size, load_training_faces, split_by_photo, write_list_file
+from gannotate.detector.data import CropAugmentConfig, canvas_size, load_training_faces, split_by_photo, write_list_file
 from gannotate.detector.model import DetectorConfig, load_checkpoint, save_checkpoint, training_complete
-from gannotate.detector.train import TrainConfig, train_with_generated
+from gannotate.detector.train import DetectorTrainConfig, train_with_generated
 from gannotate.metrics import compare_checkpoints
 from gannotate.io.folders import discover, load_face
 from gannotate.landmarks import nme
@@ -100,7 +100,7 @@ def main(data, out, arms, steps, batch_size, width, time_budget, val_fraction, g
     val_list = write_list_file(out / "split" / "val.txt", val_pairs)
     log.info("split: %d train faces, %d validation faces (no shared photo)", len(train_pairs), len(val_pairs))
 
-    cfg = TrainConfig(steps=steps, batch_size=batch_size, seed=seed, num_threads=threads, time_budget_s=time_budget,
+    cfg = DetectorTrainConfig(steps=steps, batch_size=batch_size, seed=seed, num_threads=threads, time_budget_s=time_budget,
                       device="cuda" if torch.cuda.is_available() else "cpu", real_share=real_share)
     net_cfg = DetectorConfig(width=width)
     canvas = canvas_size(net_cfg.input_size, cfg.margin)
@@ -126,7 +126,7 @@ def main(data, out, arms, steps, batch_size, width, time_budget, val_fraction, g
         faces, failures = load_training_faces([real_src], "ibug68", canvas)
         gen_faces = load_training_faces([gen_src], "ibug68", canvas)[0] if gen_src else None
         t0 = time.time()
-        train_with_generated(faces, gen_faces, run_dir, cfg, recipe, net_cfg, AugmentConfig(), val=val_faces,
+        train_with_generated(faces, gen_faces, run_dir, cfg, recipe, net_cfg, CropAugmentConfig(), val=val_faces,
                              meta={"sources": [str(s) for s in (real_src, gen_src) if s], "arm": arm, "split_seed": seed,
                                    "val_fraction": val_fraction})
         timings[arm] = time.time() - t0

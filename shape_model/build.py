@@ -31,7 +31,7 @@ import numpy as np
 from shape_model.errors import ShapeModelError, check_shapes
 from shape_model.ibug68 import INNER, JAW
 from shape_model.ibug68 import mirror as mirror_shapes
-from shape_model.pdm import PointDistributionModel, _exponents, pose_features
+from shape_model.pdm import PointDistributionModel, pose_exponents, pose_features
 from shape_model.pose import estimate_pose
 from shape_model.procrustes import align, generalised_procrustes
 
@@ -134,7 +134,7 @@ def build_model(
         yp = np.concatenate([yp, yp * np.array([-1.0, 1.0])])
         valid = np.concatenate([valid, valid])
     n, k = pts.shape[:2]
-    f = len(_exponents(pose_degree))
+    f = len(pose_exponents(pose_degree))
     if valid.sum() < f + 3:
         raise ShapeModelError(f"build_model: need more than {f + 2} shapes with a valid contour, got {valid.sum()}")
 
@@ -169,7 +169,7 @@ def build_model(
     slopes = (1.0, 1.0)
     if calibrate:
         slopes = _calibrate(model)
-        exps = _exponents(pose_degree)
+        exps = pose_exponents(pose_degree)
         factor = 1.0 / (slopes[0] ** exps[:, 0] * slopes[1] ** exps[:, 1])  # φ(θ/a) = φ(θ) / a^i b^j
         model = PointDistributionModel(mean, model.pose_basis * factor[:, None, None], model.components,
                                        model.expression_std, pose_degree)

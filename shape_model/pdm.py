@@ -32,7 +32,7 @@ from shape_model.params import Params
 from shape_model.plausibility import is_plausible
 from shape_model.procrustes import align
 
-__all__ = ["PointDistributionModel", "pose_features", "pose_feature_jacobian", "ANGLE_UNIT"]
+__all__ = ["PointDistributionModel", "pose_features", "pose_feature_jacobian", "pose_exponents", "ANGLE_UNIT"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ _CHUNK = 4096  # rows per block in ``instances``
 _LIMITS = (90.0, 60.0)  # fitted |yaw|, |pitch| are clipped here (degrees): beyond, the polynomial has no data
 
 
-def _exponents(degree: int) -> np.ndarray:
+def pose_exponents(degree: int) -> np.ndarray:
     """(F, 2) exponents (i, j) of u^i v^j, 1 <= i + j <= degree, by total degree then falling i."""
     return np.array([(d - j, j) for d in range(1, degree + 1) for j in range(d + 1)], dtype=np.int64)
 
@@ -58,15 +58,15 @@ def pose_features(yaw: np.ndarray, pitch: np.ndarray, degree: int) -> np.ndarray
     """φ(yaw, pitch): (N,) degrees each -> (N, F) monomials of ``yaw / 90°`` and ``pitch / 90°``."""
     pu = _powers(np.asarray(yaw, np.float64) / ANGLE_UNIT, degree)
     pv = _powers(np.asarray(pitch, np.float64) / ANGLE_UNIT, degree)
-    return np.stack([pu[i] * pv[j] for i, j in _exponents(degree)], axis=-1)
+    return np.stack([pu[i] * pv[j] for i, j in pose_exponents(degree)], axis=-1)
 
 
 def pose_feature_jacobian(u: np.ndarray, v: np.ndarray, degree: int) -> np.ndarray:
     """dφ/d(u, v): (N,) unit angles each -> (N, F, 2)."""
     pu, pv = _powers(u, degree), _powers(v, degree)
     zero = np.zeros_like(u)
-    du = [i * pu[i - 1] * pv[j] if i else zero for i, j in _exponents(degree)]
-    dv = [j * pu[i] * pv[j - 1] if j else zero for i, j in _exponents(degree)]
+    du = [i * pu[i - 1] * pv[j] if i else zero for i, j in pose_exponents(degree)]
+    dv = [j * pu[i] * pv[j - 1] if j else zero for i, j in pose_exponents(degree)]
     return np.stack([np.stack(du, axis=-1), np.stack(dv, axis=-1)], axis=-1)
 
 
@@ -177,7 +177,7 @@ class PointDistributionModel:
         self.pose_degree = int(pose_degree)
         self.provenance = dict(provenance or {})
         k = self.mean.shape[0]
-        f = len(_exponents(self.pose_degree))
+        f = len(pose_exponents(self.pose_degree))
         if self.mean.shape != (k, 2) or self.pose_basis.shape != (f, k, 2):
             raise ShapeModelError(
                 f"PointDistributionModel: mean {self.mean.shape} / pose_basis {self.pose_basis.shape} do not match "

@@ -35,6 +35,7 @@ __all__ = [
     "write_mean_face_3d",
     "estimate_pose",
     "rotation_to_euler",
+    "weak_perspective_rotations",
 ]
 
 MEAN_FACE_3D_PATH = Path(__file__).resolve().parent / "data" / "mean_face_3d_68.txt"
@@ -143,7 +144,7 @@ def rotation_to_euler(rot: np.ndarray) -> np.ndarray:
     return np.stack([yaw, pitch, roll], axis=-1)
 
 
-def _weak_perspective(x: np.ndarray, face: np.ndarray, n_iter: int) -> np.ndarray:
+def weak_perspective_rotations(x: np.ndarray, face: np.ndarray, n_iter: int) -> np.ndarray:
     """Fit x ≈ s P R X (centred) for every shape; returns (N, 3, 3) rotations."""
     xc = x - x.mean(axis=1, keepdims=True)  # (N, K', 2)
     fc = face - face.mean(axis=0)  # (K', 3)
@@ -206,7 +207,7 @@ def estimate_pose(
     face = load_mean_face_3d() if face3d is None else np.asarray(face3d, dtype=np.float64)
     idx = INNER if indices is None else np.asarray(indices)
     if method == "weak":
-        rot = _weak_perspective(pts[:, idx], face[idx], n_iter)
+        rot = weak_perspective_rotations(pts[:, idx], face[idx], n_iter)
     elif method == "pnp":
         rot = _pnp(pts[:, idx], face[idx])
     else:

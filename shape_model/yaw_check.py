@@ -21,7 +21,7 @@ import numpy as np
 
 from shape_model.errors import ShapeModelError, check_shapes
 from shape_model.ibug68 import INNER, N_POINTS
-from shape_model.pose import _weak_perspective, rotation_to_euler
+from shape_model.pose import rotation_to_euler, weak_perspective_rotations
 
 __all__ = ["BFM68", "load_bfm68", "bfm68_pose", "reading_curve", "to_label_scale"]
 
@@ -55,7 +55,7 @@ def bfm68_pose(
 ) -> np.ndarray:
     """Yaw, pitch, roll (degrees, ``shape_model.pose`` convention) of shapes from an affine-camera BFM-68 fit.
 
-    Alternates a weak-perspective pose (``pose._weak_perspective``) with ridge least squares of the
+    Alternates a weak-perspective pose (``pose.weak_perspective_rotations``) with ridge least squares of the
     identity + expression coefficients (prior: ``ridge`` per σ²), vectorised over shapes.
 
     Args:
@@ -76,7 +76,7 @@ def bfm68_pose(
     coef = np.zeros((len(pts), m))
     for _ in range(n_outer):
         shape3d = base[None] + np.einsum("kcm,nm->nkc", bfm.basis[idx], coef)  # (N, K, 3)
-        rot = np.stack([_weak_perspective(x[i : i + 1], shape3d[i], 10)[0] for i in range(len(pts))])
+        rot = np.stack([weak_perspective_rotations(x[i : i + 1], shape3d[i], 10)[0] for i in range(len(pts))])
         sc = shape3d - shape3d.mean(axis=1, keepdims=True)
         proj = np.einsum("nij,nkj->nki", rot[:, :2], sc)  # (N, K, 2)
         s = (proj * xc).sum(axis=(1, 2)) / (proj * proj).sum(axis=(1, 2))
@@ -85,7 +85,7 @@ def bfm68_pose(
         lhs = np.einsum("nkm,nkl->nml", a, a) + ridge * (s**2)[:, None, None] * np.eye(m)
         coef = np.linalg.solve(lhs, np.einsum("nkm,nk->nm", a, r)[..., None])[..., 0]
     shape3d = base[None] + np.einsum("kcm,nm->nkc", bfm.basis[idx], coef)
-    rot = np.stack([_weak_perspective(x[i : i + 1], shape3d[i], 10)[0] for i in range(len(pts))])
+    rot = np.stack([weak_perspective_rotations(x[i : i + 1], shape3d[i], 10)[0] for i in range(len(pts))])
     angles = rotation_to_euler(rot)
     return angles[0] if single else angles
 

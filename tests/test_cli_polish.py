@@ -337,7 +337,7 @@ def test_disk_full_cli_exit_code_not_a_segfault(face_folder, tmp_path):
             "--size", "64", "--renderer", "warp", "--format", "h5", "-q", "--min-quality", "0"]
     code = textwrap.dedent(f"""
         import os, sys
-        import gannotate.io.hdf5 as h5mod
+        import gannotate.io.hdf5.writer as h5mod
         from gannotate.cli import main
 
         real, calls = h5mod.DatasetWriter.append, [0]

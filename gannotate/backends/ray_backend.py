@@ -41,10 +41,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from gannotate.augment import AugmentConfig, AugmentResult, Progress, run_augment
+from gannotate.augment import AugmentConfig, AugmentResult, run_augment, run_inputs
+from gannotate.backends.base import Backend, register_backend
 from gannotate.errors import DatasetError, GannotateError
 from gannotate.io.folders import Failure
-from gannotate.landmarks import get_scheme
 from gannotate.render import Renderer, RendererSpec, make_renderer
 from gannotate.run.bookkeeping import (
     DATASET_NAME,
@@ -54,17 +54,16 @@ from gannotate.run.bookkeeping import (
     ShardPlan,
     check_same_settings,
     check_writable,
-    load_shape_model,
-    plan_identity,
     read_shard_plan,
     run_status,
     shard_dir,
     write_shard_plan,
 )
 from gannotate.run.manifest import read_manifest, write_manifest
-from gannotate.run.sources import find_sources, sources_digest, take_shard
+from gannotate.run.progress import NullProgress, Progress
+from gannotate.run.sources import sources_digest, take_shard
 
-__all__ = ["RayOptions", "ShardOutcome", "RayUnavailable", "INSTALL_HINT", "ray_available", "run_ray",
+__all__ = ["RayBackend", "RayOptions", "ShardOutcome", "RayUnavailable", "INSTALL_HINT", "ray_available", "run_ray",
            "weights_identity"]
 
 log = logging.getLogger(__name__)
@@ -325,12 +324,34 @@ def run_ray(
 
     ray = _import_ray()
     options = options or RayOptions()
-    progress = progress or _Silent()
-    if tuple(cfg.shard) != (0, 1):
-        raise GannotateError("--shard runs one shard by hand; with --backend ray give --shards N instead")
+    progress = progress or NullProgress()
+    _check_unsharded(cfg)
     check_writable(Path(cfg.out))
     with run_lock(cfg.out):  # one run per OUT, from the first check to the merge
         return _run_locked(ray, _absolute(cfg), options, progress, renderer_factory)
+
+
+def _check_unsharded(cfg: AugmentConfig) -> None:
+    """The backend shards the job itself: a job that is one shard already is refused."""
+    if tuple(cfg.shard) != (0, 1):
+        raise GannotateError("--shard runs one shard by hand; with --backend ray give --shards N instead")
+
+
+@register_backend
+class RayBackend(Backend):
+    """``--backend ray``: :func:`run_ray` with options ``address`` and ``shards`` (see :class:`RayOptions`)."""
+
+    name = "ray"
+    help = f"one Ray task per shard, merged into OUT ({INSTALL_HINT})"
+    options = ("address", "shards")
+
+    def check(self, cfg: AugmentConfig) -> None:
+        if not ray_available():
+            raise RayUnavailable()
+        _check_unsharded(cfg)
+
+    def run(self, cfg: AugmentConfig, progress: Progress | None = None, **options: Any) -> AugmentResult:
+        return run_ray(cfg, RayOptions(**options), progress=progress)
 
 
 def weights_identity(spec: RendererSpec) -> dict[str, str]:
@@ -364,11 +385,9 @@ def _run_locked(ray: Any, cfg: AugmentConfig, options: RayOptions, progress: Pro
 
     t0 = time.time()
     out = cfg.out
-    scheme = get_scheme(cfg.scheme)
-    _, model_sha = load_shape_model(cfg.model_path)
-    sources, discovery_failures = find_sources(cfg.input, scheme.n_points, cfg.annotate)
-    identity = plan_identity(plan=cfg.plan, renderer=cfg.renderer.name, model_sha256=model_sha, crop_margin=cfg.margin,
-                             scheme=scheme.name, image_size=cfg.size)
+    inputs = run_inputs(cfg)  # the local job's own setup: same faces, same identity
+    sources, discovery_failures, model_sha = inputs.sources, inputs.failures, inputs.model_sha256
+    identity = inputs.identity(cfg, cfg.renderer.name)
     identity.update(weights_identity(cfg.renderer))
     if not cfg.resume:  # start over: the shard folders are this backend's own
         _start_over(out)
@@ -503,11 +522,3 @@ def _merge(out: Path, dirs: list[Path], cfg: AugmentConfig, failures: list[Failu
 
     return merge_outputs(out, dirs, command=cfg.command, failures=failures, complete=complete, extra=extra,
                          locked=True)  # the driver holds OUT's run lock
-
-
-class _Silent:
-    def start(self, total: int, done: int) -> None:
-        pass
-
-    def advance(self, n: int) -> None:
-        pass

@@ -21,7 +21,9 @@ from gannotate.cli.renderer_options import renderer_options
 
 __all__ = ["augment", "merge", "frontalise"]
 
+from gannotate.backends import get_backend, list_backends, unknown_options  # noqa: E402  (torch-free, no Ray)
 from gannotate.plan import DEFAULT_MIN_QUALITY, DEFAULT_QUALITY_MEASURES, TURNS  # noqa: E402  (torch-free)
+from gannotate.run.outputs import formats_help, list_output_formats  # noqa: E402
 from gannotate.render.base import DEFAULT_RENDERER  # noqa: E402  (torch-free)
 
 
@@ -152,11 +154,14 @@ def _run_and_report(run: Callable, cfg: object, label: str, quiet: bool, unit: s
 
 
 def _formats(value: str) -> tuple[str, ...]:
-    items = tuple(v.strip() for v in value.split(",") if v.strip())
-    bad = set(items) - {"h5", "pts"}
-    if bad or not items:
-        raise click.BadParameter(f"{value!r}: choose a comma list of h5, pts")
-    return tuple(dict.fromkeys(("h5",) + items))  # h5 is always written: resume relies on it
+    """``--format h5,pts`` → the registered output formats, required ones (h5: resume relies on it) first."""
+    from gannotate.errors import GannotateError
+    from gannotate.run.outputs import parse_formats
+
+    try:
+        return parse_formats(value)
+    except GannotateError as e:
+        raise click.BadParameter(str(e)) from None
 
 
 def _measures(value: str | tuple) -> tuple[str, ...]:
@@ -172,6 +177,10 @@ def _measures(value: str | tuple) -> tuple[str, ...]:
     if bad or not items:
         raise click.BadParameter(f"{value!r}: choose a comma list of {', '.join(QUALITY_MEASURES)}, or none")
     return items
+
+
+#: backend options of the CLI → their flags (each backend declares which it takes)
+_BACKEND_FLAGS = {"address": "--ray-address", "shards": "--shards"}
 
 
 def _default_out() -> Path:
@@ -225,14 +234,14 @@ _quiet = click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @_margin
 @_batch
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True, help="Threads decoding and planning ahead of the renderer; a CPU renderer (warp, profile) also renders in this many processes.")
-@click.option("--format", "formats", default="h5,pts", show_default=True, help="Outputs: h5 (always) and/or pts (a 300W folder).")
+@click.option("--format", "formats", default=",".join(list_output_formats()), show_default=True, help=formats_help())
 @click.option("--shard", type=ShardType(), default="0/1", show_default=True, help="Take sources i, i+n, ... (join with `gannotate merge`).")
 @renderer_options(default=DEFAULT_RENDERER, check_devices=False)  # augment checks devices itself: with Ray they are the workers'
 @click.option("--model", "model_path", type=click.Path(exists=True, path_type=Path), default=None, help="Shape model .npz [default: shipped].")
 @click.option("--resume/--no-resume", default=True, show_default=True, help="Skip samples already in OUT/dataset.h5 (--no-resume starts over).")
 @click.option("--annotate", is_flag=True, help="Images without a landmark file: find the face (YuNet) and annotate it with the shipped detector.")
-@click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-              help="local: this process; ray: one Ray task per shard, merged into OUT (pip install -e \".[ray]\").")
+@click.option("--backend", type=click.Choice(list_backends()), default="local", show_default=True,
+              help="; ".join(f"{name}: {get_backend(name).help}" for name in list_backends()) + ".")
 @click.option("--ray-address", default=None, help="--backend ray: join this cluster (e.g. auto, HOST:6379) [default: start a local one].")
 @click.option("--shards", type=click.IntRange(1), default=None,
               help="--backend ray: number of shards [default: as an earlier run of OUT, else one per worker].")
@@ -250,20 +259,17 @@ def augment(ctx, input_path, out, n, poses, pose_sampling, pitch, roll, expressi
     same --out completes an interrupted run. Exit status 1 when some inputs failed (see the manifest).
     With --backend ray the shards run as Ray tasks in OUT/shards/<i>/ and are merged into OUT.
     """
-    from gannotate.augment import DEFAULT_MARGIN, AugmentConfig, run_augment
+    from gannotate.augment import DEFAULT_MARGIN, AugmentConfig
+    from gannotate.errors import GannotateError
     from gannotate.plan import PlanConfig
 
-    if backend == "local":
-        if ray_address is not None or shards is not None:
-            raise click.UsageError("--ray-address and --shards need --backend ray")
+    runner = get_backend(backend)
+    options = {"address": ray_address, "shards": shards}
+    if unknown_options(runner, options):
+        owners = [b for b in list_backends() if not unknown_options(get_backend(b), options)]
+        raise click.UsageError(f"{' and '.join(_BACKEND_FLAGS.values())} need --backend {' or '.join(owners)}")
+    if runner.in_process:
         renderer.check_devices(ctx)
-    else:
-        from gannotate.backends.ray_backend import INSTALL_HINT, ray_available
-
-        if not ray_available():
-            raise click.UsageError(f"--backend ray needs Ray, which is not installed; install it with: {INSTALL_HINT}")
-        if shard != (0, 1):
-            raise click.UsageError("--shard runs one shard by hand; with --backend ray give --shards N instead")
     out = out or _default_out()
     cfg = AugmentConfig(
         out=out, input=input_path,
@@ -273,13 +279,13 @@ def augment(ctx, input_path, out, n, poses, pose_sampling, pitch, roll, expressi
         formats=_formats(formats), shard=shard, renderer=renderer.spec(batch_size=batch_size),
         model_path=model_path, resume=resume, annotate=annotate, command=_command_line(),
     )
-    if backend == "ray":
-        from gannotate.backends.ray_backend import RayOptions, run_ray
-
-        options = RayOptions(address=ray_address, shards=shards)
-        _run_and_report(lambda c, progress: run_ray(c, options, progress=progress), cfg, "augment (ray)", quiet)
-    else:
-        _run_and_report(run_augment, cfg, "augment", quiet)
+    try:
+        runner.check(cfg)
+    except GannotateError as e:
+        raise click.UsageError(str(e)) from None
+    given = {k: v for k, v in options.items() if k in runner.options}
+    label = "augment" if runner.in_process else f"augment ({runner.name})"
+    _run_and_report(lambda c, progress: runner.run(c, progress, **given), cfg, label, quiet)
 
 
 @click.command()

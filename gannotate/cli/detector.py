@@ -67,7 +67,7 @@ def detector() -> None:
 def train_cmd(sources, out, val, generated, recipe, real_share, init_from, preset, steps, batch_size, width, heatmap_size,
               scheme, time_budget, quiet, convert, device, seed):
     """Train on SOURCES (folders / list files of photos with .pts, or .h5 sets) and, optionally, --generated sets."""
-    from gannotate.detector import AugmentConfig, DetectorConfig, PRESETS, load_training_faces
+    from gannotate.detector import CropAugmentConfig, DetectorConfig, PRESETS, load_training_faces
     from gannotate.detector.data import canvas_size
     from gannotate.detector.train import train_with_generated
 
@@ -80,7 +80,7 @@ def train_cmd(sources, out, val, generated, recipe, real_share, init_from, prese
     _report_failures(failures)
     gen = load_training_faces(generated, scheme, canvas, convert)[0] if generated else None
     val_faces = load_training_faces([val], scheme, canvas, convert)[0] if val else None
-    ckpt = train_with_generated(faces, gen, out, cfg, recipe, net_cfg, AugmentConfig(), val=val_faces,
+    ckpt = train_with_generated(faces, gen, out, cfg, recipe, net_cfg, CropAugmentConfig(), val=val_faces,
                                 meta={"sources": [str(s) for s in sources], "generated": [str(g) for g in generated]},
                                 progress=None if quiet else ProgressLine())
     if not quiet:

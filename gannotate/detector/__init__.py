@@ -6,7 +6,7 @@ Train with :func:`train` on a :class:`FaceSet` from :func:`load_training_faces` 
 
 from gannotate.detector.data import (
     NO_AUGMENT,
-    AugmentConfig,
+    CropAugmentConfig,
     FaceSet,
     crop_transform_for_box,
     crop_transform_for_points,
@@ -18,10 +18,10 @@ from gannotate.detector.data import (
 )
 from gannotate.detector.model import DetectorConfig, LandmarkNet, load_checkpoint, save_checkpoint, soft_argmax
 from gannotate.detector.predict import DEFAULT_CHECKPOINT, Detector, predict_folder
-from gannotate.detector.train import PRESETS, TrainConfig, train
+from gannotate.detector.train import PRESETS, DetectorTrainConfig, train
 
 __all__ = [
-    "AugmentConfig",
+    "CropAugmentConfig",
     "NO_AUGMENT",
     "FaceSet",
     "crop_transform_for_box",
@@ -40,6 +40,6 @@ __all__ = [
     "Detector",
     "predict_folder",
     "PRESETS",
-    "TrainConfig",
+    "DetectorTrainConfig",
     "train",
 ]

@@ -29,7 +29,7 @@ from gannotate.landmarks import Scheme, get_scheme, scheme_for, to_scheme
 __all__ = [
     "CANVAS_FACTOR",
     "canvas_size",
-    "AugmentConfig",
+    "CropAugmentConfig",
     "FaceSet",
     "crop_transform_for_box",
     "crop_transform_for_points",
@@ -61,7 +61,7 @@ def canvas_size(input_size: int, margin: float) -> int:
 
 
 @dataclass(frozen=True)
-class AugmentConfig:
+class CropAugmentConfig:
     """Random changes applied to each training crop (all uniform in ±range).
 
     Attributes:
@@ -82,7 +82,7 @@ class AugmentConfig:
     gray_prob: float = 0.1
 
 
-NO_AUGMENT = AugmentConfig(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+NO_AUGMENT = CropAugmentConfig(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
 
 
 def crop_transform_for_box(box: Sequence[float], input_size: int, margin: float) -> Affine:
@@ -273,7 +273,7 @@ def sample_batch(
     rng: np.random.Generator,
     input_size: int,
     margin: float,
-    aug: AugmentConfig = NO_AUGMENT,
+    aug: CropAugmentConfig = NO_AUGMENT,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Cut augmented crops of faces ``index``.
 
@@ -301,7 +301,7 @@ def sample_batch(
     return images, points
 
 
-def _photometric(images: np.ndarray, rng: np.random.Generator, aug: AugmentConfig) -> np.ndarray:
+def _photometric(images: np.ndarray, rng: np.random.Generator, aug: CropAugmentConfig) -> np.ndarray:
     """Brightness / contrast / grayscale jitter of a (B, S, S, 3) uint8 batch, vectorised over the batch."""
     b = images.shape[0]
     x = images.astype(np.float32)

@@ -14,7 +14,7 @@ that step, so a rerun with the same settings and data resumes and ends with the 
 uninterrupted run gives.
 
 Generated faces train beside the real ones at a fixed share of every batch
-(``TrainConfig.real_share``, see :mod:`gannotate.detector.sampler`), or first alone and then the
+(``DetectorTrainConfig.real_share``, see :mod:`gannotate.detector.sampler`), or first alone and then the
 real faces fine-tune from those weights (``init_from``): the two recipes of the detector payoff.
 """
 
@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from gannotate.detector.data import NO_AUGMENT, AugmentConfig, FaceSet, sample_batch, to_tensor
+from gannotate.detector.data import NO_AUGMENT, CropAugmentConfig, FaceSet, sample_batch, to_tensor
 from gannotate.detector.model import (
     DetectorConfig,
     LandmarkNet,
@@ -46,7 +46,8 @@ from gannotate.errors import CheckpointError, GannotateError
 from gannotate.heatmaps import render
 from gannotate.landmarks import nme
 
-__all__ = ["TrainConfig", "PRESETS", "Progress", "RECIPES", "train", "train_with_generated", "evaluate_faceset", "detector_loss", "STATE_FILE"]
+__all__ = ["DetectorTrainConfig", "PRESETS", "Progress", "RECIPES", "train", "train_with_generated", "evaluate_faceset",
+           "detector_loss", "STATE_FILE"]
 
 STATE_FILE = "train_state.pt"
 STATE_KIND, STATE_FORMAT = "gannotate.detector.train_state", 1
@@ -58,7 +59,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class DetectorTrainConfig:
     """Optimisation settings (defaults: the CPU recipe that built the shipped detector).
 
     Attributes:
@@ -99,9 +100,9 @@ class TrainConfig:
     init_from: str = ""
 
 
-PRESETS: dict[str, TrainConfig] = {
-    "default": TrainConfig(),
-    "smoke": replace(TrainConfig(), steps=4, batch_size=4, warmup=1, log_every=1, checkpoint_every=2),
+PRESETS: dict[str, DetectorTrainConfig] = {
+    "default": DetectorTrainConfig(),
+    "smoke": replace(DetectorTrainConfig(), steps=4, batch_size=4, warmup=1, log_every=1, checkpoint_every=2),
 }
 
 
@@ -133,7 +134,7 @@ def evaluate_faceset(net: LandmarkNet, faces: FaceSet, margin: float, batch_size
     return np.concatenate(out) if out else np.zeros(0)
 
 
-def _lr_at(step: int, cfg: TrainConfig, elapsed_s: float = 0.0) -> float:
+def _lr_at(step: int, cfg: DetectorTrainConfig, elapsed_s: float = 0.0) -> float:
     """Warm-up, then cosine decay over the run's progress.
 
     Progress is the share of steps done or, under a time budget, of the budget used if that is
@@ -148,7 +149,7 @@ def _lr_at(step: int, cfg: TrainConfig, elapsed_s: float = 0.0) -> float:
     return cfg.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
 
 
-def _run_identity(cfg: TrainConfig, net_cfg: DetectorConfig, aug: AugmentConfig, faces: FaceSet,
+def _run_identity(cfg: DetectorTrainConfig, net_cfg: DetectorConfig, aug: CropAugmentConfig, faces: FaceSet,
                   generated: FaceSet | None) -> dict:
     """What a saved training state must match to be resumed: settings and the data's size and keys."""
     keys = faces.keys + (generated.keys if generated is not None else [])
@@ -186,9 +187,9 @@ def _load_state(run_dir: Path, identity: dict) -> dict | None:
 def train(
     faces: FaceSet,
     run_dir: str | Path,
-    cfg: TrainConfig = TrainConfig(),
+    cfg: DetectorTrainConfig = DetectorTrainConfig(),
     net_cfg: DetectorConfig | None = None,
-    aug: AugmentConfig = AugmentConfig(),
+    aug: CropAugmentConfig = CropAugmentConfig(),
     val: FaceSet | None = None,
     meta: dict | None = None,
     generated: FaceSet | None = None,
@@ -331,10 +332,10 @@ def train_with_generated(
     faces: FaceSet,
     generated: FaceSet | None,
     run_dir: str | Path,
-    cfg: TrainConfig = TrainConfig(),
+    cfg: DetectorTrainConfig = DetectorTrainConfig(),
     recipe: str = "mixed",
     net_cfg: DetectorConfig | None = None,
-    aug: AugmentConfig = AugmentConfig(),
+    aug: CropAugmentConfig = CropAugmentConfig(),
     val: FaceSet | None = None,
     meta: dict | None = None,
     progress: Progress | None = None,

@@ -1,14 +1,14 @@
 """Per-sample quality of generated faces: is it a face, does a detector read it at its targets, same person?
 
 Each measure is computed in the augment job, batched, for every sample, and stored in the dataset
-(``hdf5_layout.SAMPLE_FIELDS``):
+(``gannotate.io.hdf5.layout.SAMPLE_FIELDS``):
 
 * ``face_score`` — YuNet's confidence for the face in the sample (the detection that overlaps the
   target landmark box, IoU ≥ 0.3 after YuNet's box is mapped onto a landmark box), 0 when it finds
   none. Images smaller than :data:`SCORE_SIZE` are scored upscaled to it.
 * ``reader_nme`` — the shipped detector's NME (%) at the targets, cropping on the target landmark box.
   Only within the yaw it knows: it was trained and validated on real photos with no face beyond
-  ±45° (docs/detector.md), so beyond :data:`READER_MAX_YAW` its error says more about the detector
+  ±45° (docs/detector.md), so beyond :data:`gannotate.plan.RELIABLE_YAW` its error says more about the detector
   than the sample and the value is NaN (not judged).
 * ``identity`` — SFace cosine between the sample and its source face (both aligned as SFace expects),
   as ``gannotate evaluate identity`` computes it; about 20 ms of CPU per sample, so only when asked.
@@ -35,10 +35,10 @@ import numpy as np
 
 from gannotate.errors import DatasetError
 from gannotate.geometry import landmark_box
+from gannotate.plan import RELIABLE_YAW
 from gannotate.registry import Registry
 
 __all__ = [
-    "READER_MAX_YAW",
     "SCORE_SIZE",
     "PASS_LINES",
     "QualityMeasure",
@@ -57,8 +57,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: |target yaw| up to which ``reader_nme`` is judged: the shipped detector's photos have no face beyond it.
-READER_MAX_YAW = 45.0
 #: Samples smaller than this are upscaled to it for YuNet (it misses faces of a few tens of pixels).
 SCORE_SIZE = 128
 #: YuNet's own detection floor here: scores below it read as "no face" (0).
@@ -185,14 +183,15 @@ class QualityScorer:
         return out
 
     def reader_nme(self, images: np.ndarray, targets: np.ndarray, yaw: np.ndarray) -> np.ndarray:
-        """(B,) NME (%) of the shipped detector at the targets; NaN where |yaw| > :data:`READER_MAX_YAW`."""
+        """(B,) NME (%) of the shipped detector at the targets; NaN where |yaw| > :data:`~gannotate.plan.RELIABLE_YAW`
+        (the shipped detector's photos have no face beyond it)."""
         from gannotate.detector.predict import Detector
         from gannotate.landmarks import nme
 
         if self._detector is None:
             self._detector = Detector.load(device=self.device)
         out = np.full(len(images), np.nan, np.float32)
-        judged = np.nonzero(np.abs(np.asarray(yaw)) <= READER_MAX_YAW)[0]
+        judged = np.nonzero(np.abs(np.asarray(yaw)) <= RELIABLE_YAW)[0]
         if len(judged):
             pred = self._detector.predict_from_points(list(images[judged]), targets[judged])
             out[judged] = nme(pred, targets[judged]).astype(np.float32)

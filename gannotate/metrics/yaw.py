@@ -16,6 +16,8 @@ from typing import Callable, TypeVar
 
 import numpy as np
 
+from gannotate.plan import RELIABLE_YAW
+
 __all__ = [
     "YAW_EDGES",
     "YawBins",
@@ -71,8 +73,9 @@ def by_yaw(yaw: np.ndarray, bins: YawBins, cell: Callable[[np.ndarray], T]) -> d
     return {label: cell(mask) for label, mask in bin_masks(yaw, bins).items()}
 
 
-#: Landmark accuracy (NME, FR, AUC by |yaw| of the truth) and the detector payoff: 0-15, 15-30, 30-45, 45+.
-LANDMARK_YAW_BINS: YawBins = yaw_bins(45.0)
+#: Landmark accuracy (NME, FR, AUC by |yaw| of the truth) and the detector payoff: 0-15, 15-30, 30-45, 45+
+#: (open from :data:`~gannotate.plan.RELIABLE_YAW`: real annotated faces run out beyond it).
+LANDMARK_YAW_BINS: YawBins = yaw_bins(RELIABLE_YAW)
 #: Measures of generated samples (identity, the independent reader): 0-15, 15-30, 30-45, 45-60, 60+.
 SAMPLE_YAW_BINS: YawBins = yaw_bins()
 

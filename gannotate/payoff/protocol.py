@@ -286,14 +286,15 @@ def _train_job(job: _Job) -> str:
     """Train one job in this (worker) process with one torch thread; returns the checkpoint path."""
     import torch
 
-    from gannotate.detector.data import AugmentConfig, canvas_size, faces_from_hdf5, load_training_faces
+    from gannotate.detector.data import CropAugmentConfig, canvas_size, faces_from_hdf5, load_training_faces
     from gannotate.detector.model import DetectorConfig
-    from gannotate.detector.train import TrainConfig, train_with_generated
+    from gannotate.detector.train import DetectorTrainConfig, train_with_generated
     from gannotate.landmarks import get_scheme
 
     torch.set_num_threads(1)
     net_cfg = DetectorConfig(width=job.width)
-    tcfg = TrainConfig(steps=job.steps, batch_size=job.batch_size, seed=job.seed, num_threads=1, real_share=job.real_share)
+    tcfg = DetectorTrainConfig(steps=job.steps, batch_size=job.batch_size, seed=job.seed, num_threads=1,
+                               real_share=job.real_share)
     canvas = canvas_size(net_cfg.input_size, tcfg.margin)
     real, _ = load_training_faces([job.real_list], "ibug68", canvas)
     val, _ = load_training_faces([job.val_list], "ibug68", canvas)
@@ -302,7 +303,7 @@ def _train_job(job: _Job) -> str:
     meta = {"sources": [job.real_list] + ([job.generated] if job.generated else []), "seed": job.seed,
             "n_generated_faces": 0 if gen is None else len(gen)}
     return str(train_with_generated(real, gen, job.run_dir, tcfg, job.recipe if gen is not None else "mixed",
-                                    net_cfg, AugmentConfig(), val=val, meta=meta))
+                                    net_cfg, CropAugmentConfig(), val=val, meta=meta))
 
 
 def train_jobs(jobs: Sequence[_Job], n_jobs: int = 1) -> None:

@@ -5,7 +5,8 @@ so a local run and a distributed one share one definition of "done".
 
 * :mod:`~gannotate.run.sources` — discovery, shard selection, loading and cropping one face;
 * :mod:`~gannotate.run.bookkeeping` — plan identity, resume checks, :func:`run_status`, shard layout;
-* :mod:`~gannotate.run.manifest` — the one ``manifest.json`` writer and reader.
+* :mod:`~gannotate.run.manifest` — the one ``manifest.json`` writer and reader;
+* :mod:`~gannotate.run.progress` — the progress protocol every job reports to, and the null one.
 """
 
 from gannotate.run.bookkeeping import (
@@ -29,6 +30,7 @@ from gannotate.run.bookkeeping import (
     write_shard_plan,
 )
 from gannotate.run.manifest import MANIFEST_NAME, jsonable, read_manifest, versions, write_manifest
+from gannotate.run.progress import NullProgress, Progress
 from gannotate.run.sources import (
     DEFAULT_MARGIN,
     MIN_FACE_PX,
@@ -54,4 +56,6 @@ __all__ = [
     "read_shard_plan", "write_shard_plan",
     # manifest
     "MANIFEST_NAME", "write_manifest", "read_manifest", "versions", "jsonable",
+    # progress
+    "Progress", "NullProgress",
 ]

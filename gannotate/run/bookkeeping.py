@@ -185,7 +185,7 @@ def _dataset_attrs(path: Path) -> dict[str, Any]:
     """The attrs of a run HDF5 without reading its rows (cheap also for millions of samples)."""
     import h5py
 
-    from gannotate.io.hdf5_layout import py_value
+    from gannotate.io.hdf5.layout import py_value
 
     with h5py.File(path, "r") as f:
         return {k: py_value(v) for k, v in f.attrs.items()}

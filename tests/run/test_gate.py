@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from gannotate.augment import AugmentConfig, run_augment
 from gannotate.cli import main
 from gannotate.io.hdf5 import DatasetReader
-from gannotate.io.hdf5_layout import SAMPLE_FIELDS
+from gannotate.io.hdf5.layout import SAMPLE_FIELDS
 from gannotate.metrics.quality import quality
 from gannotate.plan import PlanConfig
 from gannotate.render import RendererSpec, list_renderers

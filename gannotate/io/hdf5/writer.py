@@ -1,28 +1,4 @@
-"""One HDF5 file per run: the generated samples, their landmarks, shape parameters and provenance.
-
-Layout (N committed samples, K points, P shape parameters, M source faces)::
-
-    images        (N, H, W, 3) uint8 RGB, chunked (1, H, W, 3) so one sample reads one chunk
-    image_crc32   (N,)         uint32 CRC32 of each image's bytes (read back and compared)
-    truth_crc32   (N, F)       uint32 CRC32 of each row's ground truth, one column per field named
-                               in its ``fields`` attr (landmarks, params, pose, source_index,
-                               target_index), each in its stored dtype; files from before it
-                               existed have none (their ground truth is read unchecked)
-    landmarks     (N, K, 2)    float32 (x, y), 0-based pixel centres, in image coordinates
-    params        (N, P)       float32 shape-model parameters of the target shape
-    pose          (N, 3)       float32 yaw, pitch, roll in degrees
-    source_index  (N,)         int32 row of ``sources`` the sample was rendered from
-    target_index  (N,)         int32 index of the target within its source's plan (resume key)
-    masks         (N, H, W)    uint8, optional (renderers that know which pixels they invented),
-                               chunked (1, H, W), gzip
-    fit_residual  (N,)         float32, optional (how well a 3D fit matched the source points)
-    mirrored, turn_deg, face_score, reader_nme, identity, invalid_share
-                  (N,)         optional per-sample fields (``hdf5_layout.SAMPLE_FIELDS`` says what each is)
-    sources       (M,)         utf-8 strings: source keys/paths
-    attrs: scheme, coord_origin='0-based pixel centres', flip_index (K,) int, image_size, n_params,
-           renderer, model_sha256, seed, command, version (+ whatever the caller passes),
-           n_samples (committed rows), n_sources (committed sources), last_commit_start,
-           format_version.
+"""Write the run HDF5 (layout in :mod:`gannotate.io.hdf5.layout`), resumable and crash safe.
 
 Crash safety: datasets may hold more rows than ``n_samples`` (a batch was being written when the
 process died); those rows are not part of the dataset. :meth:`DatasetWriter.append` writes and
@@ -55,7 +31,7 @@ import numpy as np
 from gannotate import __version__
 from gannotate.errors import DatasetCorruptError, DatasetError
 from gannotate.io.filelock import IN_USE, is_disk_full, is_lock_error, replace_exclusively, short_reason
-from gannotate.io.hdf5_layout import (
+from gannotate.io.hdf5.layout import (
     COORD_ORIGIN,
     CRC_DATASET,
     FORMAT_VERSION,
@@ -71,10 +47,10 @@ from gannotate.io.hdf5_layout import (
     py_value,
     truth_crc32,
 )
-from gannotate.io.hdf5_reader import DatasetReader, ImageRows, check_truth, truth_fields
+from gannotate.io.hdf5.reader import check_truth, truth_fields
 from gannotate.landmarks import get_scheme
 
-__all__ = ["DatasetWriter", "DatasetReader", "ImageRows", "FORMAT_VERSION", "COORD_ORIGIN", "failed_writes"]
+__all__ = ["DatasetWriter", "failed_writes"]
 
 log = logging.getLogger(__name__)
 
@@ -437,7 +413,7 @@ class DatasetWriter:
             masks: optional (B, H, W) uint8 (e.g. 255 = pixel seen in the source); once given,
                 required on every append.
             fit_residual: optional (B,) float32; once given, required on every append.
-            fields: optional (B,) per-sample fields named in ``hdf5_layout.SAMPLE_FIELDS``; each, once
+            fields: optional (B,) per-sample fields named in ``layout.SAMPLE_FIELDS``; each, once
                 given, required on every append.
 
         Raises:

@@ -1,4 +1,4 @@
-"""Read a run HDF5 (layout in :mod:`gannotate.io.hdf5`); only committed rows are visible.
+"""Read a run HDF5 (layout in :mod:`gannotate.io.hdf5.layout`); only committed rows are visible.
 
 Images are checked against their stored CRC32 as they are read, and the ground truth of every
 committed row (landmarks, params, pose, source and target index) against ``truth_crc32`` when the
@@ -18,7 +18,7 @@ import numpy as np
 
 from gannotate.errors import DatasetCorruptError, DatasetError
 from gannotate.io.filelock import short_reason
-from gannotate.io.hdf5_layout import (
+from gannotate.io.hdf5.layout import (
     CRC_DATASET,
     ROW_DATASETS,
     SAMPLE_FIELDS,
@@ -128,13 +128,13 @@ class ImageRows:
 
 
 class DatasetReader:
-    """Read a dataset written by :class:`~gannotate.io.hdf5.DatasetWriter`; only committed rows are visible.
+    """Read a dataset written by :class:`~gannotate.io.hdf5.writer.DatasetWriter`; only committed rows are visible.
 
     Attributes:
         images: :class:`ImageRows` lazy (N, H, W, 3) uint8, checked against ``image_crc32`` on read.
         masks: :class:`ImageRows` lazy (N, H, W) uint8, or None when the run wrote no masks.
         fit_residual: (N,) float32 or None.
-        fields: the optional per-sample fields the file has (``hdf5_layout.SAMPLE_FIELDS``), name → (N,) array.
+        fields: the optional per-sample fields the file has (``layout.SAMPLE_FIELDS``), name → (N,) array.
         landmarks (N, K, 2) float32, params (N, P) float32, pose (N, 3) float32,
         source_index (N,) int32, target_index (N,) int32: numpy arrays.
         sources: list of M source keys. attrs: dict of plain Python values.

@@ -1,6 +1,31 @@
 """What the writer and the reader of the run HDF5 agree on: dataset names, attrs, checksums.
 
-See :mod:`gannotate.io.hdf5` for the layout itself.
+One HDF5 file per run: the generated samples, their landmarks, shape parameters and provenance.
+Layout (N committed samples, K points, P shape parameters, M source faces)::
+
+    images        (N, H, W, 3) uint8 RGB, chunked (1, H, W, 3) so one sample reads one chunk
+    image_crc32   (N,)         uint32 CRC32 of each image's bytes (read back and compared)
+    truth_crc32   (N, F)       uint32 CRC32 of each row's ground truth, one column per field named
+                               in its ``fields`` attr (landmarks, params, pose, source_index,
+                               target_index), each in its stored dtype; files from before it
+                               existed have none (their ground truth is read unchecked)
+    landmarks     (N, K, 2)    float32 (x, y), 0-based pixel centres, in image coordinates
+    params        (N, P)       float32 shape-model parameters of the target shape
+    pose          (N, 3)       float32 yaw, pitch, roll in degrees
+    source_index  (N,)         int32 row of ``sources`` the sample was rendered from
+    target_index  (N,)         int32 index of the target within its source's plan (resume key)
+    masks         (N, H, W)    uint8, optional (renderers that know which pixels they invented),
+                               chunked (1, H, W), gzip
+    fit_residual  (N,)         float32, optional (how well a 3D fit matched the source points)
+    mirrored, turn_deg, face_score, reader_nme, identity, invalid_share
+                  (N,)         optional per-sample fields (:data:`SAMPLE_FIELDS` says what each is)
+    sources       (M,)         utf-8 strings: source keys/paths
+    attrs: scheme, coord_origin='0-based pixel centres', flip_index (K,) int, image_size, n_params,
+           renderer, model_sha256, seed, command, version (+ whatever the caller passes),
+           n_samples (committed rows), n_sources (committed sources), last_commit_start,
+           format_version.
+
+docs/reference.md holds the same table for users.
 """
 
 from __future__ import annotations
