@@ -20,9 +20,9 @@ from __future__ import annotations
 import numpy as np
 
 from gannotate.plan import RELIABLE_YAW
-from shape_model.face3d import Face3DModel, fit_face3d, load_face3d
+from shape_model.face3d import Face3DFit, Face3DModel, fit_face3d, load_face3d
 
-__all__ = ["HIGH_YAW", "consistent_targets", "blend_weight"]
+__all__ = ["HIGH_YAW", "consistent_targets", "blend_weight", "fit_source"]
 
 HIGH_YAW = 60.0  # the 3D face's landmarks blend in from plan.RELIABLE_YAW and are the targets from here
 
@@ -33,9 +33,20 @@ def blend_weight(yaw: np.ndarray, lo: float = RELIABLE_YAW, hi: float = HIGH_YAW
     return t * t * (3.0 - 2.0 * t)
 
 
+def fit_source(source: np.ndarray, model: Face3DModel | None = None) -> Face3DFit:
+    """The 3D face fit of a source's (68, 2) landmarks that :func:`consistent_targets` holds the identity of.
+
+    Raises:
+        ShapeModelError: the source cannot be fitted (degenerate landmarks).
+    """
+    from gannotate.render.profile import MODEL_PATH, ProfileConfig
+
+    return fit_face3d(model or load_face3d(MODEL_PATH), np.asarray(source, np.float64), ProfileConfig().fit)
+
+
 def consistent_targets(
     source: np.ndarray, source_pose: np.ndarray, targets: np.ndarray, target_pose: np.ndarray,
-    model: Face3DModel | None = None,
+    model: Face3DModel | None = None, source_fit: Face3DFit | None = None,
 ) -> np.ndarray:
     """(n, 68, 2) targets with those beyond :data:`gannotate.plan.RELIABLE_YAW` re-drawn by the 3D face (see the module doc).
 
@@ -45,6 +56,7 @@ def consistent_targets(
     Args:
         source: (68, 2) the face's landmarks; source_pose: (3,) its shape-model yaw, pitch, roll.
         targets: (n, 68, 2) the shape model's targets; target_pose: (n, 3) their yaw, pitch, roll.
+        source_fit: :func:`fit_source` of ``source``, when the caller keeps it across calls (fitted here if None).
 
     Raises:
         ShapeModelError: the source cannot be fitted (degenerate landmarks).
@@ -57,7 +69,7 @@ def consistent_targets(
         return out
     cfg = ProfileConfig()
     model = model or load_face3d(MODEL_PATH)
-    src = fit_face3d(model, np.asarray(source, np.float64), cfg.fit)
+    src = source_fit if source_fit is not None else fit_source(source, model)
     for i in np.flatnonzero(w > 0):
         fit, _ = fit_target(model, src, source_pose, out[i].astype(np.float64), target_pose[i], cfg.target_fit, ("fit",))
         drawn = fit.camera_vertices(model)[fit.correspondence, :2]
