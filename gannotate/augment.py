@@ -170,7 +170,8 @@ class AugmentResult:
             return ""
         why = ", ".join(f"{k} {v}" for k, v in g["rejected"].items() if v)
         return (f"; quality gate {g['min_quality']:g}: {g['redraws']} redraw(s)" + (f" (rejected: {why})" if why else "")
-                + f", {g['dropped']} target(s) dropped after {g['max_draws']} draws")
+                + f", {g['dropped']} target(s) dropped (at most {g['max_draws']} draws each"
+                + (f"; {g['hopeless']} hopeless after fewer)" if g.get("hopeless") else ")"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -272,7 +273,7 @@ class _Sink:
         self.batch_size, self.progress, self.pool = batch_size, progress, pool
         self.pending: list[tuple[PreparedFace, int, int]] = []  # (face, source index, target index)
         self.written = 0
-        self.redraws = self.dropped = 0
+        self.redraws = self.dropped = self.hopeless = 0
         self.rejected: Counter = Counter()
         # a dataset begun before a field existed goes on without it (its rows would otherwise have holes)
         self.fields = None if writer.n_samples == 0 else writer.stored_fields
@@ -334,6 +335,7 @@ class _Sink:
         self.written += len(kept)
         self.redraws += out.redraws
         self.dropped += out.dropped
+        self.hopeless += out.hopeless
         self.rejected.update(out.rejected)
         self.progress.advance(len(batch))
 
@@ -343,7 +345,7 @@ class _Sink:
 
         return {"min_quality": plan.min_quality, "measures": list(plan.quality), "max_draws": MAX_DRAWS,
                 "redraws": self.redraws, "rejected": {m: int(self.rejected.get(m, 0)) for m in plan.quality},
-                "dropped": self.dropped}
+                "dropped": self.dropped, "hopeless": self.hopeless}
 
 
 _REQUIRED_ROWS = ("images", "landmarks", "params", "pose")

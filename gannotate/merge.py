@@ -178,7 +178,7 @@ def _sum_gates(gates: list[Any]) -> dict[str, Any] | None:
     if not gates:
         return None
     total = dict(gates[0])
-    for key in ("redraws", "dropped"):
+    for key in ("redraws", "dropped", "hopeless"):
         total[key] = sum(int(g.get(key, 0)) for g in gates)
     total["rejected"] = {m: sum(int(g.get("rejected", {}).get(m, 0)) for g in gates) for m in gates[0].get("rejected", {})}
     return total

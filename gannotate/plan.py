@@ -21,7 +21,10 @@ of the source and of its mirror, so it is part of the plan: deterministic, the s
 
 **Redraws** (the quality gate, :mod:`gannotate.metrics.quality`): a target whose render fails the gate
 is replaced by :func:`redraw_target`'s draw ``d`` of the same slot, from a generator seeded with
-``(seed, key, slot, d)`` — the same replacement wherever and whenever it is made.
+``(seed, key, slot, d)`` — the same replacement wherever and whenever it is made. What every draw of a
+face shares (the shape-model fit of it and of its mirror, its 3D face fit) is a :class:`SourceFit`, made
+once by :func:`fit_source` and passed to each draw: a redraw then costs its own target only (the fits
+were 80 % of a redraw's CPU), with the same result as fitting afresh.
 
 Convention: points are float32 ``(K, 2)`` / ``(n, K, 2)`` ``(x, y)``, 0-based pixel centres, in the
 crop; angles in degrees; pose rows are ``(yaw, pitch, roll)``.
@@ -38,7 +41,8 @@ import numpy as np
 from gannotate.errors import GannotateError, check_points
 from gannotate.landmarks import flip_points
 
-__all__ = ["PlanConfig", "Plan", "face_rng", "plan_face", "redraw_target", "pose_of", "DEFAULT_EXPRESSION_SCALE",
+__all__ = ["PlanConfig", "Plan", "SourceFit", "face_rng", "fit_source", "plan_face", "redraw_target", "pose_of",
+           "DEFAULT_EXPRESSION_SCALE",
            "DEFAULT_MIN_QUALITY", "DEFAULT_QUALITY_MEASURES", "QUALITY_MEASURES", "MAX_DRAWS"]
 
 #: Expression jitter (in model standard deviations) when neither the user nor the model sets one.
@@ -207,14 +211,53 @@ def _centre(points: np.ndarray) -> np.ndarray:
     return (points.min(axis=-2) + points.max(axis=-2)) / 2.0
 
 
-def _fit_sides(model: Any, pts: np.ndarray, mirror: bool) -> tuple[Any, float, float | None]:
-    """The shape-model fit of the source, its yaw, and (with ``mirror``) the yaw of its mirror image."""
+@dataclass
+class SourceFit:
+    """What every draw of one face shares: made once by :func:`fit_source`, reused by each redraw.
+
+    Attributes:
+        points: (K, 2) float32 the face's landmarks (as checked); mirror: whether ``mirror_yaw`` was fitted.
+        base: the shape model's ``Params`` fit of the face; yaw: its yaw; mirror_yaw: its mirror image's yaw
+            (None without ``mirror``).
+        face3d: the 3D face fit of the source, made on the first target beyond ±45° that needs it.
+    """
+
+    points: np.ndarray
+    mirror: bool
+    base: Any
+    yaw: float
+    mirror_yaw: float | None
+    face3d: Any = None
+
+    def matches(self, points: np.ndarray, mirror: bool) -> bool:
+        return self.mirror == mirror and np.array_equal(self.points, points)
+
+    def face3d_fit(self) -> Any:
+        """The source's 3D face fit (:func:`gannotate.targets3d.fit_source`), fitted on first use."""
+        if self.face3d is None:
+            from gannotate.targets3d import fit_source as fit_face
+
+            self.face3d = fit_face(self.points)
+        return self.face3d
+
+
+def fit_source(model: Any, points: np.ndarray, mirror: bool) -> SourceFit:
+    """The shape-model fit of a face, its yaw, and (with ``mirror``) the yaw of its mirror image."""
+    pts = check_points(points, model.n_points, "points")
     base = model.fit(pts[None].astype(np.float64))
     yaw = float(pose_of(base)[0, 0])
-    if not mirror:
-        return base, yaw, None
-    flipped = flip_points(pts.astype(np.float64), 0)  # the pose does not depend on the image width
-    return base, yaw, float(pose_of(model.fit(flipped[None]))[0, 0])
+    mirror_yaw = None
+    if mirror:
+        flipped = flip_points(pts.astype(np.float64), 0)  # the pose does not depend on the image width
+        mirror_yaw = float(pose_of(model.fit(flipped[None]))[0, 0])
+    return SourceFit(pts.copy(), mirror, base, yaw, mirror_yaw)
+
+
+def _source_fit(model: Any, pts: np.ndarray, mirror: bool, fit: SourceFit | None) -> SourceFit:
+    """``fit`` when it is this face's (with this ``mirror``), else a fresh one."""
+    if fit is not None and fit.matches(pts, mirror):
+        return fit
+    return fit_source(model, pts, mirror)
 
 
 def _sides(target_yaw: np.ndarray, yaw: float, mirror_yaw: float | None) -> tuple[np.ndarray, np.ndarray]:
@@ -227,9 +270,10 @@ def _sides(target_yaw: np.ndarray, yaw: float, mirror_yaw: float | None) -> tupl
     return mirrored, np.where(mirrored, turn_m, turn).astype(np.float32)
 
 
-def _targets(model: Any, pts: np.ndarray, base: Any, yaw: np.ndarray, rng: np.random.Generator,
+def _targets(model: Any, fit: SourceFit, yaw: np.ndarray, rng: np.random.Generator,
              cfg: PlanConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Targets at ``yaw`` (n,) with pitch, roll and expression drawn from ``rng``: (params, points, pose)."""
+    pts, base = fit.points, fit.base
     n = len(yaw)
     # draw every random number in a fixed order, whatever is kept, so options do not shift others
     pitch_u, roll_u = rng.uniform(0.0, 1.0, n), rng.uniform(0.0, 1.0, n)
@@ -256,12 +300,13 @@ def _targets(model: Any, pts: np.ndarray, base: Any, yaw: np.ndarray, rng: np.ra
 
         calm = np.asarray(model.instances(replace(tgt, expression=base[np.zeros(n, dtype=np.int64)].expression)), np.float64)
         expression = target_points.astype(np.float64) - calm
-        target_points = turned_targets(pts, pose_of(base)[0], pose) + expression.astype(np.float32)
+        target_points = turned_targets(pts, pose_of(base)[0], pose, source_fit=fit.face3d_fit()) + expression.astype(np.float32)
         target_points += (_centre(pts.astype(np.float64)) - _centre(target_points.astype(np.float64)))[:, None, :].astype(np.float32)
     elif cfg.uses_3d_targets:  # beyond ±45°: the shape model's request as a real head shows it
-        from gannotate.targets3d import consistent_targets
+        from gannotate.targets3d import blend_weight, consistent_targets
 
-        target_points = consistent_targets(pts, pose_of(base)[0], target_points, pose)
+        face3d = fit.face3d_fit() if (blend_weight(pose[:, 0]) > 0).any() else None
+        target_points = consistent_targets(pts, pose_of(base)[0], target_points, pose, source_fit=face3d)
         # the re-drawn jaw changes the landmark box: centre it again, as every target is centred
         target_points += (_centre(pts.astype(np.float64)) - _centre(target_points.astype(np.float64)))[:, None, :].astype(np.float32)
     return np.asarray(tgt.to_vector(), np.float32), target_points, pose
@@ -272,7 +317,7 @@ def _grid(cfg: PlanConfig) -> np.ndarray:
     return np.linspace(a, b, cfg.n) if cfg.n > 1 else np.array([(a + b) / 2.0])
 
 
-def plan_face(model: Any, points: np.ndarray, key: str, cfg: PlanConfig) -> Plan:
+def plan_face(model: Any, points: np.ndarray, key: str, cfg: PlanConfig, fit: SourceFit | None = None) -> Plan:
     """Fit the shape model to one face and make ``cfg.n`` targets.
 
     Scale is kept by construction (the fitted scale is reused); the centre is kept by translating each
@@ -283,18 +328,19 @@ def plan_face(model: Any, points: np.ndarray, key: str, cfg: PlanConfig) -> Plan
         points: (K, 2) landmarks of the input in the crop frame.
         key: the face's stable id (seeds its generator).
         cfg: the plan settings.
+        fit: this face's :func:`fit_source` (made here when None or another face's).
 
     Returns:
         Plan with n targets.
     """
     pts = check_points(points, model.n_points, "points")
     rng = face_rng(cfg.seed, key)
-    base, yaw_src, yaw_mirror = _fit_sides(model, pts, cfg.mirror)
+    fit = _source_fit(model, pts, cfg.mirror, fit)
     yaw = _grid(cfg) if cfg.sampling == "grid" else rng.uniform(cfg.yaw[0], cfg.yaw[1], cfg.n)
-    params, target_points, pose = _targets(model, pts, base, yaw, rng, cfg)
-    mirrored, turn = _sides(pose[:, 0], yaw_src, yaw_mirror)
+    params, target_points, pose = _targets(model, fit, yaw, rng, cfg)
+    mirrored, turn = _sides(pose[:, 0], fit.yaw, fit.mirror_yaw)
     return Plan(
-        source_params=np.asarray(base.to_vector(), np.float32).reshape(-1),
+        source_params=np.asarray(fit.base.to_vector(), np.float32).reshape(-1),
         params=params,
         points=target_points,
         pose=pose,
@@ -303,12 +349,14 @@ def plan_face(model: Any, points: np.ndarray, key: str, cfg: PlanConfig) -> Plan
     )
 
 
-def redraw_target(model: Any, points: np.ndarray, key: str, cfg: PlanConfig, slot: int, draw: int) -> Plan:
+def redraw_target(model: Any, points: np.ndarray, key: str, cfg: PlanConfig, slot: int, draw: int,
+                  fit: SourceFit | None = None) -> Plan:
     """Draw ``draw`` (≥ 1) of target ``slot``: the replacement for a target that failed the quality gate.
 
     Yaw: a new uniform draw over ``cfg.yaw`` (``sampling="uniform"``), or, on a grid, the slot's grid yaw
     moved uniformly within half a grid step (so the yaw spread stays the one asked for); pitch, roll and
     expression are drawn afresh as :func:`plan_face` draws them. Depends only on ``(seed, key, slot, draw)``.
+    ``fit``: the face's :func:`fit_source`, shared by its draws (made here when None or another face's).
 
     Returns:
         Plan with one target.
@@ -317,13 +365,13 @@ def redraw_target(model: Any, points: np.ndarray, key: str, cfg: PlanConfig, slo
         raise GannotateError(f"redraw: need draw >= 1 and 0 <= slot < {cfg.n}, got draw {draw}, slot {slot}")
     pts = check_points(points, model.n_points, "points")
     rng = face_rng(cfg.seed, f"{key}\x00redraw\x00{slot}\x00{draw}")
-    base, yaw_src, yaw_mirror = _fit_sides(model, pts, cfg.mirror)
+    fit = _source_fit(model, pts, cfg.mirror, fit)
     a, b = cfg.yaw
     if cfg.sampling == "uniform":
         yaw = rng.uniform(a, b, 1)
     else:
         half = (b - a) / (2.0 * (cfg.n - 1)) if cfg.n > 1 else (b - a) / 2.0
         yaw = np.clip(_grid(cfg)[slot] + rng.uniform(-half, half, 1), a, b)
-    params, target_points, pose = _targets(model, pts, base, yaw, rng, cfg)
-    mirrored, turn = _sides(pose[:, 0], yaw_src, yaw_mirror)
-    return Plan(np.asarray(base.to_vector(), np.float32).reshape(-1), params, target_points, pose, mirrored, turn)
+    params, target_points, pose = _targets(model, fit, yaw, rng, cfg)
+    mirrored, turn = _sides(pose[:, 0], fit.yaw, fit.mirror_yaw)
+    return Plan(np.asarray(fit.base.to_vector(), np.float32).reshape(-1), params, target_points, pose, mirrored, turn)

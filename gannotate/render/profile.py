@@ -116,14 +116,20 @@ def _piecewise_field(src: np.ndarray, dst: np.ndarray, query: np.ndarray, radius
     disp = np.concatenate([dst - src, np.zeros_like(ring)])
     tri = Delaunay(ctrl, qhull_options="QJ")
     simplex = tri.find_simplex(query)
-    inside = simplex >= 0
+    inside = np.flatnonzero(simplex >= 0)
     out = np.zeros_like(query)
-    if inside.any():
+    if len(inside):
+        # barycentrics and the blend written out per coordinate: the same sums, in the same order, as
+        # einsums over gathered (N, 3, 2) transforms and corners, without building those
         s = simplex[inside]
-        trans = tri.transform[s]  # (N, 3, 2)
-        bc = np.einsum("nij,nj->ni", trans[:, :2], query[inside] - trans[:, 2])
-        bary = np.concatenate([bc, 1.0 - bc.sum(1, keepdims=True)], axis=1)  # (N, 3)
-        out[inside] = np.einsum("nk,nkc->nc", bary, disp[tri.simplices[s]])
+        t = tri.transform  # (S, 3, 2): rows 0-1 the inverse of each simplex's edge matrix, row 2 its origin
+        d0 = query[inside, 0] - t[s, 2, 0]
+        d1 = query[inside, 1] - t[s, 2, 1]
+        b0 = t[s, 0, 0] * d0 + t[s, 0, 1] * d1
+        b1 = t[s, 1, 0] * d0 + t[s, 1, 1] * d1
+        b2 = 1.0 - (b0 + b1)
+        corner = tri.simplices[s]  # (N, 3)
+        out[inside] = b0[:, None] * disp[corner[:, 0]] + b1[:, None] * disp[corner[:, 1]] + b2[:, None] * disp[corner[:, 2]]
     return out
 
 

@@ -10,7 +10,10 @@ same way in the parent (``--workers 1``) and in every worker process:
 3. score it (:class:`~gannotate.metrics.quality.QualityScorer`), plus ``invalid_share`` from the masks;
 4. with a gate (``min_quality > 0``): each failing sample's slot gets the plan's next draw
    (:func:`gannotate.plan.redraw_target`), rendered and scored as a smaller batch, up to
-   :data:`~gannotate.plan.MAX_DRAWS` draws; a slot whose draws all fail is dropped.
+   :data:`~gannotate.plan.MAX_DRAWS` draws; a slot whose draws all fail is dropped. A draw that fails
+   hopelessly (:func:`gannotate.metrics.quality.hopeless`: YuNet barely sees a face) ends its slot at once:
+   on held-out faces such slots almost never passed a later draw, and their redraws were a tenth of the
+   renders (docs/quality.md, "Cost"). Redraws reuse the face's fits (:class:`gannotate.plan.SourceFit`).
 
 Why the whole loop runs inside one call: a batch's result then depends on the batch alone, not on when
 other batches come back from other workers, so a dataset is the same for any ``--workers``, shard or Ray.
@@ -20,19 +23,20 @@ Convention: crops uint8 (B, S, S, 3) RGB; points float32 (B, K, 2) (x, y), 0-bas
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from gannotate.landmarks import flip_points
-from gannotate.plan import MAX_DRAWS, PlanConfig, redraw_target
+from gannotate.plan import MAX_DRAWS, PlanConfig, SourceFit, fit_source, redraw_target
 from gannotate.render import Renderer
 
 __all__ = ["BatchJob", "BatchResult", "BatchProcessor", "side_of", "worker_setup"]
 
 _PLAN_ROWS = ("targets", "params", "pose", "mirrored", "turn")
+_FITS_KEPT = 64  # faces whose fits a processor keeps for their redraws (a batch spans at most batch_size faces)
 
 
 def side_of(crop: np.ndarray, points: np.ndarray, mirrored: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -83,7 +87,8 @@ class BatchResult:
 
     ``rows`` holds images, landmarks, params, pose and the optional fields (masks, fit_residual,
     mirrored, turn_deg, the quality measures, invalid_share). ``rejected`` counts failed draws per
-    measure, ``redraws`` the extra draws made, ``dropped`` the slots left out after :data:`MAX_DRAWS`.
+    measure, ``redraws`` the extra draws made, ``dropped`` the slots left out (after :data:`MAX_DRAWS` draws,
+    or earlier when a draw was hopeless), ``hopeless`` those of them left out early.
     """
 
     keep: np.ndarray
@@ -91,6 +96,7 @@ class BatchResult:
     rejected: Counter = field(default_factory=Counter)
     redraws: int = 0
     dropped: int = 0
+    hopeless: int = 0
 
 
 @dataclass
@@ -108,6 +114,7 @@ class BatchProcessor:
     plan: PlanConfig
     model: Any = None
     scorer: Any = None
+    _fits: "OrderedDict[tuple[str, bool], SourceFit]" = field(default_factory=OrderedDict, repr=False)
 
     def __post_init__(self) -> None:
         if self.scorer is None:
@@ -122,24 +129,47 @@ class BatchProcessor:
         if not self.plan.gated or not len(job):
             return result
         fail = self._failing(out, result.rejected)
+        again = self._worth_redrawing(out, fail, 0, result)
         for draw in range(1, MAX_DRAWS):
-            idx = np.nonzero(fail)[0]
+            idx = np.nonzero(again)[0]
             if not len(idx):
                 break
             for i in idx:
                 cfg = self.plan if job.mirror_ok[i] else replace(self.plan, mirror=False)
-                new = redraw_target(self.model, job.points[i], str(job.keys[i]), cfg, int(job.slots[i]), draw)
+                new = redraw_target(self.model, job.points[i], str(job.keys[i]), cfg, int(job.slots[i]), draw,
+                                    self._source_fit(job, i, cfg.mirror))
                 for k, v in zip(_PLAN_ROWS, (new.points, new.params, new.pose, new.mirrored, new.turn)):
                     plan_rows[k][i] = v[0]
             sub = self._render_and_score(job, idx, plan_rows)
             for k, v in sub.items():
                 out[k][idx] = v
             fail[idx] = self._failing(sub, result.rejected)
+            again[idx] = self._worth_redrawing(sub, fail[idx], draw, result)
             result.redraws += len(idx)
         result.keep = np.nonzero(~fail)[0]
         result.dropped = int(fail.sum())
         result.rows = {k: v[result.keep] for k, v in out.items()}
         return result
+
+    def _source_fit(self, job: BatchJob, i: int, mirror: bool) -> SourceFit:
+        """Row ``i``'s face fits, shared by all its redraws (kept for the last faces seen)."""
+        key = (str(job.keys[i]), bool(mirror))
+        fit = self._fits.get(key)
+        if fit is None or not fit.matches(job.points[i], mirror):
+            fit = self._fits[key] = fit_source(self.model, job.points[i], mirror)
+            while len(self._fits) > _FITS_KEPT:
+                self._fits.popitem(last=False)
+        return fit
+
+    def _worth_redrawing(self, out: dict[str, np.ndarray], fail: np.ndarray, draw: int, result: BatchResult) -> np.ndarray:
+        """Which failed samples of draw ``draw`` get another: not hopeless ones (counted), none after the last."""
+        from gannotate.metrics.quality import hopeless
+
+        if draw >= MAX_DRAWS - 1:
+            return np.zeros_like(fail)
+        lost = fail & hopeless(out, self.plan.min_quality)
+        result.hopeless += int(lost.sum())
+        return fail & ~lost
 
     def _failing(self, out: dict[str, np.ndarray], rejected: Counter) -> np.ndarray:
         from gannotate.metrics.quality import failing

@@ -173,6 +173,35 @@ class TestProfileRenderer:
             ProfileRenderer().prepare(faces[0][0], pts)
 
 
+class TestPiecewiseField:
+    """The last 2D correction: exact at the landmarks, zero beyond its ring, affine in between."""
+
+    def test_exact_at_the_points_zero_outside_affine_inside(self, faces):
+        from scipy.spatial import Delaunay
+
+        from gannotate.render.profile import _hull_indices, _piecewise_field
+
+        src = faces[0][1].astype(np.float64)
+        dst = faces[0][2][1].astype(np.float64)  # a planned target of the same face
+        rng = np.random.default_rng(0)
+        query = np.concatenate([src, rng.uniform(-20, SIZE + 20, (4000, 2))])
+        field = _piecewise_field(src, dst, query, 1.3)
+        np.testing.assert_allclose(field[:68], dst - src, atol=1e-9)
+        centre = src.mean(0)
+        ring = centre + 1.3 * (src[_hull_indices(src)] - centre)
+        outside = Delaunay(ring).find_simplex(query) < 0
+        assert outside.sum() > 1000 and np.all(field[outside] == 0)
+        # inside one triangle of the control mesh the field is affine: the midpoint's value is the mean
+        tri = Delaunay(np.concatenate([src, ring]), qhull_options="QJ")
+        a = query[68:]
+        b = a + rng.normal(0.0, 1.0, a.shape)
+        same = (tri.find_simplex(a) == tri.find_simplex(b)) & (tri.find_simplex(a) >= 0)
+        fb = _piecewise_field(src, dst, b[same], 1.3)
+        mid = _piecewise_field(src, dst, (a[same] + b[same]) / 2, 1.3)
+        np.testing.assert_allclose(mid, (field[68:][same] + fb) / 2, atol=1e-9)
+        assert same.sum() > 1000 and np.abs(fb).max() > 1.0
+
+
 def test_import_is_torch_free():
     import subprocess
     import sys

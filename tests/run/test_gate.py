@@ -138,6 +138,46 @@ class TestGate:
         assert man["counts"]["gate"] == json.loads(json.dumps(g))
         assert "redraw" in runs[1].summary() and "rejected: " in runs[1].summary()
 
+    def test_a_hopeless_draw_ends_its_slot(self, tmp_path, face_folder, monkeypatch):
+        """A slot is redrawn only after a near miss: a failed draw YuNet barely sees as a face ends it at once."""
+        from gannotate.metrics.quality import failing, hopeless
+        from gannotate.plan import MAX_DRAWS
+        from gannotate.run.gate import BatchProcessor
+
+        draws: dict[tuple[str, int], list[tuple[bool, bool]]] = {}  # slot → [(failed, hopeless)] per draw
+        score = BatchProcessor._render_and_score
+
+        def recording(self, job, idx, plan_rows):
+            out = score(self, job, idx, plan_rows)
+            bad = np.any(np.stack(list(failing(out, 0.5).values())), axis=0)
+            for j, i in enumerate(idx):
+                draws.setdefault((str(job.keys[i]), int(job.slots[i])), []).append((bool(bad[j]), bool(hopeless(out, 0.5)[j])))
+            return out
+
+        monkeypatch.setattr(BatchProcessor, "_render_and_score", recording)
+        res = run_augment(AugmentConfig(out=tmp_path / "o", input=face_folder, plan=self._plan(), **self.CFG))
+        early = 0
+        for slot, seq in draws.items():
+            assert all(failed and not lost for failed, lost in seq[:-1]), (slot, seq)  # only near misses are redrawn
+            failed, lost = seq[-1]
+            early += failed and lost and len(seq) < MAX_DRAWS
+            assert not failed or lost or len(seq) == MAX_DRAWS, (slot, seq)
+        g = res.gate
+        assert g["hopeless"] == early > 0 and g["redraws"] > 0, g  # warps at ±60° break beyond hope, and nearly
+        assert g["dropped"] == sum(seq[-1][0] for seq in draws.values()) and res.n_written + g["dropped"] == 20
+        assert sum(len(seq) for seq in draws.values()) == 20 + g["redraws"]
+        assert "hopeless after fewer" in res.summary()
+
+    def test_hopeless_needs_the_face_score_and_moves_with_the_gate(self):
+        from gannotate.metrics.quality import HOPELESS_FACE_MARGIN, hopeless
+
+        face = np.array([0.0, 0.5, 0.86, 0.875, 0.89, 0.95], np.float32)
+        assert hopeless({"face_score": face}, 0.5).tolist() == [True, True, True, False, False, False]
+        assert hopeless({"face_score": face}, 0.0).tolist() == [False] * 6  # no gate: nothing fails
+        lower = hopeless({"face_score": face}, 0.25)  # pass line 0.45: hopeless below 0.45 − margin
+        assert lower.tolist() == list(face + HOPELESS_FACE_MARGIN < 0.45)
+        assert not hopeless({"reader_nme": np.array([50.0, 80.0])}, 0.5).any()  # only the face score says hopeless
+
     def test_a_redrawn_sample_is_a_new_draw_of_its_slot(self, tmp_path, face_folder):
         run_augment(AugmentConfig(out=tmp_path / "g", input=face_folder, plan=self._plan(), **self.CFG))
         run_augment(AugmentConfig(out=tmp_path / "k", input=face_folder, plan=self._plan(min_quality=0.0), **self.CFG))

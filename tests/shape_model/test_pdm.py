@@ -18,6 +18,28 @@ def _random_params(model, n, seed=0, yaw=(-60, 60), pitch=(-20, 20)):
     return p
 
 
+class TestPoseFeatures:
+    """φ(yaw, pitch) are the monomials u^i v^j of the module doc, and dφ is their derivative."""
+
+    @pytest.mark.parametrize("degree", [1, 2, 3, 4])
+    def test_monomials_and_their_derivatives(self, degree):
+        from shape_model.pdm import ANGLE_UNIT, pose_exponents, pose_feature_jacobian, pose_features
+
+        r = np.random.default_rng(degree)
+        yaw, pitch = np.r_[0.0, r.uniform(-90, 90, 6)], np.r_[r.uniform(-60, 60, 6), 0.0]
+        u, v = yaw / ANGLE_UNIT, pitch / ANGLE_UNIT
+        ex = pose_exponents(degree)
+        want = np.stack([u**i * v**j for i, j in ex], -1)  # (N, F)
+        np.testing.assert_allclose(pose_features(yaw, pitch, degree), want, rtol=1e-12, atol=1e-15)
+        assert pose_features(yaw[:1], pitch[:1], degree).shape == (1, len(ex))
+        jac = pose_feature_jacobian(u, v, degree)  # (N, F, 2)
+        h = 1e-6
+        du = (pose_features((u + h) * ANGLE_UNIT, pitch, degree) - pose_features((u - h) * ANGLE_UNIT, pitch, degree)) / (2 * h)
+        dv = (pose_features(yaw, (v + h) * ANGLE_UNIT, degree) - pose_features(yaw, (v - h) * ANGLE_UNIT, degree)) / (2 * h)
+        np.testing.assert_allclose(jac, np.stack([du, dv], -1), atol=1e-7)
+        assert not np.signbit(jac[..., 0][:, ex[:, 0] == 0]).any()  # exact +0 where a monomial has no u
+
+
 class TestCalibration:
     @pytest.mark.parametrize("yaw", [-45.0, -30.0, -15.0, 0.0, 15.0, 30.0, 45.0])
     def test_instance_yaw_is_estimated_within_5_degrees(self, model, yaw):
