@@ -299,7 +299,6 @@ def load_face(
         image = read_image(ref.image_path)
         check_inside(points, image.shape[0], image.shape[1], ref.landmark_path)
         return image, points
-    x0, y0, x1, y1 = (*points.min(0), *points.max(0))
-    read = read_image_reduced(ref.image_path, float(max(x1 - x0, y1 - y0)), keep_face_px)
+    read = read_image_reduced(ref.image_path, float(np.ptp(points, axis=0).max()), keep_face_px)
     check_inside(points, read.full_shape[0], read.full_shape[1], ref.landmark_path)  # in the photo's own pixels
     return read.pixels, points if read.factor == 1 else read.to_pixels.apply(points)

@@ -32,11 +32,13 @@ from gannotate.run.manifest import MANIFEST_NAME, jsonable, read_manifest, versi
 from gannotate.run.sources import (
     DEFAULT_MARGIN,
     MIN_FACE_PX,
+    REDUCED_DECODE_DETAIL,
     Failure,
     Source,
     crop_for_augment,
     failure_of,
     find_sources,
+    keep_face_px,
     load_crop,
     missing_landmarks_hint,
     sources_digest,
@@ -46,7 +48,7 @@ from gannotate.run.sources import (
 __all__ = [
     # sources
     "Source", "Failure", "find_sources", "take_shard", "sources_digest", "crop_for_augment", "load_crop",
-    "failure_of", "missing_landmarks_hint", "DEFAULT_MARGIN", "MIN_FACE_PX",
+    "failure_of", "missing_landmarks_hint", "DEFAULT_MARGIN", "MIN_FACE_PX", "keep_face_px", "REDUCED_DECODE_DETAIL",
     # bookkeeping
     "IDENTITY_KEYS", "RESUME_KEYS", "plan_identity", "settings_diff", "check_same_settings", "SOURCE_KEYS",
     "source_attrs", "check_same_sources", "check_writable",
