@@ -275,7 +275,7 @@ def annotate_folder(root: str | Path, annotator: Annotator, overwrite: bool = Fa
 
 def lazy_annotations(
     root: str | Path, image_paths: Sequence[str | Path], annotator: "Annotator | None" = None
-) -> list[tuple[str, str, Callable[[], tuple[np.ndarray, np.ndarray]]]]:
+) -> list[tuple[str, str, Callable[..., tuple[np.ndarray, np.ndarray]]]]:
     """``(key, path, load)`` per image, where ``load()`` reads it and annotates its largest face.
 
     Used by ``augment --annotate``: nothing is written next to the user's images, and the detector
@@ -291,8 +291,8 @@ def lazy_annotations(
     base = Path(root).resolve()
     base = base if base.is_dir() else base.parent
 
-    def loader(path: str) -> Callable[[], tuple[np.ndarray, np.ndarray]]:
-        def load() -> tuple[np.ndarray, np.ndarray]:
+    def loader(path: str) -> Callable[..., tuple[np.ndarray, np.ndarray]]:
+        def load(keep_face_px: float | None = None) -> tuple[np.ndarray, np.ndarray]:  # detection needs the whole photo
             image = read_image(path)
             with lock:
                 faces = shared.annotate(image)

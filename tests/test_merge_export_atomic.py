@@ -114,11 +114,10 @@ def test_kill_9_during_a_merge_leaves_no_half_dataset(tmp_path, face_folder):
     out = tmp_path / "m"
     merge_outputs(out, shards(tmp_path, face_folder, seed=2, n=3))  # an earlier, complete merge (12 samples)
     code = textwrap.dedent(KILLED_MERGE.format(out=str(out), shards=[str(p) for p in s]))
-    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
-                         env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert p.stdout.readline().startswith("appended")
-    os.kill(p.pid, signal.SIGKILL)
-    p.wait()
+    with subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}) as p:
+        assert p.stdout.readline().startswith("appended")
+        os.kill(p.pid, signal.SIGKILL)
     with DatasetReader(out / "dataset.h5") as r:  # the old dataset, whole: never a half of the new one
         assert len(r) == 12
     assert run_status(out).done

@@ -431,6 +431,7 @@ def _run_locked(ray: Any, cfg: AugmentConfig, options: RayOptions, progress: Pro
         merged = run_status(out, digest_all)
         man = read_manifest(out) or {}
         if not todo and merged.done and man.get("backend", {}).get("shards") == n:  # nothing changed since
+            _check_finished(out / DATASET_NAME)
             progress.start(merged.n_samples, merged.n_samples)
             return AugmentResult(out, man.get("counts", {}).get("sources_ok", 0), 0, merged.n_samples, merged.n_samples,
                                  [Failure(**f) for f in man.get("failures", [])], out / "manifest.json",
@@ -495,6 +496,22 @@ def _run_locked(ray: Any, cfg: AugmentConfig, options: RayOptions, progress: Pro
             ray.shutdown()
         if reaper is not None:
             reaper.stop()
+
+
+def _check_finished(path: Path, tail: int = 16) -> None:
+    """Check a finished run's dataset as a local rerun does before it says "already done": the
+    ground truth of every row (on open) and the images of the last ``tail`` rows.
+
+    Raises:
+        DatasetCorruptError: a row no longer matches its checksums (exit 4).
+    """
+    from gannotate.errors import DatasetCorruptError
+    from gannotate.io.hdf5_reader import DatasetReader
+
+    with DatasetReader(path) as r:
+        bad = r.verify(range(max(0, len(r) - tail), len(r)))
+    if bad:
+        raise DatasetCorruptError(path, bad)
 
 
 def _shard_records(n: int, skipped: dict[int, int], outcomes: dict[int, ShardOutcome], failed: dict[int, str],

@@ -260,7 +260,9 @@ def train(
     (run_dir / "config.json").write_text(json.dumps({"train": asdict(cfg), "net": net_cfg.to_dict(), "augment": asdict(aug),
                                                      "meta": meta or {}, "n_real": len(faces),
                                                      "n_generated": identity["n_generated"]}, indent=2))
-    stats = (run_dir / "stats.jsonl").open("a")
+    from gannotate.training.runs import RunDir
+
+    run = RunDir(run_dir)  # stats rows are appended one at a time: no file stays open if a step raises
 
     # Training loop.
     t0, running = time.time() - elapsed_before, []
@@ -297,15 +299,13 @@ def train(
                         "mean_err_px": float(np.mean(running))})
             running = []
         if log_now or checkpoint_now:
-            stats.write(json.dumps(row) + "\n")
-            stats.flush()
+            run.append_stats(row)
             log.info("step %d %s", step + 1, row)
             if progress is not None:
                 progress(step + 1, cfg.steps, elapsed)
         if out_of_time:
             log.warning("time budget of %.0f s reached after %d of %d steps", cfg.time_budget_s, step + 1, cfg.steps)
             break
-    stats.close()
     return ckpt
 
 

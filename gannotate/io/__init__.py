@@ -15,7 +15,7 @@ from gannotate.io.exporters import export, list_exporters, register_exporter
 from gannotate.io.folder_writer import FolderWriter, sample_name, unquote_key
 from gannotate.io.folders import Discovery, FaceRef, Failure, check_inside, discover, load_face
 from gannotate.io.hdf5 import DatasetReader, DatasetWriter
-from gannotate.io.images import IMAGE_EXTENSIONS, read_image, write_image
+from gannotate.io.images import IMAGE_EXTENSIONS, ReducedImage, read_image, read_image_reduced, write_image
 from gannotate.io.landmarks_io import LANDMARK_EXTENSIONS, read_landmarks, read_ljson
 from gannotate.io.pts import read_pts, write_pts
 from gannotate.io.videos import Clip, discover_clips, iter_frames
@@ -43,6 +43,8 @@ __all__ = [
     "DatasetWriter",
     "IMAGE_EXTENSIONS",
     "read_image",
+    "read_image_reduced",
+    "ReducedImage",
     "write_image",
     "LANDMARK_EXTENSIONS",
     "read_landmarks",

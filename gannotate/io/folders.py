@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from gannotate.errors import DatasetError, LandmarkFileError
-from gannotate.io.images import IMAGE_EXTENSIONS, read_image
+from gannotate.io.images import IMAGE_EXTENSIONS, read_image, read_image_reduced
 from gannotate.io.landmarks_io import LANDMARK_EXTENSIONS, read_landmarks
 
 __all__ = ["FaceRef", "Failure", "Discovery", "discover", "load_face", "check_inside"]
@@ -272,15 +272,22 @@ def check_inside(points: np.ndarray, height: int, width: int, path: str | Path, 
         )
 
 
-def load_face(ref: FaceRef, n_points: int | None = 68) -> tuple[np.ndarray, np.ndarray]:
+def load_face(
+    ref: FaceRef, n_points: int | None = 68, keep_face_px: float | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Load one face.
 
     Args:
         ref: from :func:`discover`.
         n_points: expected K (``scheme.n_points``); ``None`` accepts any.
+        keep_face_px: the landmark-box side, in pixels, the caller needs (see
+            :func:`~gannotate.io.images.read_image_reduced`): a very large JPEG whose face keeps that
+            many pixels is decoded at 1/2, 1/4 or 1/8 and its points scaled to match. ``None``
+            always decodes at full size.
 
     Returns:
-        image (H, W, 3) uint8 RGB and points (K, 2) float32, (x, y), 0-based pixel centres.
+        image (H, W, 3) uint8 RGB and points (K, 2) float32, (x, y), 0-based pixel centres, in
+        the returned image.
 
     Raises:
         ImageFileError: missing, unreadable or corrupt image.
@@ -288,6 +295,10 @@ def load_face(ref: FaceRef, n_points: int | None = 68) -> tuple[np.ndarray, np.n
             the image. Both are ``InputFileError``.
     """
     points = read_landmarks(ref.landmark_path, n_points)
-    image = read_image(ref.image_path)
-    check_inside(points, image.shape[0], image.shape[1], ref.landmark_path)
-    return image, points
+    if keep_face_px is None:
+        image = read_image(ref.image_path)
+        check_inside(points, image.shape[0], image.shape[1], ref.landmark_path)
+        return image, points
+    read = read_image_reduced(ref.image_path, float(np.ptp(points, axis=0).max()), keep_face_px)
+    check_inside(points, read.full_shape[0], read.full_shape[1], ref.landmark_path)  # in the photo's own pixels
+    return read.pixels, points if read.factor == 1 else read.to_pixels.apply(points)

@@ -34,11 +34,13 @@ from gannotate.run.progress import NullProgress, Progress
 from gannotate.run.sources import (
     DEFAULT_MARGIN,
     MIN_FACE_PX,
+    REDUCED_DECODE_DETAIL,
     Failure,
     Source,
     crop_for_augment,
     failure_of,
     find_sources,
+    keep_face_px,
     load_crop,
     missing_landmarks_hint,
     sources_digest,
@@ -48,7 +50,7 @@ from gannotate.run.sources import (
 __all__ = [
     # sources
     "Source", "Failure", "find_sources", "take_shard", "sources_digest", "crop_for_augment", "load_crop",
-    "failure_of", "missing_landmarks_hint", "DEFAULT_MARGIN", "MIN_FACE_PX",
+    "failure_of", "missing_landmarks_hint", "DEFAULT_MARGIN", "MIN_FACE_PX", "keep_face_px", "REDUCED_DECODE_DETAIL",
     # bookkeeping
     "IDENTITY_KEYS", "RESUME_KEYS", "plan_identity", "settings_diff", "check_same_settings", "SOURCE_KEYS",
     "source_attrs", "check_same_sources", "check_writable",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -31,7 +32,9 @@ __all__ = [
     "crop_for_augment",
     "load_crop",
     "failure_of",
+    "keep_face_px",
     "DEFAULT_MARGIN",
+    "REDUCED_DECODE_DETAIL",
     "MIN_FACE_PX",
     "ANNOTATE_HINT",
     "missing_landmarks_hint",
@@ -41,6 +44,10 @@ __all__ = [
 #: 45° keeps its box centre but its far cheek and ear move out; 0.25 keeps every target landmark of a
 #: ±60° yaw plan inside the crop on the sample faces (docs/augment.md has the measurement).
 DEFAULT_MARGIN = 0.25
+#: A very large JPEG is decoded at 1/2, 1/4 or 1/8 of its size only when the face's landmark box
+#: still spans at least this many decoded pixels per pixel it gets in the crop (so the crop stays a
+#: downscale by this much, and the reduced decode changes it by about one grey level; docs/reliability.md).
+REDUCED_DECODE_DETAIL = 4.0
 #: Faces whose landmark box is smaller than this (pixels, longer side) are rejected: too few pixels
 #: to resample into a 128² crop without inventing detail.
 MIN_FACE_PX = 20.0
@@ -54,7 +61,9 @@ class Source:
 
     key: str
     path: str
-    load: Callable[[], tuple[np.ndarray, np.ndarray]]  # → image (H, W, 3) uint8, points (K, 2)
+    #: ``load(keep_face_px=None)`` → image (H, W, 3) uint8, points (K, 2) in that image; with
+    #: ``keep_face_px`` a very large photo may come back reduced (see :func:`load_crop`)
+    load: Callable[..., tuple[np.ndarray, np.ndarray]]
 
 
 def find_sources(
@@ -74,8 +83,8 @@ def find_sources(
     if input_path is None:
         from gannotate.io.builtin import BUILTIN_FACE_NAMES, builtin_faces
 
-        def loader(name: str) -> Callable[[], tuple[np.ndarray, np.ndarray]]:
-            def load() -> tuple[np.ndarray, np.ndarray]:
+        def loader(name: str) -> Callable[..., tuple[np.ndarray, np.ndarray]]:
+            def load(keep_face_px: float | None = None) -> tuple[np.ndarray, np.ndarray]:  # small photos: full size
                 face = builtin_faces((name,))[0]
                 return face.image, face.points
 
@@ -87,7 +96,7 @@ def find_sources(
     from gannotate.io.folders import discover, load_face
 
     found = discover(input_path)
-    srcs = [Source(ref.key, str(ref.image_path), lambda ref=ref: load_face(ref, n_points)) for ref in found.faces]
+    srcs = [Source(ref.key, str(ref.image_path), partial(load_face, ref, n_points)) for ref in found.faces]
     failures = list(found.failures)
     if annotate:
         extra, failures = _annotated_sources(Path(input_path), failures)
@@ -157,10 +166,24 @@ def crop_for_augment(image: np.ndarray, points: np.ndarray, size: int, margin: f
     return crop_face(image, points, size=size, margin=margin * side, mode="paper")
 
 
+def keep_face_px(size: int, margin: float, min_face: float = 0.0) -> float:
+    """The landmark-box side a crop of ``size`` px with ``margin`` needs from a decoded photo.
+
+    The box spans ``size / (1 + 2·margin)`` crop pixels; the decoded photo must give it
+    :data:`REDUCED_DECODE_DETAIL` times that, and never less than ``min_face`` (so the too-small
+    check sees the same verdict at any decode size).
+    """
+    return max(REDUCED_DECODE_DETAIL * size / (1.0 + 2.0 * margin), min_face)
+
+
 def load_crop(source: Source, size: int, margin: float, min_face: float = MIN_FACE_PX) -> Crop | Failure:
-    """Load and crop one face; a bad input becomes a :class:`Failure` (naming file and line), never an exception."""
+    """Load and crop one face; a bad input becomes a :class:`Failure` (naming file and line), never an exception.
+
+    A very large JPEG is decoded at reduced size where the face allows (:func:`keep_face_px`); the
+    crop's ``transform`` then maps that reduced image, not the full-size photo, to the crop.
+    """
     try:
-        image, points = source.load()
+        image, points = source.load(keep_face_px=keep_face_px(size, margin, min_face))
         return crop_for_augment(image, points, size, margin, min_face)
     except (GannotateError, ShapeModelError) as e:  # InputFileError is a GannotateError
         return failure_of(source, e)

@@ -17,13 +17,14 @@ import time
 from pathlib import Path
 from typing import Iterator
 
+import h5py
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from gannotate.augment import AugmentConfig, run_augment
 from gannotate.cli import main
-from gannotate.errors import DatasetError
+from gannotate.errors import DatasetCorruptError, DatasetError
 from gannotate.io.hdf5 import DatasetReader
 from gannotate.merge import merge_outputs
 from gannotate.plan import PlanConfig
@@ -316,6 +317,19 @@ class TestRayReliability:
             with pytest.raises(DatasetError, match="in use by another run"):
                 run_ray(AugmentConfig(out=out, resume=False, **CFG))
         assert (shard / "dataset.h5").is_file()
+
+    @pytest.mark.parametrize("field", ["landmarks", "images"])
+    def test_a_damaged_finished_output_is_refused_on_rerun(self, ray_cluster, tmp_path, field):
+        """A rerun of a finished Ray run checks OUT's dataset as a local rerun does: exit 4, not "already done"."""
+        out = tmp_path / "ray"
+        run_ray(AugmentConfig(out=out, **CFG), RayOptions(shards=2))
+        with h5py.File(out / "dataset.h5", "a") as f:  # one flipped bit in the last row's first value
+            row = f[field][7]
+            flat = row.reshape(-1)
+            flat[:1].view(np.uint32 if flat.dtype.itemsize == 4 else np.uint8)[0] ^= 1 << (30 if flat.dtype.itemsize == 4 else 0)
+            f[field][7] = row
+        with pytest.raises(DatasetCorruptError, match=f"{field}.*rows 7" if field != "images" else "rows 7"):
+            run_ray(AugmentConfig(out=out, **CFG), RayOptions(shards=2))
 
 
 @contextlib.contextmanager

@@ -56,6 +56,7 @@ def test_a_killed_driver_takes_what_it_started():
     assert len(started) >= 3  # the head, its worker and the reaper
     os.kill(p.pid, signal.SIGKILL)
     p.wait()
+    p.stdout.close()
     deadline = time.time() + 30
     while time.time() < deadline and any(_alive(pid) for pid in started):
         time.sleep(0.2)
@@ -71,3 +72,4 @@ def test_stop_ends_them_at_a_normal_exit():
     finally:
         os.kill(p.pid, signal.SIGKILL)
         p.wait()
+        p.stdout.close()

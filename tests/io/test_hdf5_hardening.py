@@ -281,8 +281,8 @@ class TestNoResumeLock:
         path = tmp_path / "d.h5"
         prefix = f"import sys, os\nsys.path.insert(0, {TESTS!r})\nfrom test_hdf5 import batch, open_writer\n"
         code = prefix + textwrap.dedent(self.HOLDER.format(path=str(path)))
-        proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        try:
+        # ``with``: the pipes are closed and the holder waited for, also when an assertion fails
+        with subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as proc:
             assert proc.stdout.readline().strip() == "ready"
             size = path.stat().st_size
             with pytest.raises(DatasetError, match="in use by another run") as e:
@@ -294,8 +294,6 @@ class TestNoResumeLock:
             proc.stdin.write("\n")
             proc.stdin.flush()
             assert proc.stdout.readline().strip() == "done"
-        finally:
-            proc.wait(timeout=60)
         with DatasetReader(path) as r:
             check_rows(r, 6)
         with open_writer(path, resume=False) as w:  # free again: starts over

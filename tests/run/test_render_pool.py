@@ -110,6 +110,7 @@ def test_kill_9_takes_the_workers_and_resume_cleans_their_batches(tmp_path, face
     assert len(staging) == 1  # the batch files live under OUT, not in $TMPDIR
     os.kill(p.pid, signal.SIGKILL)
     p.wait()
+    p.stdout.close()
     deadline = time.time() + 20
     while any(_alive(w) for w in workers) and time.time() < deadline:
         time.sleep(0.2)
