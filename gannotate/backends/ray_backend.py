@@ -506,7 +506,7 @@ def _check_finished(path: Path, tail: int = 16) -> None:
         DatasetCorruptError: a row no longer matches its checksums (exit 4).
     """
     from gannotate.errors import DatasetCorruptError
-    from gannotate.io.hdf5_reader import DatasetReader
+    from gannotate.io.hdf5 import DatasetReader
 
     with DatasetReader(path) as r:
         bad = r.verify(range(max(0, len(r) - tail), len(r)))
