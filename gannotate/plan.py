@@ -301,13 +301,13 @@ def _targets(model: Any, fit: SourceFit, yaw: np.ndarray, rng: np.random.Generat
         calm = np.asarray(model.instances(replace(tgt, expression=base[np.zeros(n, dtype=np.int64)].expression)), np.float64)
         expression = target_points.astype(np.float64) - calm
         target_points = turned_targets(pts, pose_of(base)[0], pose, source_fit=fit.face3d_fit()) + expression.astype(np.float32)
-        target_points += (_centre(pts.astype(np.float64)) - _centre(target_points.astype(np.float64)))[:, None, :].astype(np.float32)
     elif cfg.uses_3d_targets:  # beyond ±45°: the shape model's request as a real head shows it
         from gannotate.targets3d import blend_weight, consistent_targets
 
         face3d = fit.face3d_fit() if (blend_weight(pose[:, 0]) > 0).any() else None
         target_points = consistent_targets(pts, pose_of(base)[0], target_points, pose, source_fit=face3d)
-        # the re-drawn jaw changes the landmark box: centre it again, as every target is centred
+    if cfg.turn == "3d" or cfg.uses_3d_targets:
+        # the 3D face moved the jaw, so the landmark box moved: centre it again, as every target is centred
         target_points += (_centre(pts.astype(np.float64)) - _centre(target_points.astype(np.float64)))[:, None, :].astype(np.float32)
     return np.asarray(tgt.to_vector(), np.float32), target_points, pose
 

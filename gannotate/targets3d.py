@@ -100,9 +100,10 @@ def turned_targets(
     src = source_fit if source_fit is not None else fit_source(source, model)
     at_source = src.landmarks_2d(model)
     euler = rotation_to_euler(src.rotation[None])[0]
+    verts = model.vertices(src.alpha, src.beta)  # one face, many turns: its mesh once
     change = np.asarray(target_pose, np.float64) - np.asarray(source_pose, np.float64)[None]
     out = np.empty((len(change), 68, 2), np.float32)
     for i, d in enumerate(change):
-        moved = turned(model, src, euler_to_rotation(*(euler + d))).landmarks_2d(model)
+        moved = turned(model, src, euler_to_rotation(*(euler + d)), verts).landmarks_2d(model)
         out[i] = np.asarray(source, np.float64) + moved - at_source
     return out

@@ -392,10 +392,13 @@ def _euler(rot: np.ndarray) -> np.ndarray:
     return rotation_to_euler(rot[None])[0]
 
 
-def turned(model: Face3DModel, fit: Face3DFit, rotation: np.ndarray) -> Face3DFit:
+def turned(model: Face3DModel, fit: Face3DFit, rotation: np.ndarray, vertices: np.ndarray | None = None) -> Face3DFit:
     """The fitted face under another (3, 3) rotation — same identity, expression, scale and shift — with its jaw
-    landmarks marched to the new silhouette, as a real head turning in front of the camera shows them."""
-    verts = model.vertices(fit.alpha, fit.beta)
+    landmarks marched to the new silhouette, as a real head turning in front of the camera shows them.
+
+    ``vertices``: the fit's ``model.vertices(alpha, beta)``, when the caller turns one fit many times.
+    """
+    verts = model.vertices(fit.alpha, fit.beta) if vertices is None else vertices
     corr = np.array(fit.correspondence, copy=True)
     corr[JAW_CONTOUR] = _jaw_choice(model, verts, np.asarray(rotation, np.float64))
     return replace(fit, rotation=np.asarray(rotation, np.float64), correspondence=corr)
