@@ -13,7 +13,7 @@ points float32 (K, 2) ``(x, y)`` 0-based pixel centres, in the photo.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from gannotate.detector.data import crop_transform_for_box, crop_transform_for_points, iter_annotated, to_tensor
-from gannotate.detector.model import LandmarkNet, load_checkpoint
+from gannotate.detector.model import LandmarkNet, inference_copy, load_checkpoint
 from gannotate.errors import GannotateError, check_points
 from gannotate.geometry import Affine, landmark_box
 from gannotate.landmarks import Scheme, get_scheme
@@ -39,7 +39,7 @@ class Detector:
     """A loaded detector.
 
     Attributes:
-        net: the network (eval mode).
+        net: the network (eval mode; predictions run a folded copy of it, :func:`~gannotate.detector.model.inference_copy`, made on first use).
         meta: checkpoint metadata (scheme, margin, input_size, ...).
         device: where the network runs.
         batch_size: crops per forward pass.
@@ -53,6 +53,7 @@ class Detector:
     meta: dict
     device: torch.device
     batch_size: int = 64
+    _fast: LandmarkNet | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def load(cls, path: str | Path | None = None, device: str = "cpu", batch_size: int = 64) -> "Detector":
@@ -74,10 +75,12 @@ class Detector:
 
     def predict_crops(self, crops: np.ndarray) -> np.ndarray:
         """(B, S, S, 3) uint8 RGB crops → (B, K, 2) float32 points in crop pixels."""
+        if self._fast is None:
+            self._fast = inference_copy(self.net)
         out = []
         for start in range(0, len(crops), self.batch_size):
-            x = to_tensor(crops[start: start + self.batch_size], self.device)
-            out.append(self.net.predict_points(x).cpu().numpy())
+            x = to_tensor(crops[start: start + self.batch_size], self.device).contiguous(memory_format=torch.channels_last)
+            out.append(self._fast.predict_points(x).cpu().numpy())
         k = self.net.cfg.n_points
         return np.concatenate(out).astype(np.float32) if out else np.zeros((0, k, 2), np.float32)
 

@@ -222,18 +222,30 @@ class QualityScorer:
         return cosine(emb, np.stack([of_key[k] for k in source_keys])).astype(np.float32)
 
     def score(self, images: np.ndarray, targets: np.ndarray, yaw: np.ndarray, sources: np.ndarray,
-              source_points: np.ndarray, source_keys: Sequence[str]) -> dict[str, np.ndarray]:
+              source_points: np.ndarray, source_keys: Sequence[str], min_quality: float = 0.0) -> dict[str, np.ndarray]:
         """The asked-for measures of a batch → ``{name: (B,) float32}``.
 
         Args:
             images: (B, H, W, 3) samples; targets: (B, K, 2) their landmarks; yaw: (B,) target yaw (degrees).
             sources: (B, H', W', 3) the source crop of each sample (as photographed, not mirrored);
             source_points: (B, K, 2) its landmarks; source_keys: B ids (equal ids = the same source).
+            min_quality: a gate's line (0: none). With a gate, the detector and SFace judge only the samples
+                whose face score passes it: the gate rejects the others whatever those measures say, and
+                they are the costly ones (NaN where not judged).
         """
         out: dict[str, np.ndarray] = {}
+        judged = np.ones(len(images), bool)
         if "face_score" in self.measures:
             out["face_score"] = self.face_score(images, targets)
-        if not {"reader_nme", "identity"} & set(self.measures):
+            if min_quality > 0:
+                judged = get_measure("face_score").to_quality(out["face_score"]) >= min_quality
+        costly = [m for m in ("reader_nme", "identity") if m in self.measures]
+        if not costly:
+            return out
+        for m in costly:
+            out[m] = np.full(len(images), np.nan, np.float32)
+        rows = np.flatnonzero(judged)
+        if not len(rows):
             return out
         import torch
 
@@ -241,9 +253,10 @@ class QualityScorer:
         torch.set_num_threads(1)
         try:
             if "reader_nme" in self.measures:
-                out["reader_nme"] = self.reader_nme(images, targets, yaw)
+                out["reader_nme"][rows] = self.reader_nme(images[rows], targets[rows], np.asarray(yaw)[rows])
             if "identity" in self.measures:
-                out["identity"] = self.identity(images, targets, sources, source_points, source_keys)
+                out["identity"][rows] = self.identity(images[rows], targets[rows], sources[rows], source_points[rows],
+                                                      [source_keys[i] for i in rows])
             return out
         finally:
             torch.set_num_threads(threads)

@@ -231,7 +231,7 @@ class ProfileRenderer(GeometricRenderer):
     name: str = "profile"
     process_parallel: ClassVar[bool] = True  # numpy on the CPU: augment --workers N renders in N processes
     dataset_attrs: ClassVar[dict[str, str]] = FACE_MODEL_ATTRS
-    _cache: "OrderedDict[bytes, SourceFace | GannotateError]" = field(default_factory=OrderedDict, repr=False)
+    _cache: "OrderedDict[bytes, SourceFace | Face3DFit | GannotateError]" = field(default_factory=OrderedDict, repr=False)
     _model: Face3DModel | None = field(default=None, repr=False)
     _pdm: Any = field(default=None, repr=False)
     _smoother: Any = field(default=None, repr=False)
@@ -272,18 +272,24 @@ class ProfileRenderer(GeometricRenderer):
 
     # ---------------------------------------------------------------- source
     def prepare(self, image: np.ndarray, points: np.ndarray) -> None:
-        """Fit the source face once (cached on its points); raise GannotateError if it cannot be fitted."""
+        """Check the source face fits the 3D model; raise GannotateError if it cannot be fitted.
+
+        Only the fit and its residual check run here (cached on the points): augment's parent process calls
+        this to name refused faces before its workers render them, and only a renderer that renders the
+        face needs the rest (texture coordinates, visibility, background anchors: :meth:`_source`).
+        """
         img = np.asarray(image)
         if img.ndim != 3 or img.shape[-1] != 3:
             raise GannotateError(f"profile: expected an (H, W, 3) image, got {img.shape}")
-        self._source(check_points(points, 68, "points"), img.shape[0], img.shape[1])
+        self._entry(check_points(points, 68, "points").astype(np.float64), img.shape[0], img.shape[1])
 
-    def _source(self, points: np.ndarray, h: int, w: int) -> SourceFace:
+    def _entry(self, points: np.ndarray, h: int, w: int) -> tuple[bytes, SourceFace | Face3DFit]:
+        """The cache entry of a source: its key and its :class:`SourceFace` or, when only checked, its 3D fit."""
         key = points.astype(np.float32).tobytes() + bytes(f"{h}x{w}", "ascii")
         hit = self._cache.get(key)
         if hit is None:
             try:
-                hit = self._fit_source(points.astype(np.float64), h, w)
+                hit = self._fit_checked(points)
             except GannotateError as e:
                 hit = e
             self._cache[key] = hit
@@ -291,9 +297,15 @@ class ProfileRenderer(GeometricRenderer):
                 self._cache.popitem(last=False)
         if isinstance(hit, GannotateError):
             raise GannotateError(str(hit))
+        return key, hit
+
+    def _source(self, points: np.ndarray, h: int, w: int) -> SourceFace:
+        key, hit = self._entry(points.astype(np.float64), h, w)
+        if isinstance(hit, Face3DFit):
+            hit = self._cache[key] = self._source_face(hit, points.astype(np.float64), h, w)
         return hit
 
-    def _fit_source(self, points: np.ndarray, h: int, w: int) -> SourceFace:
+    def _fit_checked(self, points: np.ndarray) -> Face3DFit:
         model, cfg = self.model, self.cfg
         try:
             fit = fit_face3d(model, points, cfg.fit)
@@ -304,6 +316,10 @@ class ProfileRenderer(GeometricRenderer):
                 f"profile: 3D face fit residual {100 * fit.residual:.1f}% NME exceeds {100 * cfg.max_residual:.0f}%"
                 " (implausible landmarks?)"
             )
+        return fit
+
+    def _source_face(self, fit: Face3DFit, points: np.ndarray, h: int, w: int) -> SourceFace:
+        model, cfg = self.model, self.cfg
         cam = fit.camera_vertices(model)
         uv = cam[:, :2] + _piecewise_field(fit.landmarks_2d(model), points, cam[:, :2], cfg.correction_radius)
         w_dir = self._seen(cam, fit.scale, h, w)

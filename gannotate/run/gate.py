@@ -199,7 +199,7 @@ class BatchProcessor:
         if "masks" in rendered.extra:
             out["invalid_share"] = invalid_share(rendered.extra["masks"], tgt)
         out.update(self.scorer.score(rendered.images, tgt, pose[:, 0], job.crops[idx], job.points[idx],
-                                     [str(k) for k in job.keys[idx]]))
+                                     [str(k) for k in job.keys[idx]], self.plan.min_quality))
         return out
 
 

@@ -13,6 +13,7 @@ from gannotate.detector.model import (
     LandmarkNet,
     crop_to_heatmap,
     heatmap_to_crop,
+    inference_copy,
     load_checkpoint,
     save_checkpoint,
     soft_argmax,
@@ -86,3 +87,24 @@ class TestCheckpoint:
         (tmp_path / "c.pt").write_bytes(b"not a checkpoint")
         with pytest.raises(CheckpointError):
             load_checkpoint(tmp_path / "c.pt")
+
+
+class TestInferenceCopy:
+    def test_folded_copy_predicts_as_the_network_and_leaves_it_untouched(self):
+        torch.manual_seed(0)
+        net = LandmarkNet(DetectorConfig(width=16, blocks=1))
+        for m in net.modules():  # trained-looking statistics, so the fold has something to fold
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.data.uniform_(0.5, 1.5)
+                m.bias.data.uniform_(-0.2, 0.2)
+        net.eval()
+        before = {k: v.clone() for k, v in net.state_dict().items()}
+        fast = inference_copy(net)
+        assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
+        x = torch.rand(3, 3, 128, 128) * 2 - 1
+        np.testing.assert_allclose(fast.predict_points(x.contiguous(memory_format=torch.channels_last)).numpy(),
+                                   net.predict_points(x).numpy(), atol=1e-3)
+        after = net.state_dict()
+        assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)

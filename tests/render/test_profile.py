@@ -166,6 +166,18 @@ class TestProfileRenderer:
         with pytest.raises(GannotateError, match="degenerate"):
             r.render(image[None], pts[None], pts[None])
 
+    def test_prepare_only_checks_and_the_render_is_the_same(self, faces):
+        """``prepare`` (augment's parent, which never renders) fits and checks the face only; a renderer
+        that then renders it builds the rest from that fit, and renders what a fresh one does."""
+        from shape_model.face3d import Face3DFit
+
+        image, pts, targets = faces[0]
+        checked = ProfileRenderer()
+        checked.prepare(image, pts)
+        assert [type(v) for v in checked._cache.values()] == [Face3DFit]
+        out = checked.render(image[None], pts[None], targets[1:2])
+        np.testing.assert_array_equal(out, ProfileRenderer().render(image[None], pts[None], targets[1:2]))
+
     def test_absurd_fit_is_refused(self, faces):
         rng = np.random.default_rng(0)
         pts = faces[0][1][rng.permutation(68)]  # a face's points in a scrambled order
