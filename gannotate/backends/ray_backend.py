@@ -45,7 +45,7 @@ from gannotate.augment import AugmentConfig, AugmentResult, run_augment, run_inp
 from gannotate.backends.base import Backend, register_backend
 from gannotate.errors import DatasetError, GannotateError
 from gannotate.io.folders import Failure
-from gannotate.render import Renderer, RendererSpec, make_renderer
+from gannotate.render import Renderer, RendererSpec, make_renderer, path_options
 from gannotate.run.bookkeeping import (
     DATASET_NAME,
     IDENTITY_KEYS,
@@ -278,7 +278,8 @@ def _check_feasible(cluster: dict[str, float], per_task: dict[str, Any], local: 
 
 def _absolute(cfg: AugmentConfig) -> AugmentConfig:
     """Paths made absolute in the driver: a worker's working folder is not the driver's."""
-    opts = {k: (str(Path(v).resolve()) if isinstance(v, str) and k in ("generator",) and Path(v).exists() else v)
+    paths = path_options(cfg.renderer.name)
+    opts = {k: (str(Path(v).resolve()) if isinstance(v, str) and k in paths and Path(v).exists() else v)
             for k, v in cfg.renderer.options}
     return replace(
         cfg, out=Path(cfg.out).resolve(), input=None if cfg.input is None else Path(cfg.input).resolve(),

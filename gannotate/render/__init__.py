@@ -24,6 +24,7 @@ from gannotate.render.base import (
     register_renderer,
     renderer_help,
     renderer_options,
+    path_options,
     spec_from_cli,
     spec_identity,
     spec_taking,

@@ -50,6 +50,7 @@ __all__ = [
     "list_renderers",
     "RendererOption",
     "renderer_options",
+    "path_options",
     "renderer_help",
     "cli_options",
     "spec_from_cli",
@@ -310,6 +311,11 @@ def list_renderers() -> list[str]:
 def renderer_options(name: str) -> tuple[str, ...]:
     """Option names the renderer ``name`` accepts."""
     return _RENDERERS.get(name).option_names  # type: ignore[attr-defined]
+
+
+def path_options(name: str) -> tuple[str, ...]:
+    """Option names of the renderer ``name`` that hold a file path (kind "path": a run elsewhere resolves them)."""
+    return tuple(o.name for o in _RENDERERS.get(name).options if o.kind == "path")  # type: ignore[attr-defined]
 
 
 def renderer_help(name: str) -> str:

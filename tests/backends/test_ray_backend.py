@@ -201,6 +201,19 @@ def test_without_ray_the_backend_is_a_usage_error(tmp_path, monkeypatch):
     assert not (tmp_path / "o").exists()
 
 
+def test_every_path_option_of_a_renderer_reaches_the_workers_absolute(tmp_path, monkeypatch):
+    """A Ray worker runs in another folder: the driver resolves each option its renderer declares as a path."""
+    from gannotate.backends.ray_backend import _absolute
+    from gannotate.render import path_options
+
+    assert path_options("gan") == ("generator",) and path_options("profile") == ()
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "g.pt").write_bytes(b"")
+    cfg = AugmentConfig(out=Path("o"), renderer=RendererSpec.of("gan", generator="g.pt", device="cpu"))
+    opts = dict(_absolute(cfg).renderer.options)
+    assert opts["generator"] == str(tmp_path / "g.pt") and opts["device"] == "cpu"
+
+
 @pytest.mark.parametrize("opts", [["--shards", "2"], ["--ray-address", "auto"], ["--backend", "ray", "--shard", "0/2"]])
 def test_ray_options_need_the_ray_backend(tmp_path, opts):
     res = CliRunner().invoke(main, ["augment", *opts, "--out", str(tmp_path / "o"), "-q"])
