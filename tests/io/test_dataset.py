@@ -208,5 +208,5 @@ def test_trains_the_shipped_detector_architecture(run_dir, one_torch_thread):
         opt.zero_grad()
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     assert all(np.isfinite(losses)) and losses[-1] < 0.9 * losses[0], losses
