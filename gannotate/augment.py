@@ -341,9 +341,7 @@ class _Sink:
 
     def gate_counts(self, plan: PlanConfig) -> dict[str, Any]:
         """This run's gate, for the manifest and the summary line."""
-        from gannotate.plan import MAX_DRAWS
-
-        return {"min_quality": plan.min_quality, "measures": list(plan.quality), "max_draws": MAX_DRAWS,
+        return {"min_quality": plan.min_quality, "measures": list(plan.quality), "max_draws": plan.max_draws,
                 "redraws": self.redraws, "rejected": {m: int(self.rejected.get(m, 0)) for m in plan.quality},
                 "dropped": self.dropped, "hopeless": self.hopeless}
 

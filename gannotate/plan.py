@@ -77,9 +77,14 @@ DEFAULT_QUALITY_MEASURES = ("face_score", "reader_nme")
 #: ``PlanConfig`` itself keeps every sample unless asked: recipes and evidence that measure a renderer
 #: (compare_renderers, payoff) must see its failures, not a gated selection.
 DEFAULT_MIN_QUALITY = 0.5
-#: Draws per target slot under the gate: the plan's own, then up to ``MAX_DRAWS - 1`` redraws; a slot
-#: whose draws all fail is left out of the dataset (counted in the manifest).
+#: Draws per target slot under the gate (``--max-draws``): the plan's own, then up to ``MAX_DRAWS - 1`` redraws; a
+#: slot whose draws all fail is left out of the dataset (counted in the manifest). A slot that failed twice is
+#: mostly a hard face at that yaw: the third and fourth draws passed 10–21% of the time (profile, held-out faces:
+#: 69 × 9 slots over ±45° and ±60°, 30 × 40 over ±45°). ``--max-draws 3`` is about 4% faster for 1–2.4% fewer
+#: samples (docs/quality.md, "Cost"); the default keeps the samples.
 MAX_DRAWS = 4
+#: the draws every gated dataset made before ``max_draws`` was an option had (its identity leaves this value out)
+_DRAWS_BEFORE_OPTION = 4
 
 
 @dataclass(frozen=True)
@@ -98,6 +103,7 @@ class PlanConfig:
     mirror: bool = True                          # render each target from the source or its mirror, the nearer in yaw
     min_quality: float = 0.0                     # quality gate in [0, 1]; 0 keeps every sample (the CLI's default: DEFAULT_MIN_QUALITY)
     quality: tuple[str, ...] = DEFAULT_QUALITY_MEASURES  # per-sample measures computed (and gated on)
+    max_draws: int = MAX_DRAWS                   # draws per slot under the gate (the plan's own + redraws)
 
     def __post_init__(self) -> None:
         if self.n < 1:
@@ -116,6 +122,8 @@ class PlanConfig:
             raise GannotateError(f"plan: turn must be one of {TURNS}, got {self.turn!r}")
         if not 0.0 <= self.min_quality <= 1.0:
             raise GannotateError(f"plan: min_quality must be in [0, 1], got {self.min_quality}")
+        if self.max_draws < 1:
+            raise GannotateError(f"plan: max_draws must be at least 1, got {self.max_draws}")
         bad = [m for m in self.quality if m not in QUALITY_MEASURES]
         if bad or len(set(self.quality)) != len(self.quality):
             raise GannotateError(f"plan: quality measures must be distinct names from {list(QUALITY_MEASURES)}, "
@@ -148,7 +156,8 @@ class PlanConfig:
     def identity(self) -> dict[str, Any]:
         """The plan as recorded in a dataset's identity: each option only where it changes the samples.
 
-        ``large_yaw`` only beyond ±45° (and turned by the shape model), ``turn`` only when 3D, ``mirror`` only when on, ``min_quality`` only when it gates and
+        ``large_yaw`` only beyond ±45° (and turned by the shape model), ``turn`` only when 3D, ``mirror`` only when on, ``min_quality`` only when it gates,
+        ``max_draws`` only when it gates with other than the 4 draws gated datasets had before it was an option, and
         ``quality`` only when it is not the default. Why: a dataset made before an option existed (which
         made what the option's "off" value makes) stays resumable, while one made otherwise is refused
         rather than silently mixed.
@@ -164,6 +173,8 @@ class PlanConfig:
             d.pop("mirror")
         if not self.gated:
             d.pop("min_quality")
+        if not self.gated or self.max_draws == _DRAWS_BEFORE_OPTION:
+            d.pop("max_draws")
         if tuple(self.quality) == DEFAULT_QUALITY_MEASURES:
             d.pop("quality")
         return d

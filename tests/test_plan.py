@@ -216,10 +216,13 @@ class TestNearerSide:
         assert PlanConfig(mirror=False, min_quality=0.0).identity() == old  # a dataset made before both: resumable
         assert PlanConfig(mirror=True, min_quality=0.0).identity() == {**old, "mirror": True}
         assert PlanConfig(mirror=False, min_quality=0.5).identity() == {**old, "min_quality": 0.5}
+        # a gated dataset made before --max-draws had 4 draws a slot: it resumes with those, not with fewer
+        assert PlanConfig(mirror=False, min_quality=0.5, max_draws=3).identity() == {**old, "min_quality": 0.5, "max_draws": 3}
+        assert "max_draws" not in PlanConfig(mirror=False, min_quality=0.0, max_draws=2).identity()  # no gate: no draws
         assert PlanConfig(mirror=False, min_quality=0.0, quality=("face_score",)).identity()["quality"] == ("face_score",)
 
     @pytest.mark.parametrize("kwargs", [dict(min_quality=-0.1), dict(min_quality=1.5), dict(quality=("fid",)),
-                                        dict(quality=("face_score", "face_score"))])
+                                        dict(quality=("face_score", "face_score")), dict(max_draws=0)])
     def test_rejects_bad_gate_settings(self, kwargs):
         with pytest.raises(GannotateError):
             PlanConfig(**kwargs)

@@ -22,7 +22,7 @@ from gannotate.cli.renderer_options import renderer_options
 __all__ = ["augment", "merge", "frontalise"]
 
 from gannotate.backends import get_backend, list_backends, unknown_options  # noqa: E402  (torch-free, no Ray)
-from gannotate.plan import DEFAULT_MIN_QUALITY, DEFAULT_QUALITY_MEASURES, TURNS  # noqa: E402  (torch-free)
+from gannotate.plan import DEFAULT_MIN_QUALITY, DEFAULT_QUALITY_MEASURES, MAX_DRAWS, TURNS  # noqa: E402  (torch-free)
 from gannotate.run.outputs import formats_help, list_output_formats  # noqa: E402
 from gannotate.render.base import DEFAULT_RENDERER  # noqa: E402  (torch-free)
 
@@ -226,7 +226,9 @@ _quiet = click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
                    "(--no-mirror: always the source's own side).")
 @click.option("--min-quality", type=click.FloatRange(0.0, 1.0), default=DEFAULT_MIN_QUALITY, show_default=True,
               help="Quality gate: a sample whose measures fall below this (0.5 = each at its pass line: YuNet 0.90, "
-                   "reader NME 10%, SFace 0.363) is redrawn, up to 4 draws per target; 0 keeps everything.")
+                   "reader NME 10%, SFace 0.363) is redrawn, up to --max-draws draws per target; 0 keeps everything.")
+@click.option("--max-draws", type=click.IntRange(1, 20), default=MAX_DRAWS, show_default=True,
+              help="Draws per target under the gate (its own and the redraws); a target whose draws all fail is left out.")
 @click.option("--quality", "quality", default=",".join(DEFAULT_QUALITY_MEASURES), show_default=True, callback=lambda c, p, v: _measures(v),
               help="Per-sample measures computed, stored and gated on: face_score, reader_nme, identity "
                    "(SFace: about 20 ms of CPU per sample); none: no measures (and no gate).")
@@ -249,7 +251,7 @@ _quiet = click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @_quiet
 @click.pass_context
 @fail_on_gannotate_error
-def augment(ctx, input_path, out, n, poses, pose_sampling, pitch, roll, expression, turn, large_yaw_targets, mirror, min_quality, quality,
+def augment(ctx, input_path, out, n, poses, pose_sampling, pitch, roll, expression, turn, large_yaw_targets, mirror, min_quality, max_draws, quality,
             size, margin, batch_size, workers,
             formats, shard, renderer, model_path, resume, annotate, backend, ray_address, shards,
             seed, quiet):  # type: ignore[no-untyped-def]
@@ -274,7 +276,8 @@ def augment(ctx, input_path, out, n, poses, pose_sampling, pitch, roll, expressi
     cfg = AugmentConfig(
         out=out, input=input_path,
         plan=PlanConfig(n=n, yaw=poses, sampling=pose_sampling, pitch=pitch, roll=roll, expression=expression, seed=seed,
-                        large_yaw=large_yaw_targets, turn=turn, mirror=mirror, min_quality=min_quality, quality=quality),
+                        large_yaw=large_yaw_targets, turn=turn, mirror=mirror, min_quality=min_quality, quality=quality,
+                        max_draws=max_draws),
         size=size, margin=DEFAULT_MARGIN if margin is None else margin, batch_size=batch_size, workers=workers,
         formats=_formats(formats), shard=shard, renderer=renderer.spec(batch_size=batch_size),
         model_path=model_path, resume=resume, annotate=annotate, command=_command_line(),

@@ -10,7 +10,7 @@ same way in the parent (``--workers 1``) and in every worker process:
 3. score it (:class:`~gannotate.metrics.quality.QualityScorer`), plus ``invalid_share`` from the masks;
 4. with a gate (``min_quality > 0``): each failing sample's slot gets the plan's next draw
    (:func:`gannotate.plan.redraw_target`), rendered and scored as a smaller batch, up to
-   :data:`~gannotate.plan.MAX_DRAWS` draws; a slot whose draws all fail is dropped. A draw that fails
+   ``plan.max_draws`` draws (:data:`~gannotate.plan.MAX_DRAWS` by default); a slot whose draws all fail is dropped. A draw that fails
    hopelessly (:func:`gannotate.metrics.quality.hopeless`: YuNet barely sees a face) ends its slot at once:
    on held-out faces such slots almost never passed a later draw, and their redraws were a tenth of the
    renders (docs/quality.md, "Cost"). Redraws reuse the face's fits (:class:`gannotate.plan.SourceFit`).
@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from gannotate.landmarks import flip_points
-from gannotate.plan import MAX_DRAWS, PlanConfig, SourceFit, fit_source, redraw_target
+from gannotate.plan import PlanConfig, SourceFit, fit_source, redraw_target
 from gannotate.render import Renderer
 
 __all__ = ["BatchJob", "BatchResult", "BatchProcessor", "side_of", "worker_setup"]
@@ -87,7 +87,7 @@ class BatchResult:
 
     ``rows`` holds images, landmarks, params, pose and the optional fields (masks, fit_residual,
     mirrored, turn_deg, the quality measures, invalid_share). ``rejected`` counts failed draws per
-    measure, ``redraws`` the extra draws made, ``dropped`` the slots left out (after :data:`MAX_DRAWS` draws,
+    measure, ``redraws`` the extra draws made, ``dropped`` the slots left out (after ``plan.max_draws`` draws,
     or earlier when a draw was hopeless), ``hopeless`` those of them left out early.
     """
 
@@ -130,7 +130,7 @@ class BatchProcessor:
             return result
         fail = self._failing(out, result.rejected)
         again = self._worth_redrawing(out, fail, 0, result)
-        for draw in range(1, MAX_DRAWS):
+        for draw in range(1, self.plan.max_draws):
             idx = np.nonzero(again)[0]
             if not len(idx):
                 break
@@ -165,7 +165,7 @@ class BatchProcessor:
         """Which failed samples of draw ``draw`` get another: not hopeless ones (counted), none after the last."""
         from gannotate.metrics.quality import hopeless
 
-        if draw >= MAX_DRAWS - 1:
+        if draw >= self.plan.max_draws - 1:
             return np.zeros_like(fail)
         lost = fail & hopeless(out, self.plan.min_quality)
         result.hopeless += int(lost.sum())

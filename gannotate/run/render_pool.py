@@ -17,6 +17,11 @@ worker. Forking is safe when nothing else runs: the pool forks all its workers i
 ``augment`` calls before it opens the dataset or starts its loader threads, so the workers inherit neither
 threads nor the HDF5 file and its lock.
 
+Why batches and results travel as files and the pipes carry only their paths: a worker terminated while a
+message larger than the pipe's atomic write was on its way (Ctrl-C stops the workers at once) left the other end waiting
+for the rest of it for good, and ``augment`` hung in shutdown (CPython 3.11; both directions were seen). A path is
+one write below ``PIPE_BUF``, which a pipe delivers whole or not at all.
+
 Why workers never outlive the run: each asks the kernel to kill it when its parent dies
 (``PR_SET_PDEATHSIG`` on Linux; elsewhere a thread that watches the parent's pid), so a kill -9 of
 ``augment`` takes its workers with it. Their batch files live in a staging folder under the run's
@@ -162,13 +167,48 @@ def _ready() -> bool:
     return _Worker.process is not None
 
 
-def _render_in_worker(path: str) -> Any:
-    """Process the batch saved at ``path`` (and remove the file)."""
+@dataclass(frozen=True)
+class _Raised:
+    """A worker's exception, handed back through the result file and raised in the parent."""
+
+    error: BaseException
+
+
+def _render_in_worker(path: str) -> str:
+    """Process the batch saved at ``path`` (and remove the file); the result goes to a file beside it, whose path
+    is returned.
+
+    Why a file: a result is many pipe writes long, and a worker stopped in the middle of them
+    (``close(abort=True)``) left the executor's reader blocked for the rest: the parent hung for good in
+    ``shutdown``. A path is one small write, which a pipe delivers whole or not at all.
+    """
+    import pickle
+
     assert _Worker.process is not None, "render worker used before its initializer ran"
     with np.load(path) as saved:
         batch = {k: saved[k] for k in saved.files}
     os.remove(path)
-    return _Worker.process(batch)
+    try:
+        result: Any = _Worker.process(batch)
+    except Exception as e:  # noqa: BLE001 - handed to the parent, which raises it
+        result = _Raised(e)
+    out = path[: -len(".npz")] + ".result"
+    with open(out + ".part", "wb") as f:
+        pickle.dump(result, f, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(out + ".part", out)
+    return out
+
+
+def _read_result(path: str) -> Any:
+    """The result a worker left at ``path`` (this run's own staging file, removed once read)."""
+    import pickle
+
+    with open(path, "rb") as f:
+        result = pickle.load(f)
+    os.remove(path)
+    if isinstance(result, _Raised):
+        raise result.error
+    return result
 
 
 def _render_only(renderer: Renderer) -> Callable[[dict[str, np.ndarray]], BatchOutput]:
@@ -240,7 +280,7 @@ class RenderPool(Generic[T]):
     def _take(self) -> tuple[T, Any]:
         tag, fut = self._queue.popleft()
         try:
-            return tag, fut.result()
+            return tag, _read_result(fut.result())
         except BrokenProcessPool as e:
             raise self._died() from e
 

@@ -141,7 +141,6 @@ class TestGate:
     def test_a_hopeless_draw_ends_its_slot(self, tmp_path, face_folder, monkeypatch):
         """A slot is redrawn only after a near miss: a failed draw YuNet barely sees as a face ends it at once."""
         from gannotate.metrics.quality import failing, hopeless
-        from gannotate.plan import MAX_DRAWS
         from gannotate.run.gate import BatchProcessor
 
         draws: dict[tuple[str, int], list[tuple[bool, bool]]] = {}  # slot → [(failed, hopeless)] per draw
@@ -155,13 +154,14 @@ class TestGate:
             return out
 
         monkeypatch.setattr(BatchProcessor, "_render_and_score", recording)
-        res = run_augment(AugmentConfig(out=tmp_path / "o", input=face_folder, plan=self._plan(), **self.CFG))
+        plan = self._plan()
+        res = run_augment(AugmentConfig(out=tmp_path / "o", input=face_folder, plan=plan, **self.CFG))
         early = 0
         for slot, seq in draws.items():
             assert all(failed and not lost for failed, lost in seq[:-1]), (slot, seq)  # only near misses are redrawn
             failed, lost = seq[-1]
-            early += failed and lost and len(seq) < MAX_DRAWS
-            assert not failed or lost or len(seq) == MAX_DRAWS, (slot, seq)
+            early += failed and lost and len(seq) < plan.max_draws
+            assert not failed or lost or len(seq) == plan.max_draws, (slot, seq)
         g = res.gate
         assert g["hopeless"] == early > 0 and g["redraws"] > 0, g  # warps at ±60° break beyond hope, and nearly
         assert g["dropped"] == sum(seq[-1][0] for seq in draws.values()) and res.n_written + g["dropped"] == 20
@@ -177,6 +177,19 @@ class TestGate:
         lower = hopeless({"face_score": face}, 0.25)  # pass line 0.45: hopeless below 0.45 − margin
         assert lower.tolist() == list(face + HOPELESS_FACE_MARGIN < 0.45)
         assert not hopeless({"reader_nme": np.array([50.0, 80.0])}, 0.5).any()  # only the face score says hopeless
+
+    def test_max_draws_bounds_each_slot_and_more_draws_only_add_samples(self, tmp_path, face_folder):
+        """One draw: no redraws, every failing slot dropped; more draws keep those rows and add to them."""
+        runs = {d: run_augment(AugmentConfig(out=tmp_path / f"d{d}", input=face_folder, plan=self._plan(max_draws=d),
+                                             **self.CFG)) for d in (1, 2, 3)}
+        assert runs[1].gate["redraws"] == runs[1].gate["hopeless"] == 0 and runs[1].gate["dropped"] > 0
+        written = [runs[d].n_written for d in (1, 2, 3)]
+        assert written == sorted(written) and written[0] < written[2], written
+        assert [runs[d].gate["max_draws"] for d in (1, 2, 3)] == [1, 2, 3]
+        one, three = _everything(tmp_path / "d1"), _everything(tmp_path / "d3")
+        slots3 = {st: i for i, st in enumerate(zip(three["source_index"], three["target_index"]))}
+        for i, st in enumerate(zip(one["source_index"], one["target_index"])):  # a slot's first draw is the same draw
+            assert np.array_equal(one["images"][i], three["images"][slots3[st]])
 
     def test_a_redrawn_sample_is_a_new_draw_of_its_slot(self, tmp_path, face_folder):
         run_augment(AugmentConfig(out=tmp_path / "g", input=face_folder, plan=self._plan(), **self.CFG))

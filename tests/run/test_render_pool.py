@@ -41,12 +41,12 @@ print(json.dumps({{"info": info, "tasks": tasks}}))
 """
 
 
-def _python(code: str, **kw) -> subprocess.CompletedProcess:
+def _python(code: str, timeout: float = 300, **kw) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         env.pop(name, None)  # a user's shell does not set them
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=env,
-                          timeout=300, **kw)
+                          timeout=timeout, **kw)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
@@ -122,3 +122,43 @@ def test_kill_9_takes_the_workers_and_resume_cleans_their_batches(tmp_path, face
     assert not [d for d in out.iterdir() if ".staging-" in d.name]
     with DatasetReader(out / "dataset.h5") as r:
         assert len(r) == 48
+
+
+def test_a_result_crosses_the_pipe_as_one_atomic_write(tmp_path, monkeypatch):
+    """What a worker sends back is a path of a few dozen bytes, below PIPE_BUF: a pipe delivers it whole or not
+    at all. A multi-megabyte result sent down the pipe could be cut off by ``close(abort=True)`` terminating the
+    worker mid-write, and the executor then waited for the rest of it for ever (seen once in the Ctrl-C test)."""
+    import pickle
+    import select
+
+    import numpy as np
+
+    from gannotate.run import render_pool
+
+    big = np.arange(3 * 2**20, dtype=np.float64)  # 24 MB
+    monkeypatch.setattr(render_pool._Worker, "process", lambda batch: {"images": big + batch["x"][0]})
+    batch = tmp_path / "0.npz"
+    np.savez(batch, x=np.array([1.0]))
+    sent = render_pool._render_in_worker(str(batch))
+    assert isinstance(sent, str) and len(pickle.dumps(sent)) < select.PIPE_BUF
+    assert not batch.exists()
+    np.testing.assert_array_equal(render_pool._read_result(sent)["images"], big + 1.0)
+    assert not list(tmp_path.iterdir())  # the result file is read once and removed
+
+
+def test_a_worker_error_reaches_the_parent_with_its_message(tmp_path):
+    from gannotate.errors import GannotateError
+    from gannotate.render import RendererSpec
+    from gannotate.run.render_pool import RenderPool
+
+    def setup(renderer):
+        def process(batch):
+            raise GannotateError(f"profile: cannot fit batch {int(batch['i'][0])}")
+        return process
+
+    import numpy as np
+
+    with pytest.raises(GannotateError, match="cannot fit batch 3"):
+        with RenderPool(RendererSpec("warp"), 2, tmp_path, setup=setup) as pool:
+            pool.submit(0, {"i": np.array([3])})
+            pool.drain()
