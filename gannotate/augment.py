@@ -388,7 +388,8 @@ def run_augment(
     in_processes = renderer is None and cfg.workers > 1
     if renderer is None:
         renderer = make_renderer(cfg.renderer)
-    in_processes = in_processes and renderer.process_parallel
+    # one batch's work cannot be shared: worker processes would only add their start-up to it
+    in_processes = in_processes and renderer.process_parallel and len(sources) * cfg.plan.n > cfg.batch_size
 
     digest = sources_digest([src.key for src in sources])
     i, n = cfg.shard

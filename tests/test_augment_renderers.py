@@ -134,13 +134,29 @@ def test_workers_render_in_processes_and_match_one_worker(tmp_path, face_folder,
     _same(tmp_path / "one", tmp_path / "two")
 
 
+def test_a_job_of_one_batch_runs_in_process(tmp_path, face_folder, monkeypatch):
+    """``--workers 2`` on one batch's worth of targets starts no worker: they could only add their start-up."""
+    from gannotate.run import render_pool
+
+    def no_pool(self, *args, **kwargs):
+        raise AssertionError("render workers were started")
+
+    monkeypatch.setattr(render_pool.RenderPool, "__init__", no_pool)
+    cfg = dict(input=face_folder, plan=PlanConfig(n=2), size=32, renderer=RendererSpec("warp"))
+    run_augment(AugmentConfig(out=tmp_path / "two", workers=2, batch_size=8, **cfg))  # 4 faces × 2 = one batch
+    run_augment(AugmentConfig(out=tmp_path / "one", workers=1, batch_size=8, **cfg))
+    _same(tmp_path / "one", tmp_path / "two")
+    with pytest.raises(AssertionError, match="render workers"):  # one more target: two batches, workers start
+        run_augment(AugmentConfig(out=tmp_path / "three", workers=2, batch_size=7, **cfg))
+
+
 def test_render_workers_leave_the_parents_thread_settings_alone(tmp_path, face_folder):
     """The workers fork with BLAS and OpenCV at one thread; the parent gets its own settings back."""
     from threadpoolctl import threadpool_info
 
     before = (cv2.getNumThreads(), [p["num_threads"] for p in threadpool_info()])
     run_augment(AugmentConfig(out=tmp_path / "o", input=face_folder, plan=PlanConfig(n=2), size=32, workers=2,
-                              renderer=RendererSpec("warp")))
+                              batch_size=3, renderer=RendererSpec("warp")))
     assert (cv2.getNumThreads(), [p["num_threads"] for p in threadpool_info()]) == before
 
 

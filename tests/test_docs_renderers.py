@@ -25,7 +25,7 @@ code, out, workers = sys.argv[1], sys.argv[2], sys.argv[3]
 exec(compile(code, "docs/renderers.md", "exec"), {"__name__": "docs_example"})
 from gannotate.cli import main
 main(["augment", "--renderer", "docs_example", "--border", "replicate", "--out", out, "--n", "2", "--size", "64",
-      "--min-quality", "0", "--format", "h5", "--workers", workers, "-q"], standalone_mode=False)
+      "--min-quality", "0", "--format", "h5", "--workers", workers, "--batch-size", "3", "-q"], standalone_mode=False)
 """
 
 
