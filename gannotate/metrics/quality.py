@@ -237,8 +237,7 @@ class QualityScorer:
         judged = np.ones(len(images), bool)
         if "face_score" in self.measures:
             out["face_score"] = self.face_score(images, targets)
-            if min_quality > 0:
-                judged = get_measure("face_score").to_quality(out["face_score"]) >= min_quality
+            judged = ~failing({"face_score": out["face_score"]}, min_quality)["face_score"]
         costly = [m for m in ("reader_nme", "identity") if m in self.measures]
         if not costly:
             return out

@@ -300,9 +300,10 @@ class ProfileRenderer(GeometricRenderer):
         return key, hit
 
     def _source(self, points: np.ndarray, h: int, w: int) -> SourceFace:
-        key, hit = self._entry(points.astype(np.float64), h, w)
+        pts = points.astype(np.float64)
+        key, hit = self._entry(pts, h, w)
         if isinstance(hit, Face3DFit):
-            hit = self._cache[key] = self._source_face(hit, points.astype(np.float64), h, w)
+            hit = self._cache[key] = self._source_face(hit, pts, h, w)
         return hit
 
     def _fit_checked(self, points: np.ndarray) -> Face3DFit:
