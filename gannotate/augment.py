@@ -401,7 +401,7 @@ def run_augment(
         "shard": f"{i}/{n}",
         **source_attrs(cfg.input, digest, len(sources)),
         **renderer.dataset_attrs,
-        **(FACE_MODEL_ATTRS if cfg.plan.uses_3d_targets else {}),  # targets beyond ±45° come from the 3D face
+        **(FACE_MODEL_ATTRS if cfg.plan.uses_face_model else {}),  # targets turned by, or beyond ±45° drawn by, the 3D face
     }
     formats = [get_output_format(f) for f in cfg.formats]
     folders = [fmt.writer(out) for fmt in formats if fmt.writer is not None]  # per-sample outputs besides the dataset

@@ -25,6 +25,7 @@ __all__ = [
     "face_region",
     "REGION_GROW",
     "similarity",
+    "fit_similarity",
     "translation",
     "scaling",
     "rotation",
@@ -104,6 +105,24 @@ def similarity(scale: float = 1.0, theta_deg: float = 0.0, tx: float = 0.0, ty: 
     """x' = s·R(θ)·x + t, θ counter-clockwise in degrees as seen with y pointing down (i.e. clockwise on screen)."""
     c, s = np.cos(np.deg2rad(theta_deg)), np.sin(np.deg2rad(theta_deg))
     return Affine(np.array([[scale * c, -scale * s, tx], [scale * s, scale * c, ty], [0, 0, 1.0]]))
+
+
+def fit_similarity(src: np.ndarray, dst: np.ndarray) -> Affine:
+    """The similarity (scale, rotation, shift; no reflection) taking ``src`` (K, 2) closest to ``dst`` (K, 2).
+
+    Least squares (Umeyama's closed form): places one landmark set on another by points they share.
+    """
+    a, b = np.asarray(src, np.float64), np.asarray(dst, np.float64)
+    ma, mb = a.mean(axis=0), b.mean(axis=0)
+    a0, b0 = a - ma, b - mb
+    u, s, vt = np.linalg.svd(b0.T @ a0)
+    d = np.array([1.0, np.sign(np.linalg.det(u @ vt)) or 1.0])
+    rot = (u * d) @ vt
+    scale = float((s * d).sum() / max((a0 ** 2).sum(), 1e-12))
+    m = np.eye(3)
+    m[:2, :2] = scale * rot
+    m[:2, 2] = mb - scale * rot @ ma
+    return Affine(m)
 
 
 def translation(tx: float, ty: float) -> Affine:

@@ -23,7 +23,7 @@ from gannotate.face3d import MODEL_PATH, SOURCE_FIT, TARGET_FIT
 from gannotate.plan import RELIABLE_YAW
 from shape_model.face3d import Face3DFit, Face3DModel, euler_to_rotation, fit_face3d, fit_target, load_face3d, turned
 
-__all__ = ["HIGH_YAW", "consistent_targets", "turned_targets", "blend_weight", "fit_source"]
+__all__ = ["HIGH_YAW", "consistent_targets", "turned_targets", "with_shape_model_jaw", "blend_weight", "fit_source"]
 
 HIGH_YAW = 60.0  # the 3D face's landmarks blend in from plan.RELIABLE_YAW and are the targets from here
 
@@ -104,6 +104,35 @@ def turned_targets(
     change = np.asarray(target_pose, np.float64) - np.asarray(source_pose, np.float64)[None]
     out = np.empty((len(change), 68, 2), np.float32)
     for i, d in enumerate(change):
-        moved = turned(model, src, euler_to_rotation(*(euler + d)), verts).landmarks_2d(model)
-        out[i] = np.asarray(source, np.float64) + moved - at_source
+        fit = turned(model, src, euler_to_rotation(*(euler + d)), verts)
+        moved = fit.scale * verts[fit.correspondence] @ fit.rotation.T  # landmarks_2d, on the 68 vertices it reads
+        moved[:, :2] += fit.t
+        out[i] = np.asarray(source, np.float64) + moved[:, :2] - at_source
     return out
+
+
+def with_shape_model_jaw(turned: np.ndarray, shape_targets: np.ndarray, yaw: np.ndarray) -> np.ndarray:
+    """(n, 68, 2) :func:`turned_targets` whose jaw contour is the shape model's, placed by the inner points.
+
+    Why: the 3D turn keeps a head's proportions (no long chin), so more of its renders read as faces at 45°,
+    but its jaw points, marched along the fitted mesh's silhouette, sit where no 300W annotator puts a jaw:
+    a detector trained on them learns that offset (docs/results/renderers.md). The shape model's jaw
+    contour is 300W's. Each target's jaw is the shape model's, moved by the similarity that best lays the
+    shape model's 51 inner points onto the turned ones. Beyond :data:`gannotate.plan.RELIABLE_YAW` the shape
+    model's jaw leaves the head, so the marched jaw blends back in (:func:`blend_weight`), as
+    :func:`consistent_targets` does for the shape model's targets.
+
+    Args:
+        turned: (n, 68, 2) the 3D-turned targets; shape_targets: (n, 68, 2) the shape model's targets of the
+            same requests; yaw: (n,) their target yaw (degrees).
+    """
+    from gannotate.geometry import fit_similarity
+    from gannotate.landmarks import INNER_51
+
+    jaw = np.arange(INNER_51[0])
+    out = np.asarray(turned, np.float64).copy()
+    keep = 1.0 - blend_weight(yaw)
+    for i in np.flatnonzero(keep > 0):
+        placed = fit_similarity(shape_targets[i][INNER_51], out[i][INNER_51]).apply(np.asarray(shape_targets[i][jaw], np.float64))
+        out[i, jaw] = keep[i] * placed + (1.0 - keep[i]) * out[i, jaw]
+    return out.astype(np.float32)

@@ -2,9 +2,10 @@
 
 For every renderer, two ``gannotate augment`` runs on the same held-out faces and targets:
 
-- ``before``: ``--no-mirror --min-quality 0`` (the source's own side, every sample kept);
+- ``before``: ``--no-mirror --min-quality 0 --turn shape-model`` (the source's own side, every sample kept,
+  targets turned by the shape model as the paper does);
 - ``defaults``: what a plain ``gannotate augment`` does (nearer side, default measures, gate 0.5);
-- ``turn3d`` (with ``--arms``): the defaults with ``--turn 3d``.
+- ``turn3d``, ``turn-mixed``, ``turn-shape-model`` (with ``--arms``): the defaults with that ``--turn``.
 
 Each dataset is then read by dlib (as ``gannotate evaluate independent``: the share found as a face,
 here by the |yaw| of the target's grid slot, so a gate's redraw — which moves the yaw within half a
@@ -35,9 +36,11 @@ from gannotate.io.hdf5 import DatasetReader
 from gannotate.metrics.independent import DlibReader, find_predictor, read_dataset, read_real
 
 ARMS = {
-    "before": ["--no-mirror", "--min-quality", "0"],
+    "before": ["--no-mirror", "--min-quality", "0", "--turn", "shape-model"],
     "defaults": [],
     "turn3d": ["--turn", "3d"],  # the defaults with targets turned by the 3D face
+    "turn-mixed": ["--turn", "mixed"],
+    "turn-shape-model": ["--turn", "shape-model"],
 }
 YAWS = ("0-15", "15-30", "30-45", "45-60", "60+")
 

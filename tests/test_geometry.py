@@ -2,7 +2,8 @@ import cv2
 import numpy as np
 import pytest
 
-from gannotate.geometry import Affine, crop_face, flip, legacy_crop_transform, rotation, similarity, square_crop_transform
+from gannotate.geometry import (Affine, crop_face, fit_similarity, flip, legacy_crop_transform, rotation, similarity,
+                                square_crop_transform)
 
 
 class TestAffine:
@@ -20,6 +21,14 @@ class TestAffine:
         m = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
         x = np.array([[1.0, 1.0], [2.0, -1.0]])
         np.testing.assert_allclose(Affine(m).apply(x), x @ m[:, :2].T + m[:, 2])
+
+    def test_fit_similarity_recovers_a_similarity_and_never_reflects(self, rng):
+        p = rng.uniform(0, 100, (51, 2))
+        t = similarity(1.3, -35.0, 12.0, -4.0)
+        np.testing.assert_allclose(fit_similarity(p, t.apply(p)).matrix, t.matrix, atol=1e-9)
+        mirrored = p * [-1.0, 1.0]
+        m = fit_similarity(p, mirrored).matrix[:2, :2]
+        assert np.linalg.det(m) > 0  # the best proper similarity, not the reflection
 
     def test_warp_moves_a_dot_where_apply_says(self):
         img = np.zeros((60, 80, 3), np.uint8)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -320,6 +322,74 @@ class TestTurn3D:
             assert '"turn": "3d"' in str(r.attrs["plan"]) and len(r) > 0
         again = CliRunner().invoke(main, args)
         assert again.exit_code != 0 and "turn" in again.output, again.output
+
+
+class TestTurnMixed:
+    """``turn="mixed"``: the inner points part of the way from the shape model's turn to the 3D face's, the shape
+    model's jaw contour laid on them (:func:`gannotate.targets3d.with_shape_model_jaw`)."""
+
+    def test_jaw_is_the_shape_models_placed_by_the_inner_points(self, rng):
+        from gannotate.geometry import similarity
+        from gannotate.targets3d import with_shape_model_jaw
+
+        turned = rng.uniform(20, 100, (2, 68, 2)).astype(np.float32)
+        jaw = rng.uniform(20, 100, (2, 17, 2)).astype(np.float32)
+        place = similarity(1.2, 14.0, 5.0, -3.0)  # the shape model's frame differs from the turned one by a similarity
+        shape = place.apply(np.concatenate([jaw, turned[:, 17:]], axis=1))
+        out = with_shape_model_jaw(turned, shape, np.array([0.0, 30.0]))
+        np.testing.assert_array_equal(out[:, 17:], turned[:, 17:])
+        np.testing.assert_allclose(out[:, :17], jaw, atol=1e-3)
+
+    def test_beyond_the_reliable_yaw_the_marched_jaw_returns(self, rng):
+        from gannotate.targets3d import HIGH_YAW, with_shape_model_jaw
+
+        turned = np.repeat(rng.uniform(20, 100, (1, 68, 2)).astype(np.float32), 3, axis=0)
+        shape = turned + rng.uniform(-5, 5, (1, 68, 2)).astype(np.float32)
+        out = with_shape_model_jaw(turned, shape, np.array([-HIGH_YAW, 52.0, 20.0]))
+        np.testing.assert_array_equal(out[0], turned[0])  # from 60° the 3D face's jaw, on the silhouette
+        moved = np.abs(out[:, :17] - turned[:, :17]).max(axis=(1, 2))
+        assert 0 < moved[1] < moved[2]  # between 45° and 60° part of the way
+
+    def test_mixed_moves_the_inner_points_the_share_of_the_way_to_3d_and_keeps_the_shape_models_jaw(self, pdm, points):
+        from gannotate.geometry import fit_similarity
+        from gannotate.plan import MIXED_3D_SHARE
+        from gannotate.targets3d import with_shape_model_jaw
+
+        def centred(p: np.ndarray) -> np.ndarray:
+            return p - _box_centre(p)[:, None, :]
+
+        cfg = PlanConfig(n=5, yaw=(-45, 45))
+        mixed, rigid, shape = (plan_face(pdm, points, "a", replace(cfg, turn=t)) for t in ("mixed", "3d", "shape-model"))
+        np.testing.assert_array_equal(mixed.params, shape.params)  # the same request
+        yaw = shape.pose[:, 0]
+        want = (1 - MIXED_3D_SHARE) * shape.points + MIXED_3D_SHARE * with_shape_model_jaw(rigid.points, shape.points, yaw)
+        np.testing.assert_allclose(centred(mixed.points), centred(want), atol=1e-3)  # the same up to re-centring
+        for i in range(5):  # its jaw is the shape model's up to a similarity, not the marched one
+            laid = fit_similarity(shape.points[i, :17], mixed.points[i, :17]).apply(shape.points[i, :17].astype(np.float64))
+            assert np.abs(laid - mixed.points[i, :17]).max() < 1e-3
+        assert np.abs(mixed.points - shape.points).max() > 1.0 and np.abs(mixed.points - rigid.points).max() > 1.0
+        np.testing.assert_allclose(_box_centre(mixed.points), np.broadcast_to(_box_centre(points), (5, 2)), atol=1e-2)
+        far = PlanConfig(n=2, yaw=(-65, 65))  # by 60° all of the way: the 3D face's turn, jaw on the silhouette
+        np.testing.assert_allclose(plan_face(pdm, points, "a", replace(far, turn="mixed")).points,
+                                   plan_face(pdm, points, "a", replace(far, turn="3d")).points, atol=1e-4)
+        assert PlanConfig(turn="mixed").identity()["turn"] == "mixed"
+        assert PlanConfig(yaw=(-60, 60), turn="mixed", large_yaw="shape-model").yaw_warning() is None
+
+    def test_cli_turns_mixed_by_default_and_its_datasets_carry_the_face_models_licence(self, face_folder, tmp_path):
+        from click.testing import CliRunner
+
+        from gannotate.cli import main
+        from gannotate.io.hdf5 import DatasetReader
+
+        args = ["augment", "--input", str(face_folder), "--n", "2", "--size", "32", "--renderer", "warp", "--format", "h5",
+                "--quality", "none", "--min-quality", "0", "--yaw", "-40:40", "-q"]
+        for extra, turn, licensed in (([], "mixed", True), (["--turn", "shape-model"], None, False)):
+            out = tmp_path / (turn or "paper")
+            r = CliRunner().invoke(main, [*args, *extra, "--out", str(out)])
+            assert r.exit_code == 0, r.output
+            with DatasetReader(out / "dataset.h5") as d:
+                assert (f'"turn": "{turn}"' in str(d.attrs["plan"])) if turn else ('"turn"' not in str(d.attrs["plan"]))
+                assert ("face_model_licence" in d.attrs) is licensed  # its targets come from the 3D face model
 
 
 class TestSharedSourceFit:

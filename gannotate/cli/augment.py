@@ -22,7 +22,7 @@ from gannotate.cli.renderer_options import renderer_options
 __all__ = ["augment", "merge", "frontalise"]
 
 from gannotate.backends import get_backend, list_backends, unknown_options  # noqa: E402  (torch-free, no Ray)
-from gannotate.plan import DEFAULT_MIN_QUALITY, DEFAULT_QUALITY_MEASURES, MAX_DRAWS, TURNS  # noqa: E402  (torch-free)
+from gannotate.plan import DEFAULT_MIN_QUALITY, DEFAULT_QUALITY_MEASURES, DEFAULT_TURN, MAX_DRAWS, TURNS  # noqa: E402  (torch-free)
 from gannotate.run.outputs import formats_help, list_output_formats  # noqa: E402
 from gannotate.render.base import DEFAULT_RENDERER  # noqa: E402  (torch-free)
 
@@ -215,10 +215,12 @@ _quiet = click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.option("--pitch", type=RangeType(-90, 90), default=None, help="Target pitch range [default: keep the face's].")
 @click.option("--roll", type=RangeType(-180, 180), default=None, help="In-plane rotation range [default: keep the face's].")
 @click.option("--expression", type=click.FloatRange(0.0), default=None, help="Expression jitter in model std units [default: 0.5].")
-@click.option("--turn", type=click.Choice(list(TURNS)), default="shape-model", show_default=True,
-              help="How targets turn the head: shape-model (its pose basis, as the paper; its faces also grow a longer chin "
-                   "as they turn, +24% nose to chin at 45°) or 3d (the source's 3D face turned rigidly, the shape model "
-                   "adding only the expression; docs/results/renderers.md).")
+@click.option("--turn", type=click.Choice(list(TURNS)), default=DEFAULT_TURN, show_default=True,
+              help="How targets turn the head. shape-model: its pose basis, as the paper (its faces also grow a longer "
+                   "chin as they turn, +24% nose to chin at 45°); 3d: the source's 3D face turned rigidly, the shape "
+                   "model adding only the expression (jaw marched along the mesh's silhouette); mixed: the inner points "
+                   "halfway from shape-model to 3d, the shape model's jaw contour laid on them (more 45° renders read "
+                   "as faces than shape-model, the same detector payoff; docs/results/renderers.md).")
 @click.option("--large-yaw-targets", type=click.Choice(["3d", "shape-model"]), default="3d", show_default=True,
               help="Targets beyond ±45° yaw: re-drawn by the 3D face (jaw on the silhouette), or as the shape model draws them.")
 @click.option("--mirror/--no-mirror", default=True, show_default=True,
