@@ -37,7 +37,7 @@ __all__ = ["LandmarkDataset", "QUALITY_FIELDS", "SPLITS"]
 log = logging.getLogger(__name__)
 
 #: Optional per-sample (N,) datasets of ``dataset.h5`` passed through as item fields when every part has them.
-QUALITY_FIELDS = ("face_score", "identity", "reader_nme", "fit_residual", "mirrored", "turn_deg", "invalid_share")
+QUALITY_FIELDS = ("face_score", "source_face_score", "identity", "reader_nme", "fit_residual", "mirrored", "turn_deg", "invalid_share")
 SPLITS = ("train", "val")
 _SAMPLE_STEM = re.compile(r"^(?P<key>.+)_(?P<target>\d{4,})$")  # what folder_writer.sample_name() writes
 

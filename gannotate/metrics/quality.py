@@ -8,6 +8,10 @@ Each measure is computed in the augment job, batched, for every sample, and stor
   none. Every sample is scored resized to :data:`SCORE_SIZE` (the size its pass line was set at): YuNet
   scores the same render higher when it is larger (at 256² it fails 6% of profile renders at 45° yaw,
   the same renders at 128² 26–31%), so without it the gate would loosen as ``--size`` grows.
+* ``source_face_score`` — the same score of the sample's source crop (stored beside ``face_score``). A
+  source that YuNet itself scores below the face line (an old black-and-white photo, a painting: 5% of
+  real crops) lowers the line for its own renders to its score: a render is asked to look as much like a
+  face as its photo does, not more (without it, every render of such a face failed).
 * ``reader_nme`` — the shipped detector's NME (%) at the targets, cropping on the target landmark box.
   Only within the yaw it knows: it was trained and validated on real photos with no face beyond
   ±45° (docs/detector.md), so beyond :data:`gannotate.plan.RELIABLE_YAW` its error says more about the detector
@@ -165,6 +169,7 @@ class QualityScorer:
     _finder: Any = field(default=None, repr=False)
     _detector: Any = field(default=None, repr=False)
     _embedder: Any = field(default=None, repr=False)
+    _source_scores: dict[str, float] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         for m in self.measures:
@@ -191,6 +196,15 @@ class QualityScorer:
             if near.any():
                 out[i] = max(f.score for f, ok in zip(faces, near) if ok)
         return out
+
+    def source_face_score(self, sources: np.ndarray, source_points: np.ndarray, source_keys: Sequence[str]) -> np.ndarray:
+        """(B,) :meth:`face_score` of each sample's source crop, each distinct source scored once per scorer."""
+        missing = {k: i for i, k in enumerate(source_keys) if k not in self._source_scores}
+        if missing:
+            rows = np.array(list(missing.values()), np.int64)
+            scores = self.face_score(sources[rows], source_points[rows])
+            self._source_scores.update(zip(missing, scores.tolist()))
+        return np.array([self._source_scores[k] for k in source_keys], np.float32)
 
     def reader_nme(self, images: np.ndarray, targets: np.ndarray, yaw: np.ndarray) -> np.ndarray:
         """(B,) NME (%) of the shipped detector at the targets; NaN where |yaw| > :data:`~gannotate.plan.RELIABLE_YAW`
@@ -237,7 +251,8 @@ class QualityScorer:
         judged = np.ones(len(images), bool)
         if "face_score" in self.measures:
             out["face_score"] = self.face_score(images, targets)
-            judged = ~failing({"face_score": out["face_score"]}, min_quality)["face_score"]
+            out["source_face_score"] = self.source_face_score(sources, source_points, source_keys)
+            judged = ~failing(out, min_quality)["face_score"]
         costly = [m for m in ("reader_nme", "identity") if m in self.measures]
         if not costly:
             return out
@@ -266,9 +281,21 @@ class QualityScorer:
 # --------------------------------------------------------------------------------------------
 
 
+def _judged(fields: Mapping[str, np.ndarray], m: str) -> np.ndarray:
+    """Measure ``m``'s values as judged: a face score is credited what its source falls short of the face line."""
+    v = np.asarray(fields[m], np.float64)
+    if m == "face_score" and "source_face_score" in fields:
+        v = v + np.maximum(PASS_LINES["face_score"] - np.asarray(fields["source_face_score"], np.float64), 0.0)
+    return v
+
+
 def measure_quality(fields: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Each registered measure present in ``fields`` → its (B,) quality in [0, 1] (NaN = not judged)."""
-    return {m: get_measure(m).to_quality(fields[m]) for m in list_measures() if m in fields}
+    """Each registered measure present in ``fields`` → its (B,) quality in [0, 1] (NaN = not judged).
+
+    With ``source_face_score`` in ``fields`` the face score is judged against the lower of the face line and
+    its source's own score (module doc); files made before that field are judged as they were.
+    """
+    return {m: get_measure(m).to_quality(_judged(fields, m)) for m in list_measures() if m in fields}
 
 
 def quality(fields: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -295,7 +322,7 @@ def hopeless(fields: Mapping[str, np.ndarray], min_quality: float) -> np.ndarray
     if "face_score" not in fields:
         n = len(next(iter(fields.values()))) if fields else 0
         return np.zeros(n, bool)
-    raised = np.asarray(fields["face_score"], np.float64) + HOPELESS_FACE_MARGIN
+    raised = _judged(fields, "face_score") + HOPELESS_FACE_MARGIN
     return np.nan_to_num(get_measure("face_score").to_quality(raised), nan=1.0) < min_quality
 
 
@@ -318,7 +345,7 @@ def _stats(fields: Mapping[str, np.ndarray], rows: np.ndarray, gate: float) -> d
                           "n": int(len(judged))}
     if "face_score" in fields:  # as sure a face as 95 % of real faces are
         cell["face_pass_share"] = round(float((fields["face_score"][rows] >= PASS_LINES["face_score"]).mean()) * 100, 1)
-    q = quality({k: v[rows] for k, v in fields.items() if k in list_measures()})
+    q = quality({k: v[rows] for k, v in fields.items() if k in list_measures() or k == "source_face_score"})
     cell["below_gate_share"] = round(float((q < gate).mean()) * 100, 1)
     return cell
 
@@ -382,8 +409,8 @@ def worst_rows(dataset: str | Path, n: int) -> tuple[np.ndarray, np.ndarray]:
     from gannotate.io.hdf5 import DatasetReader
 
     with DatasetReader(dataset) as r:
-        fields = {k: v for k, v in r.fields.items() if k in list_measures()}
-    if not fields:
+        fields = {k: v for k, v in r.fields.items() if k in list_measures() or k == "source_face_score"}
+    if not any(m in fields for m in list_measures()):
         raise DatasetError(dataset, "no per-sample quality fields to rank by (made before `augment` scored its samples)")
     q = quality(fields)
     order = np.argsort(q, kind="stable")[:n]

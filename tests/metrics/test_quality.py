@@ -31,11 +31,13 @@ class TestMeasures:
         images, points = crops
         keys = [f"f{i}" for i in range(len(images))]
         out = scorer.score(images, points, np.zeros(len(images)), images, points, keys)
-        assert set(out) == set(QUALITY_MEASURES)
+        assert set(out) == set(QUALITY_MEASURES) | {"source_face_score"}
         assert np.all(out["face_score"] > 0.8), out["face_score"]
         assert np.all(out["reader_nme"] < 8.0), out["reader_nme"]
         np.testing.assert_allclose(out["identity"], 1.0, atol=1e-3)  # each face is its own source
-        assert np.sum(q.quality(out) >= 0.5) >= 3  # the face line is real faces' 5th percentile: one may fall short
+        np.testing.assert_array_equal(out["source_face_score"], out["face_score"])
+        assert (out["face_score"] < q.PASS_LINES["face_score"]).any()  # einstein: below the line real faces' 95% pass
+        assert np.all(q.quality(out) >= 0.5)  # ... yet no face fails as its own render
 
     def test_a_non_face_scores_zero_and_fails(self, crops, scorer):
         images, points = crops
@@ -106,6 +108,23 @@ class TestGateMapping:
         assert bad["face_score"].tolist() == [False, True, False]
         assert bad["reader_nme"].tolist() == [False, False, False]  # NaN: not judged, never rejects
         assert not any(v.any() for v in q.failing(fields, 0.0).values())  # 0 keeps everything
+
+    def test_a_source_below_the_face_line_lowers_the_line_for_its_renders(self):
+        fields = {"face_score": np.array([0.86, 0.84, 0.86, 0.95]), "source_face_score": np.array([0.85, 0.85, 0.95, 0.6])}
+        assert q.failing(fields, 0.5)["face_score"].tolist() == [False, True, True, False]
+        np.testing.assert_allclose(q.quality(fields)[[0, 3]], [0.55, 1.0])  # 0.86 + (0.90 − 0.85); 0.95 + 0.30, clipped
+        assert q.failing({"face_score": fields["face_score"]}, 0.5)["face_score"].tolist() == [True, True, True, False]
+        low = {"face_score": np.array([0.83]), "source_face_score": np.array([0.85])}
+        assert not q.hopeless(low, 0.5)[0] and q.hopeless({"face_score": low["face_score"]}, 0.5)[0]
+
+    def test_each_source_is_scored_once(self, crops):
+        images, points = crops
+        scorer = q.QualityScorer(("face_score",))
+        keys = ["a", "b", "a", "b"]
+        first = scorer.score(images, points, np.zeros(4), images[[0, 1, 0, 1]], points[[0, 1, 0, 1]], keys)
+        assert first["source_face_score"][0] == first["source_face_score"][2] == first["face_score"][0]
+        again = scorer.score(images, points, np.zeros(4), np.zeros_like(images), points, keys)  # cached: not re-read
+        np.testing.assert_array_equal(again["source_face_score"], first["source_face_score"])
 
     def test_invalid_share_of_the_face_hull(self, crops):
         _, points = crops

@@ -68,7 +68,7 @@ class TestBeforeTheGate:
             if "fit_residual" in rec:
                 np.testing.assert_allclose(r.fit_residual, rec["fit_residual"], atol=1e-4)
             assert not r.fields["mirrored"].any()
-            assert set(r.fields) == {"mirrored", "turn_deg", "face_score", "reader_nme", "invalid_share"}
+            assert set(r.fields) == {"mirrored", "turn_deg", "face_score", "source_face_score", "reader_nme", "invalid_share"}
 
     def test_an_old_dataset_resumes_without_the_new_fields(self, tmp_path, face_folder):
         """A dataset begun before the fields existed (simulated: fields removed, half its rows uncommitted) resumes."""

@@ -17,7 +17,7 @@ Layout (N committed samples, K points, P shape parameters, M source faces)::
     masks         (N, H, W)    uint8, optional (renderers that know which pixels they invented),
                                chunked (1, H, W), gzip
     fit_residual  (N,)         float32, optional (how well a 3D fit matched the source points)
-    mirrored, turn_deg, face_score, reader_nme, identity, invalid_share
+    mirrored, turn_deg, face_score, source_face_score, reader_nme, identity, invalid_share
                   (N,)         optional per-sample fields (:data:`SAMPLE_FIELDS` says what each is)
     sources       (M,)         utf-8 strings: source keys/paths
     attrs: scheme, coord_origin='0-based pixel centres', flip_index (K,) int, image_size, n_params,
@@ -58,6 +58,7 @@ SAMPLE_FIELDS: dict[str, type] = {
     "mirrored": np.bool_,         # rendered from the mirror image of the source
     "turn_deg": np.float32,       # |target yaw − yaw of the side rendered from|, degrees
     "face_score": np.float32,     # YuNet's score of the face in the sample, 0 = not found
+    "source_face_score": np.float32,  # the same score of its source crop (the gate's face line follows it below the line)
     "reader_nme": np.float32,     # shipped detector's NME (%) at the targets; NaN beyond the yaw it knows
     "identity": np.float32,       # SFace cosine to the source face
     "invalid_share": np.float32,  # share of the face (target landmark hull) the mask marks invented
