@@ -115,10 +115,10 @@ def with_shape_model_jaw(turned: np.ndarray, shape_targets: np.ndarray, yaw: np.
     """(n, 68, 2) :func:`turned_targets` whose jaw contour is the shape model's, placed by the inner points.
 
     Why: the 3D turn keeps a head's proportions (no long chin), so more of its renders read as faces at 45°,
-    but its jaw points, marched along the fitted mesh's silhouette, sit where no 300W annotator puts a jaw:
-    a detector trained on them learns that offset (docs/results/renderers.md). The shape model's jaw
-    contour is 300W's. Each target's jaw is the shape model's, moved by the similarity that best lays the
-    shape model's 51 inner points onto the turned ones. Beyond :data:`gannotate.plan.RELIABLE_YAW` the shape
+    but its jaw points, marched along the fitted mesh's silhouette, sit where no 300W annotator puts a jaw
+    (docs/results/renderers.md); the shape model's jaw contour is 300W's. Each target's jaw is the shape
+    model's, moved by the similarity that best lays the shape model's 51 inner points onto the turned ones.
+    The ``mixed`` turn (:data:`gannotate.plan.MIXED_3D_SHARE`) goes part of the way to these targets. Beyond :data:`gannotate.plan.RELIABLE_YAW` the shape
     model's jaw leaves the head, so the marched jaw blends back in (:func:`blend_weight`), as
     :func:`consistent_targets` does for the shape model's targets.
 
