@@ -222,7 +222,8 @@ _quiet = click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
                    "halfway from shape-model to 3d, the shape model's jaw contour laid on them (more 45° renders read "
                    "as faces than shape-model, the same detector payoff; docs/results/renderers.md).")
 @click.option("--large-yaw-targets", type=click.Choice(["3d", "shape-model"]), default="3d", show_default=True,
-              help="Targets beyond ±45° yaw: re-drawn by the 3D face (jaw on the silhouette), or as the shape model draws them.")
+              help="With --turn shape-model, targets beyond ±45° yaw: re-drawn by the 3D face (jaw on the silhouette), or as "
+                   "the shape model draws them (the other turns move to the 3D face's by 60° themselves).")
 @click.option("--mirror/--no-mirror", default=True, show_default=True,
               help="Render each target from the source or its mirror image, whichever needs the smaller yaw turn "
                    "(--no-mirror: always the source's own side).")
