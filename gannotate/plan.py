@@ -78,7 +78,7 @@ MIXED_3D_SHARE = 0.5
 #: ``gannotate augment``'s turn (:class:`PlanConfig` keeps the paper's, "shape-model", for library callers).
 #: Measured on 69 held-out faces with the nearer side and the gate: dlib finds 86% of its 45° renders against
 #: 76% with the shape model's turn, and a detector trained with its data gains as much on real turned faces
-#: (−29% at 30°+, 3 seeds; docs/results/renderers.md, "Targets that turn like a head").
+#: (−30% at 30°+ for both, 5 seeds; docs/results/renderers.md, "Targets that turn like a head").
 DEFAULT_TURN = "mixed"
 
 #: Per-sample quality measures the job can compute (:mod:`gannotate.metrics.quality` defines them).
