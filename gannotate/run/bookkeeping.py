@@ -98,8 +98,26 @@ def check_same_settings(
     """
     diff = settings_diff(have, want, keys)
     if diff:
-        detail = ", ".join(f"{k}: {have[k]!r} there, {want[k]!r} now" for k in diff)
+        detail = ", ".join(_plan_detail(have[k], want[k]) if k == "plan" else f"{k}: {have[k]!r} there, {want[k]!r} now"
+                           for k in diff)
         raise DatasetError(path, f"cannot resume: made with other settings ({detail}); {hint}")
+
+
+def _plan_detail(have: Any, want: Any) -> str:
+    """The plan options that differ, each with both values ("not set": made before the option, or at its old value).
+
+    Why: the whole plan is a long JSON line; a default that changed (e.g. ``turn``) should read as that option.
+    """
+    try:
+        h, w = json.loads(str(have)), json.loads(str(want))
+    except ValueError:
+        return f"plan: {have!r} there, {want!r} now"
+    if not (isinstance(h, dict) and isinstance(w, dict)):
+        return f"plan: {have!r} there, {want!r} now"
+    unset = "not set (as before the option)"
+    keys = [k for k in dict.fromkeys([*h, *w]) if h.get(k, unset) != w.get(k, unset)]
+    return ", ".join(f"plan {k}: {json.dumps(h[k]) if k in h else unset} there, {json.dumps(w[k]) if k in w else unset} now"
+                     for k in keys)
 
 
 def source_attrs(input_path: str | Path | None, digest: str, n_sources: int) -> dict[str, Any]:

@@ -66,6 +66,21 @@ class TestIdentity:
             check_same_settings(tmp_path, {"seed": 0}, {"seed": 1})
 
 
+    def test_a_plan_difference_names_the_options_not_the_whole_plan(self, tmp_path):
+        import json
+
+        from gannotate.plan import PlanConfig
+
+        there = json.dumps(PlanConfig(mirror=False).identity())
+        now = json.dumps(PlanConfig(turn="mixed", mirror=False, min_quality=0.5).identity())
+        with pytest.raises(DatasetError) as e:
+            check_same_settings(tmp_path, {"plan": there}, {"plan": now})
+        msg = str(e.value)
+        assert 'plan turn: not set (as before the option) there, "mixed" now' in msg
+        assert 'plan min_quality: not set (as before the option) there, 0.5 now' in msg
+        assert '"sampling"' not in msg  # what agrees is left out
+
+
 def test_take_shard_partitions_in_key_order():
     keys = [f"k{i}" for i in range(7)]
     parts = [take_shard(keys, (i, 3)) for i in range(3)]  # any sequence works: a Source list in practice
