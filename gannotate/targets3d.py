@@ -104,10 +104,8 @@ def turned_targets(
     change = np.asarray(target_pose, np.float64) - np.asarray(source_pose, np.float64)[None]
     out = np.empty((len(change), 68, 2), np.float32)
     for i, d in enumerate(change):
-        fit = turned(model, src, euler_to_rotation(*(euler + d)), verts)
-        moved = fit.scale * verts[fit.correspondence] @ fit.rotation.T  # landmarks_2d, on the 68 vertices it reads
-        moved[:, :2] += fit.t
-        out[i] = np.asarray(source, np.float64) + moved[:, :2] - at_source
+        moved = turned(model, src, euler_to_rotation(*(euler + d)), verts).landmarks_2d(model, verts)
+        out[i] = np.asarray(source, np.float64) + moved - at_source
     return out
 
 

@@ -132,13 +132,22 @@ class Face3DFit:
 
     def camera_vertices(self, model: Face3DModel) -> np.ndarray:
         """(V, 3) vertices in the image frame: x, y in pixels, z (depth, away from the viewer) in pixels."""
-        v = self.scale * model.vertices(self.alpha, self.beta) @ self.rotation.T
+        return self._to_camera(model.vertices(self.alpha, self.beta))
+
+    def landmarks_2d(self, model: Face3DModel, vertices: np.ndarray | None = None) -> np.ndarray:
+        """(68, 2) projected correspondences.
+
+        ``vertices``: the fit's ``model.vertices(alpha, beta)`` when the caller has them (one face turned many
+        times): then only the 68 corresponding vertices are projected, with the same numbers.
+        """
+        if vertices is None:
+            return self.camera_vertices(model)[self.correspondence, :2]
+        return self._to_camera(vertices[self.correspondence])[:, :2]
+
+    def _to_camera(self, vertices: np.ndarray) -> np.ndarray:
+        v = self.scale * vertices @ self.rotation.T
         v[:, :2] += self.t
         return v
-
-    def landmarks_2d(self, model: Face3DModel) -> np.ndarray:
-        """(68, 2) projected correspondences."""
-        return self.camera_vertices(model)[self.correspondence, :2]
 
 
 def load_face3d(path: str | Path) -> Face3DModel:

@@ -267,6 +267,19 @@ class TestTurn3D:
         """Nose base (33) to chin (8): a midline length that a turn about the vertical axis keeps."""
         return np.linalg.norm(p[..., 8, :] - p[..., 33, :], axis=-1)
 
+    def test_landmarks_from_the_fits_own_vertices_are_the_full_projections(self, points):
+        """``turned_targets`` projects only the 68 vertices it reads: the same numbers, bit for bit."""
+        from gannotate.face3d import MODEL_PATH
+        from gannotate.targets3d import fit_source
+        from shape_model.face3d import euler_to_rotation, load_face3d, turned
+
+        model = load_face3d(MODEL_PATH)
+        fit = fit_source(points, model)
+        verts = model.vertices(fit.alpha, fit.beta)
+        for yaw in (-40.0, 0.0, 25.0):
+            moved = turned(model, fit, euler_to_rotation(yaw, 5.0, -3.0), verts)
+            np.testing.assert_array_equal(moved.landmarks_2d(model, verts), moved.landmarks_2d(model))
+
     def test_no_pose_change_gives_the_source_landmarks(self, points):
         from gannotate.targets3d import turned_targets
 

@@ -345,7 +345,7 @@ def _stats(fields: Mapping[str, np.ndarray], rows: np.ndarray, gate: float) -> d
                           "n": int(len(judged))}
     if "face_score" in fields:  # as sure a face as 95 % of real faces are
         cell["face_pass_share"] = round(float((fields["face_score"][rows] >= PASS_LINES["face_score"]).mean()) * 100, 1)
-    q = quality({k: v[rows] for k, v in fields.items() if k in list_measures() or k == "source_face_score"})
+    q = quality({k: v[rows] for k, v in fields.items()})  # the measures, and the source scores they are judged by
     cell["below_gate_share"] = round(float((q < gate).mean()) * 100, 1)
     return cell
 
@@ -409,7 +409,7 @@ def worst_rows(dataset: str | Path, n: int) -> tuple[np.ndarray, np.ndarray]:
     from gannotate.io.hdf5 import DatasetReader
 
     with DatasetReader(dataset) as r:
-        fields = {k: v for k, v in r.fields.items() if k in list_measures() or k == "source_face_score"}
+        fields = dict(r.fields)
     if not any(m in fields for m in list_measures()):
         raise DatasetError(dataset, "no per-sample quality fields to rank by (made before `augment` scored its samples)")
     q = quality(fields)
