@@ -120,6 +120,18 @@ def _fit(image: np.ndarray, points: np.ndarray | None, cell: int) -> tuple[np.nd
     return canvas, moved
 
 
+def _outlined_text(tile: np.ndarray, text: str, org: tuple[int, int], scale: float) -> None:
+    """White text with a black outline, readable on any face.
+
+    The outline is the thin text drawn one pixel around, not a thicker stroke: OpenCV 5 widens each glyph's
+    advance with the stroke, so a thick outline drifts off its text along the line.
+    """
+    x, y = org
+    for dx, dy in ((-1, -1), (0, -1), (1, -1), (-1, 0), (1, 0), (-1, 1), (0, 1), (1, 1)):
+        cv2.putText(tile, text, (x + dx, y + dy), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(tile, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, _WHITE, 1, cv2.LINE_AA)
+
+
 def contact_sheet(
     images: Sequence[np.ndarray],
     points: Sequence[np.ndarray] | None = None,
@@ -160,9 +172,7 @@ def contact_sheet(
         if pts is not None:
             tile = draw_landmarks(tile, pts, scheme)
         if labels is not None and labels[i]:
-            org = (3, 3 + round(24 * font_scale))
-            cv2.putText(tile, str(labels[i]), org, cv2.FONT_HERSHEY_SIMPLEX, font_scale, (0, 0, 0), 3, cv2.LINE_AA)
-            cv2.putText(tile, str(labels[i]), org, cv2.FONT_HERSHEY_SIMPLEX, font_scale, _WHITE, 1, cv2.LINE_AA)
+            _outlined_text(tile, str(labels[i]), (3, 3 + round(24 * font_scale)), font_scale)
         r, c = divmod(i, ncols)
         sheet[r * step:r * step + cell, c * step:c * step + cell] = tile
     return sheet

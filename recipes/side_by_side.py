@@ -32,6 +32,7 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=8)
     ap.add_argument("--min-yaw", type=float, default=40.0)
     ap.add_argument("--cell", type=int, default=128)
+    ap.add_argument("--per-row", type=int, default=1, help="(face, slot) groups side by side in one row of the sheet")
     ap.add_argument("--landmarks", action="store_true", help="draw each sample's landmarks")
     args = ap.parse_args()
     labels, readers = [], []
@@ -53,7 +54,7 @@ def main() -> None:
                 images.append(r.images[i])
                 points.append(r.landmarks[i])
                 text.append(f"{label} {r.pose[i, 0]:+.0f}")
-        sheet = contact_sheet(images, points if args.landmarks else None, ncols=len(readers), cell=args.cell, labels=text)
+        sheet = contact_sheet(images, points if args.landmarks else None, ncols=len(readers) * args.per_row, cell=args.cell, labels=text)
         print(write_image(args.out, sheet))
     finally:
         for r in readers:

@@ -62,6 +62,23 @@ class TestContactSheet:
         ys, xs = np.nonzero(sheet.sum(axis=2))
         assert abs(xs.max() - 49) <= 1 and abs(ys.max() - 37) <= 1  # 200x100 → 50x25 centred at y 12..36
 
+    def test_label_outline_stays_on_its_text(self):
+        """The dark outline hugs the white letters along the whole caption (a thick stroke drifted off it)."""
+        grey = np.full((256, 256, 3), 128, np.uint8)
+        sheet = contact_sheet([grey], cell=256, gap=0, labels=["before -45 +30 mixed"])
+        white = np.all(sheet > 200, axis=2)
+        dark = np.all(sheet < 50, axis=2)
+        wy, wx = np.nonzero(white)
+        dy, dx = np.nonzero(dark)
+        assert len(wx) > 100 and len(dx) > 100
+        assert abs(int(dx.max()) - int(wx.max())) <= 2 and abs(int(dx.min()) - int(wx.min())) <= 2
+        # every dark pixel is the rim of a letter: white within 2 pixels of it
+        near = np.zeros_like(white)
+        for oy in range(-2, 3):
+            for ox in range(-2, 3):
+                near |= np.roll(np.roll(white, oy, axis=0), ox, axis=1)
+        assert near[dark].all()
+
     def test_bad_lengths(self, face):
         with pytest.raises(ValueError):
             contact_sheet([face.image], [face.points, face.points])

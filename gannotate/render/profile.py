@@ -6,7 +6,8 @@ jaw by landmark marching). Per target: turn the source's fit by the pose change 
 from that rotation and freeing it (way "fit"; way "rotate" holds it, and is measured in the benchmark).
 Z-buffer the target mesh; each pixel reads the source where that surface point was seen, or where its mirror
 vertex was seen, or a smooth fill. Outside the landmark hull the image (hair, ears, neck, background) moves
-with the head through anchor rings whose depth is taken from the face border (3DDFA's trick). A last 2D
+with the head through anchor rings whose depth starts at the face border (3DDFA's trick) and recedes with the
+side of the head, so the far side's band closes as it turns away. A last 2D
 correction, exact at the landmarks and zero a little outside the face, puts every landmark on its target.
 
 Everything is expressed as a :class:`~gannotate.render.base.Geometry` with three layers — direct texture,
@@ -63,6 +64,7 @@ class ProfileConfig:
     smooth_passes: int = 3              # mesh-neighbour averaging of the visibility weights (soft seams)
     rings: tuple[tuple[float, float], ...] = ((1.3, 0.8), (1.8, 0.4))  # (radius, follow) background anchors
     neck_damping: float = 0.6           # anchors below the face (neck, collar) follow the head this much less
+    side_depth: float = 1.0             # beyond the face's sides the head recedes this many px per px outward
     edge_margin: float = 0.15           # anchors closer than this (fraction of the crop) to its edge move less
     correction_radius: float = 1.3      # the final 2D correction is zero at this multiple of the hull
     fill_sigma: float = 0.12            # low-pass σ of the hole fill, as a fraction of the face size
@@ -204,7 +206,15 @@ class _Anchors:
     frame: np.ndarray
 
 
-def _anchors(points: np.ndarray, h: int, w: int, cfg: ProfileConfig) -> _Anchors:
+def _anchors(points: np.ndarray, lateral: np.ndarray, h: int, w: int, cfg: ProfileConfig) -> _Anchors:
+    """The background's anchors around a source face; ``lateral``: (2,) the head's left-right axis in the image.
+
+    Why depth: what lies just beyond the face's side in a photo (temple, ear, the glasses' arm, hair) is the
+    side of the head, which curves away from the viewer. Offsets kept in the image plane would turn into a
+    band that narrows by cos(yaw) on both sides, so the far side kept a squeezed copy of the source's cheek
+    edge and glasses arm beside the turned face; receding ``side_depth`` px per px of sideways offset, the far
+    side's band closes as the head turns away and the near side's opens.
+    """
     from scipy.spatial import Delaunay
 
     outline = points[_HULL].astype(np.float64)
@@ -219,7 +229,16 @@ def _anchors(points: np.ndarray, h: int, w: int, cfg: ProfileConfig) -> _Anchors
     frame = _border_frame(h, w)
     source = np.concatenate([outline, ring_arr.reshape(-1, 2), frame])
     simplices = Delaunay(source, qhull_options="QJ").simplices
-    return _Anchors(source, simplices, ring_arr, ring_arr - outline, np.stack(gains), frame)
+    flat = ring_arr - outline
+    side = np.abs(flat @ (lateral / max(float(np.linalg.norm(lateral)), 1e-12)))
+    offsets = np.concatenate([flat, cfg.side_depth * side[..., None]], axis=-1)
+    return _Anchors(source, simplices, ring_arr, offsets, np.stack(gains), frame)
+
+
+def _turned_rings(anchors: _Anchors, lin: np.ndarray, outline: np.ndarray) -> np.ndarray:
+    """(R, n, 2) where each anchor goes if it moves with the head: its 3D offset from its outline landmark
+    carried by ``lin`` ((2, 3) source camera → target image) and added to that landmark's target ``outline``."""
+    return outline + anchors.offsets @ lin.T
 
 
 @dataclass
@@ -329,7 +348,8 @@ class ProfileRenderer(GeometricRenderer):
         attrs = np.concatenate(
             [uv, uv[sym], w_dir[:, None], ((1.0 - w_dir) * w_dir[sym])[:, None], face[:, None]], axis=1
         ).astype(np.float32)
-        return SourceFace(fit, cam, self._poses(points[None])[0], attrs, points.astype(np.float32), _anchors(points, h, w, cfg))
+        anchors = _anchors(points, fit.rotation[:2, 0], h, w, cfg)
+        return SourceFace(fit, cam, self._poses(points[None])[0], attrs, points.astype(np.float32), anchors)
 
     def _seen(self, cam: np.ndarray, scale: float, h: int, w: int) -> np.ndarray:
         """(V,) how well the source saw each vertex: frontality × z-buffer visibility, smoothed over the mesh."""
@@ -385,16 +405,15 @@ class ProfileRenderer(GeometricRenderer):
     def _background(self, src: SourceFace, fit: Face3DFit, target: np.ndarray, h: int, w: int) -> tuple[np.ndarray, ...]:
         """Warp grid for hair/ears/neck/background: landmarks exact, anchor rings turned in 3D with the head.
 
-        Each anchor sits at the depth of its face-border landmark (3DDFA's trick) and keeps its offset from
-        that landmark as the head turns (the offset is carried by the 3D rotation, so the far side's hair
-        narrows and the near side's widens); the landmark itself goes exactly to its target. Anchors fade to
+        Each anchor starts at the depth of its face-border landmark (3DDFA's trick), recedes with the side of
+        the head (:func:`_anchors`) and keeps its 3D offset from that landmark as the head turns, so the far
+        side's band closes and the near side's opens; the landmark itself goes exactly to its target. Anchors fade to
         standing still towards the crop's edge, which never moves. The source side (anchors, triangulation)
         is the source's (:func:`_anchors`); only the anchors' targets are per sample.
         """
         anchors = src.anchors
         lin = fit.scale / src.fit.scale * fit.rotation[:2] @ src.fit.rotation.T  # (2, 3): source camera → target image
-        moved = target[_HULL] + anchors.offsets @ lin[:, :2].T  # (R, n, 2): offsets lie at the border's depth
-        rings = anchors.rings + anchors.gains[..., None] * (moved - anchors.rings)
+        rings = anchors.rings + anchors.gains[..., None] * (_turned_rings(anchors, lin, target[_HULL]) - anchors.rings)
         ctrl_t = np.concatenate([target[_HULL], rings.reshape(-1, 2), anchors.frame])
         mesh = _AnchorMesh(anchors.source, anchors.simplices, len(_HULL), ctrl_t)
         return warp_maps(src.points.astype(np.float64), target, h, w, mesh=mesh)  # type: ignore[arg-type]

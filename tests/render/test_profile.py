@@ -220,3 +220,36 @@ def test_import_is_torch_free():
 
     code = "import sys, gannotate.render; assert 'torch' not in sys.modules"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
+
+
+class TestBackgroundAnchors:
+    """The band beyond the face's sides is the side of the head: it closes on the far side of a turn."""
+
+    @staticmethod
+    def _bands(faces, side_depth: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Sideways widths of the first ring's band at jaw points 0–3 (image left) and 13–16 (right), before and
+        after a 45° yaw that sends the image's left side away from the viewer."""
+        from gannotate.render.profile import _HULL, ProfileConfig, _anchors, _turned_rings
+
+        pts = faces[0][1].astype(np.float64)  # takeo: a near-frontal face
+        anchors = _anchors(pts, np.array([1.0, 0.0]), SIZE, SIZE, ProfileConfig(side_depth=side_depth))
+        t = np.radians(45.0)
+        lin = np.array([[np.cos(t), 0.0, np.sin(t)], [0.0, 1.0, 0.0]])  # x' = x cos t + z sin t (z: away)
+        outline = pts[_HULL]
+        turned = _turned_rings(anchors, lin, outline)
+        before = np.abs(anchors.rings[0] - outline)[:, 0]
+        after = np.abs(turned[0] - outline)[:, 0]
+        left, right = np.arange(0, 4), np.arange(13, 17)
+        return before, after[left] / before[left], after[right] / before[right]
+
+    def test_far_side_closes_near_side_opens(self, faces):
+        before, far, near = self._bands(faces, 1.0)
+        assert before[np.r_[0:4, 13:17]].min() > 5.0  # a band of some pixels to turn
+        assert np.all(far < 0.05), far  # the temple and ear turn out of view
+        assert np.all(near > 1.3), near  # and the other side's come into it
+
+    def test_without_depth_both_sides_narrow_alike(self, faces):
+        """What the band did when its offsets lay in the image plane: cos 45° on both sides."""
+        _, far, near = self._bands(faces, 0.0)
+        np.testing.assert_allclose(far, np.cos(np.radians(45.0)), rtol=1e-6)
+        np.testing.assert_allclose(near, np.cos(np.radians(45.0)), rtol=1e-6)

