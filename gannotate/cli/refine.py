@@ -9,6 +9,7 @@ import click
 
 from gannotate.cli.options import Duration, LazyChoice, check_device, fail_on_gannotate_error, seed_option, unused_seed_option
 from gannotate.cli.options import loss_weight_option
+from gannotate.plan import DEFAULT_TURN, TURNS  # torch-free
 
 __all__ = ["pairs", "refine", "export_refiner", "probe_refiner"]
 
@@ -59,16 +60,18 @@ def _refine_presets() -> list[str]:
 @click.option("--val-fraction", type=click.FloatRange(0, 0.9), default=0.15, show_default=True,
               help="Photos held out (split by photo, as the detector recipe): never used for pairs.")
 @click.option("--jobs", type=click.IntRange(1), default=1, show_default=True, help="Processes rendering pairs.")
+@click.option("--turn", type=click.Choice(list(TURNS)), default=DEFAULT_TURN, show_default=True,
+              help="How the photos' targets turn the head: as augment's --turn, so the refiner learns on the renders it will refine.")
 @seed_option
 @fail_on_gannotate_error
-def pairs(shared, out, renderer, per_photo, pairs_per_clip, val_fraction, jobs, seed):  # type: ignore[no-untyped-def]
+def pairs(shared, out, renderer, per_photo, pairs_per_clip, val_fraction, jobs, turn, seed):  # type: ignore[no-untyped-def]
     """Build the refiner's training pairs: render-and-back 20-60° away from each photo, and clip pairs."""
     from gannotate.detector.data import split_by_photo
     from gannotate.training.pairs import PairConfig, PairSet, build_pairs, load_clip_frames, load_photo_crops
 
     photos_dir = shared / "300w_afw_helen_spinkoo"
     train_faces, _ = split_by_photo(photos_dir / "image_for_pts.txt", photos_dir / "images", val_fraction, seed)
-    cfg = PairConfig(renderer=renderer, per_photo=per_photo, pairs_per_clip=pairs_per_clip, seed=seed)
+    cfg = PairConfig(renderer=renderer, per_photo=per_photo, pairs_per_clip=pairs_per_clip, turn=turn, seed=seed)
     photos = load_photo_crops(train_faces, cfg.size, cfg.margin)
     clips = load_clip_frames(shared / "videos_300vw_style", cfg.frames_per_clip) if pairs_per_clip else []
     path = build_pairs(out, photos, clips, cfg, n_jobs=jobs)
@@ -85,7 +88,8 @@ def pairs(shared, out, renderer, per_photo, pairs_per_clip, val_fraction, jobs, 
 @click.option("--time-budget", type=Duration("min"), default=None, help="e.g. 90m, 2h (a bare number is minutes).")
 @click.option("--resume", is_flag=True, help="Continue exactly from <run-dir>/checkpoint.pt.")
 @click.option("--init-from", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="Start from another run's checkpoint.pt: its generator and step, a fresh critic.")
+              help="Start from another run's checkpoint.pt (its generator, optimiser and step) or an exported refiner "
+                   "such as gannotate/assets/generator_refine.pt (its weights); a fresh critic either way.")
 @loss_weight_option("--weight")
 @click.option("--device", default=None, callback=check_device, help="torch device (default: CUDA if available).")
 @seed_option

@@ -41,6 +41,7 @@ __all__ = [
     "unwrap_state_dict",
     "load_state_strict",
     "save_generator",
+    "is_generator_file",
     "load_generator",
     "load_original_gannotation",
     "original_meta",
@@ -203,6 +204,16 @@ def load_state_strict(path: str | Path, model: torch.nn.Module, state: Mapping[s
         what = f"{type(model).__name__}({getattr(model, 'cfg', '')})"
         raise CheckpointError(path, f"does not match the {what}: " + "; ".join(parts))
     model.load_state_dict(state, strict=True)
+
+
+def is_generator_file(path: str | Path) -> bool:
+    """True for a file :func:`save_generator` wrote (by its kind; :func:`load_generator` checks the rest).
+
+    Raises:
+        CheckpointError: as :func:`safe_load`.
+    """
+    obj = safe_load(path)
+    return isinstance(obj, dict) and obj.get("kind") == _KIND
 
 
 def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tuple[Generator, GeneratorMeta]:

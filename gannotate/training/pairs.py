@@ -76,6 +76,8 @@ class PairConfig:
         n_yaw: yaw range of the third shape s_n for photos (clips use a third frame).
         expression: expression jitter (model std) of the shapes drawn for photos.
         renderer: the geometric renderer that makes the damage (and that the refiner will refine).
+        turn: how the photos' targets turn the head (``gannotate.plan.TURNS``): the refiner should learn on the
+            targets ``augment`` will give it.
         seed: everything random follows from it.
     """
 
@@ -89,6 +91,7 @@ class PairConfig:
     expression: float = 0.3
     max_yaw: float = 75.0
     renderer: str = "warp"
+    turn: str = "shape-model"
     seed: int = 0
 
 
@@ -106,7 +109,7 @@ class _Pair:
 
 def _target(model: Any, pts: np.ndarray, key: str, yaw: float, cfg: PairConfig) -> np.ndarray:
     """One PDM target at ``yaw`` for a face with ``pts`` (the plan's machinery, so targets look like augment's)."""
-    plan = plan_face(model, pts, key, PlanConfig(n=1, yaw=(yaw, yaw), expression=cfg.expression, seed=cfg.seed))
+    plan = plan_face(model, pts, key, PlanConfig(n=1, yaw=(yaw, yaw), expression=cfg.expression, seed=cfg.seed, turn=cfg.turn))
     return plan.points[0]
 
 

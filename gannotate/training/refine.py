@@ -399,7 +399,23 @@ def train_refiner(
 
 
 def _init_generator(path: Path, cfg: RefineConfig, G: Generator, G_ema: Generator, opt_G: torch.optim.Optimizer) -> int:
-    """Load G, G_ema and G's optimiser from another run's checkpoint; returns its step. Refuses another architecture."""
+    """Start G and G_ema from another run: its training checkpoint (G, G_ema and G's optimiser) or an exported
+    refiner (``export-refiner``, the shipped file included: its weights start both, the optimiser starts fresh);
+    returns the step it records. Refuses another architecture.
+
+    Why exported files too: a shipped refiner is all that travels with a release; fine-tuning it to a changed
+    base renderer must not need the run that made it.
+    """
+    from gannotate.models.checkpoint import is_generator_file, load_generator
+
+    if is_generator_file(path):
+        exported, meta = load_generator(path)
+        if meta.kind != "refine" or exported.cfg != G.cfg:
+            raise GannotateError(f"{path}: an exported {meta.kind} generator ({exported.cfg}); --init-from needs a "
+                                 f"refiner of this run's architecture ({G.cfg})")
+        state = {k: v.float() for k, v in exported.state_dict().items()}
+        G.load_state_dict(state), G_ema.load_state_dict(state)
+        return int(meta.info.get("step", 0))
     src = load_refine_checkpoint(path)
     src_cfg = RefineConfig.from_dict(src["config"])
     n_points = int(src["n_points"])

