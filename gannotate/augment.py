@@ -60,7 +60,7 @@ from gannotate.run.manifest import versions, write_manifest
 from gannotate.run.gate import BatchJob, BatchProcessor, BatchResult, side_of, worker_setup
 from gannotate.run.outputs import get_output_format, list_output_formats
 from gannotate.run.progress import NullProgress, Progress
-from gannotate.run.render_pool import RENDER_STAGING, RenderPool
+from gannotate.run.render_pool import RENDER_STAGING, RenderPool, single_blas_thread
 from gannotate.run.sources import Failure, Source, failure_of, load_crop, missing_landmarks_hint, sources_digest, take_shard
 from gannotate.run.sources import DEFAULT_MARGIN, MIN_FACE_PX, crop_for_augment, find_sources  # also re-exported (__all__)
 from shape_model.errors import ShapeModelError
@@ -408,7 +408,7 @@ def run_augment(
     n_skipped = 0
     # the pool forks its workers first: before the dataset (and its lock) is open and before any loader thread
     pool = RenderPool(cfg.renderer, cfg.workers, out, setup=worker_setup(cfg.plan, model)) if in_processes else None
-    with pool if pool is not None else nullcontext(), run_lock(out), DatasetWriter(
+    with pool if pool is not None else nullcontext(), single_blas_thread(), run_lock(out), DatasetWriter(
         out / DATASET_NAME, scheme=scheme.name, image_size=cfg.size, n_params=model.n_params, attrs=attrs, resume=cfg.resume
     ) as writer:
         check_same_settings(writer.path, writer.attrs, attrs, RESUME_KEYS)

@@ -33,6 +33,7 @@ from gannotate.render import Renderer, RendererSpec, make_renderer
 from gannotate.run.bookkeeping import check_writable, load_shape_model
 from gannotate.run.manifest import write_manifest
 from gannotate.run.progress import NullProgress, Progress
+from gannotate.run.render_pool import single_blas_thread
 from gannotate.run.sources import DEFAULT_MARGIN, Failure, find_sources, load_crop
 from shape_model.errors import ShapeModelError
 
@@ -152,7 +153,7 @@ def run_frontalise(cfg: FrontaliseConfig, progress: Progress | None = None, rend
              "version": __version__, "yaws": json.dumps(list(cfg.yaws)), "crop_margin": cfg.margin}
     kw = dict(scheme=scheme.name, image_size=cfg.size, n_params=model.n_params, resume=False)
     grids: list[Path] = []
-    with DatasetWriter(out / "progressive.h5", attrs={**attrs, "mode": "progressive"}, **kw) as prog_w, \
+    with single_blas_thread(), DatasetWriter(out / "progressive.h5", attrs={**attrs, "mode": "progressive"}, **kw) as prog_w, \
             DatasetWriter(out / "one_to_one.h5", attrs={**attrs, "mode": "one_to_one"}, **kw) as one_w:
         for source in sources:
             crop = load_crop(source, cfg.size, cfg.margin)

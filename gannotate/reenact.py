@@ -42,6 +42,7 @@ import numpy as np
 
 from gannotate.errors import DatasetError, GannotateError, ImageFileError, InputFileError, LandmarkFileError
 from gannotate.render import Renderer, RendererSpec, make_renderer
+from gannotate.run.render_pool import single_blas_thread
 
 __all__ = [
     "ReenactConfig",
@@ -283,13 +284,14 @@ def run_reenact(cfg: ReenactConfig, renderer: Renderer | None = None, model: Any
     if not writer.isOpened():
         raise DatasetError(out, "OpenCV cannot write this video (needs the mp4v encoder and a .mp4/.avi name)")
     try:
-        for a in range(0, len(targets), cfg.batch_size):
-            tgt = targets[a:a + cfg.batch_size]
-            b = len(tgt)
-            frames = renderer.render(np.repeat(crop.image[None], b, 0), np.repeat(crop.points[None], b, 0), tgt)
-            for i, (frame, pts) in enumerate(zip(frames, tgt), start=a + 1):
-                writer.write(np.ascontiguousarray(frame[..., ::-1]))  # RGB → BGR for OpenCV
-                write_pts(frames_dir / f"{i:06d}.pts", pts)
+        with single_blas_thread():
+            for a in range(0, len(targets), cfg.batch_size):
+                tgt = targets[a:a + cfg.batch_size]
+                b = len(tgt)
+                frames = renderer.render(np.repeat(crop.image[None], b, 0), np.repeat(crop.points[None], b, 0), tgt)
+                for i, (frame, pts) in enumerate(zip(frames, tgt), start=a + 1):
+                    writer.write(np.ascontiguousarray(frame[..., ::-1]))  # RGB → BGR for OpenCV
+                    write_pts(frames_dir / f"{i:06d}.pts", pts)
     finally:
         writer.release()
     jitter = temporal_jitter(targets, track.numbers)

@@ -66,6 +66,8 @@ def arm(args: argparse.Namespace, renderer: str, name: str) -> dict[str, Any]:
     cmd = ["gannotate", "augment", "--input", str(args.input), "--renderer", renderer, "--yaw", args.yaw,
            "--n", str(args.n), "--expression", str(args.expression), "--seed", str(args.seed),
            "--workers", str(args.workers), "--format", "h5", "--out", str(out), *ARMS[name]]
+    if renderer == "gan" and args.generator is not None:
+        cmd += ["--generator", str(args.generator)]
     manifest = out / "manifest.json"
     if not (manifest.exists() and json.loads(manifest.read_text()).get("complete")):
         _run(cmd)
@@ -91,6 +93,7 @@ def main() -> None:
     ap.add_argument("--expression", type=float, default=0.3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--generator", type=Path, help="gan: this refiner instead of the shipped one (a fine-tune to compare)")
     ap.add_argument("--real", type=Path, help="real annotated photos read the same way, for reference (e.g. turned ones)")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)

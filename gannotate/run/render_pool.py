@@ -56,7 +56,8 @@ import numpy as np
 from gannotate.errors import GannotateError
 from gannotate.render import Renderer, RendererSpec, make_renderer
 
-__all__ = ["BatchOutput", "render_batch", "RenderPool", "ONE_THREAD_ENV", "RENDER_STAGING", "worker_thread_info"]
+__all__ = ["BatchOutput", "render_batch", "RenderPool", "ONE_THREAD_ENV", "RENDER_STAGING", "worker_thread_info",
+           "single_blas_thread"]
 
 #: environment a render worker sets before it loads anything: every BLAS/OpenMP library it loads later
 #: (OpenBLAS, scipy's own OpenBLAS, MKL, BLIS, OpenMP runtimes, numexpr) starts with one thread
@@ -141,6 +142,26 @@ def worker_thread_info() -> list[dict[str, Any]]:
     from threadpoolctl import threadpool_info
 
     return threadpool_info()
+
+
+@contextmanager
+def single_blas_thread() -> Iterator[None]:
+    """BLAS at one thread in a job's own process: where it renders itself (``augment`` without render workers)
+    and where it plans and fits faces for its workers.
+
+    Why: a renderer's linear algebra is many tiny products and solves (3D fits, scipy's barycentric
+    transforms of each triangulation), where a BLAS thread pool only adds hand-offs; and OpenBLAS's threads
+    spin, so when the cores are busy (another job, a training run) a hand-off can wait for milliseconds, once
+    for a whole second. Measured: 30 real photos × 9 targets, ``--workers 1``, beside a two-thread training
+    run: 35–37 s at scipy's default two BLAS threads, 7.1–7.5 s at one. scipy.spatial is imported first: its
+    bundled OpenBLAS loads with it, and a limit reaches only libraries already loaded. OpenMP pools (torch's,
+    for ``gan``) are not BLAS and keep their threads.
+    """
+    import scipy.spatial  # noqa: F401  (loads scipy's own OpenBLAS, so the limit below reaches it)
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1, user_api="blas"):
+        yield
 
 
 @contextmanager

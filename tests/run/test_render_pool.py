@@ -62,6 +62,48 @@ def test_every_library_in_a_worker_runs_one_thread(tmp_path, renderer):
     assert not any(tmp_path.iterdir())  # the batch files went with the pool
 
 
+IN_PROCESS_THREADS = """
+import json, os, sys
+from threadpoolctl import threadpool_info
+from gannotate.augment import AugmentConfig, run_augment
+from gannotate.plan import PlanConfig
+from gannotate.render import RendererSpec, profile
+
+assert "scipy.spatial" not in sys.modules
+def blas():
+    return [(os.path.basename(i["filepath"]), i["num_threads"]) for i in threadpool_info() if i["user_api"] == "blas"]
+seen = []
+render = profile._piecewise_field
+def spy(*a, **k):
+    seen.append(blas())
+    return render(*a, **k)
+profile._piecewise_field = spy
+fit = profile.fit_face3d
+def fit_spy(*a, **k):  # the job's own process fits each face (plan and refusals) with or without workers
+    seen.append(blas())
+    return fit(*a, **k)
+profile.fit_face3d = fit_spy
+run_augment(AugmentConfig(out={out!r}, plan=PlanConfig(n=2), size=48, workers={workers}, batch_size=4,
+                          formats=("h5",), renderer=RendererSpec("profile")))
+print(json.dumps({{"seen": seen, "after": blas()}}))
+"""
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_jobs_own_process_runs_blas_at_one_thread(tmp_path, workers):
+    """augment renders (``--workers 1``) or plans (``--workers 2``) in its own process with one BLAS thread, scipy's
+    late-loaded OpenBLAS included, and gives the libraries their threads back after."""
+    r = _python(IN_PROCESS_THREADS.format(out=str(tmp_path / "o"), workers=workers))
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    libs = [lib for call in out["seen"] for lib in call]
+    assert out["seen"] and all(n == 1 for _, n in libs), libs
+    if workers == 1:
+        assert any("scipy_openblas" in name for name, _ in libs), libs
+    if (os.cpu_count() or 1) > 1:
+        assert any(n > 1 for _, n in out["after"]), out["after"]  # restored after the job
+
+
 KILLED_PARENT = """
 import os, sys, time
 from pathlib import Path
