@@ -153,7 +153,8 @@ def run_frontalise(cfg: FrontaliseConfig, progress: Progress | None = None, rend
              "version": __version__, "yaws": json.dumps(list(cfg.yaws)), "crop_margin": cfg.margin}
     kw = dict(scheme=scheme.name, image_size=cfg.size, n_params=model.n_params, resume=False)
     grids: list[Path] = []
-    with single_blas_thread(), DatasetWriter(out / "progressive.h5", attrs={**attrs, "mode": "progressive"}, **kw) as prog_w, \
+    with single_blas_thread(), \
+            DatasetWriter(out / "progressive.h5", attrs={**attrs, "mode": "progressive"}, **kw) as prog_w, \
             DatasetWriter(out / "one_to_one.h5", attrs={**attrs, "mode": "one_to_one"}, **kw) as one_w:
         for source in sources:
             crop = load_crop(source, cfg.size, cfg.margin)

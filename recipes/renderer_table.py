@@ -93,7 +93,8 @@ def main() -> None:
     ap.add_argument("--expression", type=float, default=0.3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--generator", type=Path, help="gan: this refiner instead of the shipped one (a fine-tune to compare)")
+    ap.add_argument("--generator", type=Path,
+                    help="gan: this refiner instead of the shipped one (a fine-tune to compare)")
     ap.add_argument("--real", type=Path, help="real annotated photos read the same way, for reference (e.g. turned ones)")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)

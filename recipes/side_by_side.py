@@ -54,7 +54,8 @@ def main() -> None:
                 images.append(r.images[i])
                 points.append(r.landmarks[i])
                 text.append(f"{label} {r.pose[i, 0]:+.0f}")
-        sheet = contact_sheet(images, points if args.landmarks else None, ncols=len(readers) * args.per_row, cell=args.cell, labels=text)
+        sheet = contact_sheet(images, points if args.landmarks else None, ncols=len(readers) * args.per_row,
+                              cell=args.cell, labels=text)
         print(write_image(args.out, sheet))
     finally:
         for r in readers:

@@ -61,7 +61,8 @@ def _refine_presets() -> list[str]:
               help="Photos held out (split by photo, as the detector recipe): never used for pairs.")
 @click.option("--jobs", type=click.IntRange(1), default=1, show_default=True, help="Processes rendering pairs.")
 @click.option("--turn", type=click.Choice(list(TURNS)), default=DEFAULT_TURN, show_default=True,
-              help="How the photos' targets turn the head: as augment's --turn, so the refiner learns on the renders it will refine.")
+              help="How the photos' targets turn the head: as augment's --turn, so the refiner learns on the "
+                   "renders it will refine.")
 @seed_option
 @fail_on_gannotate_error
 def pairs(shared, out, renderer, per_photo, pairs_per_clip, val_fraction, jobs, turn, seed):  # type: ignore[no-untyped-def]

@@ -264,9 +264,10 @@ def _turned_rings(anchors: _Anchors, lin: np.ndarray, outline: np.ndarray) -> np
     """(R, n, 2) where each anchor goes if it moves with the head: its 3D offset from its outline landmark
     carried by ``lin`` ((2, 3) source camera → target image) and added to that landmark's target ``outline``.
 
-    A turn past 45° would carry a far-side anchor across its landmark into the face (the receding side of
+    A turn past 45° would carry a receding far-side anchor across its landmark into the face (the side of
     the head turned further than out of view); such an anchor stops on the outline instead, so the
-    background's mesh never folds over.
+    background's mesh never folds over. With ``side_depth = 0`` no anchor has depth and all move as the
+    rotation carries them, as before the depth existed.
     """
     offsets = anchors.offsets @ lin.T
     outward = anchors.sideways @ lin[:, :2].T  # the sideways part of each offset, turned: away from the face

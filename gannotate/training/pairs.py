@@ -109,7 +109,8 @@ class _Pair:
 
 def _target(model: Any, pts: np.ndarray, key: str, yaw: float, cfg: PairConfig) -> np.ndarray:
     """One PDM target at ``yaw`` for a face with ``pts`` (the plan's machinery, so targets look like augment's)."""
-    plan = plan_face(model, pts, key, PlanConfig(n=1, yaw=(yaw, yaw), expression=cfg.expression, seed=cfg.seed, turn=cfg.turn))
+    plan_cfg = PlanConfig(n=1, yaw=(yaw, yaw), expression=cfg.expression, seed=cfg.seed, turn=cfg.turn)
+    plan = plan_face(model, pts, key, plan_cfg)
     return plan.points[0]
 
 
