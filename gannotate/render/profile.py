@@ -85,6 +85,7 @@ class SourceFace:
         attrs: (V, 7) per-vertex [u_direct, v_direct, u_mirror, v_mirror, w_direct, w_mirror, face].
         anchors: the background's control mesh in this crop.
         facing: (V,) cos of the angle between each vertex's normal and the source's view (negative: away).
+        normals: (V, 3) unit vertex normals in the model's frame (a target turns them by its rotation).
         shown: (V,) where the photo shows each vertex at all, however obliquely (unoccluded, inside the
             outline, smoothed over the mesh): the direct texture a target that reveals no more may use.
     """
@@ -96,6 +97,7 @@ class SourceFace:
     points: np.ndarray
     anchors: _Anchors
     facing: np.ndarray
+    normals: np.ndarray
     shown: np.ndarray
 
 
@@ -385,7 +387,8 @@ class ProfileRenderer(GeometricRenderer):
         model, cfg = self.model, self.cfg
         cam = fit.camera_vertices(model)
         uv = cam[:, :2] + _piecewise_field(fit.landmarks_2d(model), points, cam[:, :2], cfg.correction_radius)
-        facing = -_vertex_normals(cam, model.triangles)[:, 2]
+        normals = _vertex_normals(cam, model.triangles)
+        facing = -normals[:, 2]
         w_dir, shown = self._seen(cam, facing, fit.scale, h, w)
         if cfg.outline_margin is not None:
             inside = _inside_outline(points, uv, h, w, cfg.outline_margin)
@@ -396,7 +399,8 @@ class ProfileRenderer(GeometricRenderer):
             [uv, uv[sym], w_dir[:, None], ((1.0 - w_dir) * w_dir[sym])[:, None], face[:, None]], axis=1
         ).astype(np.float32)
         anchors = _anchors(points, fit.rotation[:2, 0], h, w, cfg)
-        return SourceFace(fit, cam, self._poses(points[None])[0], attrs, points.astype(np.float32), anchors, facing, shown)
+        return SourceFace(fit, cam, self._poses(points[None])[0], attrs, points.astype(np.float32), anchors, facing,
+                          normals @ fit.rotation, shown)
 
     def _seen(self, cam: np.ndarray, facing: np.ndarray, scale: float, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
         """(V,) how well the source saw each vertex (frontality × z-buffer visibility, smoothed over the mesh)
@@ -414,18 +418,20 @@ class ProfileRenderer(GeometricRenderer):
             seen, shown = self._smoother @ seen, self._smoother @ shown
         return np.minimum(seen, front), np.maximum(shown, vis)
 
-    def _target_weights(self, src: SourceFace, cam: np.ndarray) -> np.ndarray:
+    def _target_weights(self, src: SourceFace, rotation: np.ndarray) -> np.ndarray:
         """(V, 7) the source's per-vertex attributes with the direct and mirror weights this target needs.
 
         Why: the source's weights alone judge a surface by how squarely the photo saw it, so a render that
         turns nothing still swapped the steep sides of the nose and cheek for the mirror or the fill (a seam
         along them). Texture seen obliquely is as good as the target needs wherever the target faces it no
-        more squarely than the photo did; only what a turn reveals needs the mirror or the fill.
+        more squarely than the photo did; only what a turn reveals needs the mirror or the fill. The target's
+        view of each surface is the source's normals turned by the target's ``rotation`` (its expression's own
+        bending left out: a tenth of the cost of the target mesh's normals, and the weights are soft).
         """
         if self.cfg.reveal is None:
             return src.attrs
         lo, hi = self.cfg.reveal
-        facing = -_vertex_normals(cam, self.model.triangles)[:, 2]
+        facing = -src.normals @ np.asarray(rotation, np.float64)[2]
         kept = src.shown * (1.0 - _smoothstep(facing - src.facing, lo, hi))
         attrs = src.attrs.copy()
         w_dir = np.maximum(attrs[:, 4], kept.astype(np.float32))
@@ -445,7 +451,7 @@ class ProfileRenderer(GeometricRenderer):
         fit, residuals = fit_target(model, src.fit, src.pose, tgt, target_pose, cfg.target_fit, cfg.target_ways)
         self.last_fit_residuals.append(residuals)
         cam = fit.camera_vertices(model)
-        attrs = self._target_weights(src, cam)
+        attrs = self._target_weights(src, fit.rotation)
         pre = cam[fit.correspondence, :2].copy()
         cam[:, :2] += _piecewise_field(pre, tgt, cam[:, :2], cfg.correction_radius)
         tris = self._face_triangles()

