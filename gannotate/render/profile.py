@@ -5,7 +5,8 @@ jaw by landmark marching). Per target: turn the source's fit by the pose change 
 (read from the 2D shape model) and refit scale, translation and expression with the identity held, starting
 from that rotation and freeing it (way "fit"; way "rotate" holds it, and is measured in the benchmark).
 Z-buffer the target mesh; each pixel reads the source where that surface point was seen (inside the face's
-annotated outline), or where its mirror vertex was seen, or a smooth fill. Outside the landmark hull the image
+annotated outline) as well as the target needs it (squarely enough for what the target reveals; at any angle
+where it reveals no more), or where its mirror vertex was seen, or a smooth fill. Outside the landmark hull the image
 (hair, ears, neck, background) moves with the head through anchor rings whose depth starts at the face border
 (3DDFA's trick) and recedes with the side of the head, so the far side's band closes as it turns away. A last
 2D correction, exact at the landmarks and zero a little outside the face, puts every landmark on its target.
