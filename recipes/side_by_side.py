@@ -58,7 +58,8 @@ def main() -> None:
     try:
         slots = [_slots(r) for r in readers]
         yaw = readers[0].pose[:, 0]
-        common = sorted(k for k, i in slots[0].items() if args.min_yaw <= abs(yaw[i]) <= args.max_yaw and all(k in s for s in slots[1:]))
+        common = sorted(k for k, i in slots[0].items()
+                        if args.min_yaw <= abs(yaw[i]) <= args.max_yaw and all(k in s for s in slots[1:]))
         if args.most_changed:
             chosen = _most_changed(common, readers[:2], slots[:2], args.rows)
         else:
