@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +44,11 @@ def _cell(err: np.ndarray) -> dict[str, float]:
     return {"n": int(len(err)), "median": round(float(np.median(err)), 2), "mean": round(float(np.mean(err)), 2)}
 
 
-def gaps(images, truth, yaw, real_images, real_truth, real_yaw, read) -> dict[str, dict]:
+Reader = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]  # (images, truth) → (points, found)
+
+
+def gaps(images: np.ndarray, truth: np.ndarray, yaw: np.ndarray, real_images: np.ndarray, real_truth: np.ndarray,
+         real_yaw: np.ndarray, read: Reader) -> dict[str, dict]:
     """Per render bin: the reader's NME on renders and on real photos of that yaw, and their ratio (medians)."""
     pred, ok = read(images, truth)
     rpred, rok = read(real_images, real_truth)

@@ -85,8 +85,7 @@ class SourceFace:
         fit: the 3D fit; cam: (V, 3) camera-frame vertices (px); pose: (3,) PDM yaw, pitch, roll (degrees).
         attrs: (V, 7) per-vertex [u_direct, v_direct, u_mirror, v_mirror, w_direct, w_mirror, face].
         anchors: the background's control mesh in this crop.
-        facing: (V,) cos of the angle between each vertex's normal and the source's view (negative: away).
-        normals: (V, 3) unit vertex normals in the model's frame (a target turns them by its rotation).
+        normals: (V, 3) unit vertex normals in the model's frame (a view turns them by its rotation).
         shown: (V,) where the photo shows each vertex at all, however obliquely (unoccluded, inside the
             outline, smoothed over the mesh): the direct texture a target that reveals no more may use.
     """
@@ -97,7 +96,6 @@ class SourceFace:
     attrs: np.ndarray
     points: np.ndarray
     anchors: _Anchors
-    facing: np.ndarray
     normals: np.ndarray
     shown: np.ndarray
 
@@ -400,7 +398,7 @@ class ProfileRenderer(GeometricRenderer):
             [uv, uv[sym], w_dir[:, None], ((1.0 - w_dir) * w_dir[sym])[:, None], face[:, None]], axis=1
         ).astype(np.float32)
         anchors = _anchors(points, fit.rotation[:2, 0], h, w, cfg)
-        return SourceFace(fit, cam, self._poses(points[None])[0], attrs, points.astype(np.float32), anchors, facing,
+        return SourceFace(fit, cam, self._poses(points[None])[0], attrs, points.astype(np.float32), anchors,
                           normals @ fit.rotation, shown)
 
     def _seen(self, cam: np.ndarray, facing: np.ndarray, scale: float, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
@@ -432,8 +430,9 @@ class ProfileRenderer(GeometricRenderer):
         if self.cfg.reveal is None:
             return src.attrs
         lo, hi = self.cfg.reveal
-        facing = -src.normals @ np.asarray(rotation, np.float64)[2]
-        kept = src.shown * (1.0 - _smoothstep(facing - src.facing, lo, hi))
+        facing = -src.normals @ np.asarray(rotation, np.float64)[2]  # cos of each view angle: target, source
+        seen_at = -src.normals @ src.fit.rotation[2]
+        kept = src.shown * (1.0 - _smoothstep(facing - seen_at, lo, hi))
         attrs = src.attrs.copy()
         w_dir = np.maximum(attrs[:, 4], kept.astype(np.float32))
         w_src = src.attrs[:, 4]

@@ -153,9 +153,9 @@ def single_blas_thread() -> Iterator[None]:
     transforms of each triangulation), where a BLAS thread pool only adds hand-offs; and OpenBLAS's threads
     spin, so when the cores are busy (another job, a training run) a hand-off can wait for milliseconds, once
     for a whole second. Measured: 30 real photos × 9 targets, ``--workers 1``, beside a two-thread training
-    run: 35–37 s at scipy's default two BLAS threads, 7.1–7.7 s at one; on an idle machine the same either way. scipy.spatial is imported first: its
-    bundled OpenBLAS loads with it, and a limit reaches only libraries already loaded. OpenMP pools (torch's,
-    for ``gan``) are not BLAS and keep their threads.
+    run: 35–37 s at scipy's default two BLAS threads, 7.1–7.7 s at one; on an idle machine the same either way.
+    scipy.spatial is imported first: its bundled OpenBLAS loads with it, and a limit reaches only libraries
+    already loaded. OpenMP pools (torch's, for ``gan``) are not BLAS and keep their threads.
     """
     import scipy.spatial  # noqa: F401  (loads scipy's own OpenBLAS, so the limit below reaches it)
     from threadpoolctl import threadpool_limits

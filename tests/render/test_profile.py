@@ -340,7 +340,8 @@ class TestTargetWeights:
         rot = np.array([[np.cos(a), 0.0, np.sin(a)], [0.0, 1.0, 0.0], [-np.sin(a), 0.0, np.cos(a)]])
         centre = src.cam.mean(axis=0)
         turned = (src.cam - centre) @ rot.T + centre
-        revealed = -_vertex_normals(turned, r.model.triangles)[:, 2] - src.facing >= 0.25
+        facing_before = -_vertex_normals(src.cam, r.model.triangles)[:, 2]
+        revealed = -_vertex_normals(turned, r.model.triangles)[:, 2] - facing_before >= 0.25
         other = r._target_weights(src, rot @ src.fit.rotation)
         assert revealed.sum() > 500
         np.testing.assert_allclose(other[revealed, 4], src.attrs[revealed, 4], atol=1e-6)
