@@ -57,6 +57,12 @@ def _default_name(p: Path) -> str:
               help="Also generate with these renderers (e.g. profile,warp) from the training faces.")
 @click.option("--ranges", default="45,60", show_default=True, callback=_floats,
               help="Yaw half-ranges (degrees) of the sets --renderers generates.")
+@click.option("--gate/--no-gate", default=False, show_default=True,
+              help="Generate as augment does by default (the nearer side, the quality gate, --turn mixed); off: "
+                   "every target from the photo's own side, nothing rejected, the shape model's turn.")
+@click.option("--data-draws", type=click.IntRange(1), default=1, show_default=True,
+              help="Draws of each set --renderers generates (augment seeds --seed, --seed+1, ...): detector seed k "
+                   "trains on draw k mod N, so the spread over seeds holds the data's own draw.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Working folder: split, generated sets, runs, payoff.json/.md, CEDs. A rerun resumes.")
 @click.option("--scenarios", default="frontal", show_default=True, callback=_names,
@@ -79,7 +85,7 @@ def _default_name(p: Path) -> str:
 @click.option("--no-train", is_flag=True, help="Score the complete runs only (a partial experiment).")
 @seed_option
 @fail_on_gannotate_error
-def payoff_cmd(real, root, generated, renderers, ranges, out, scenarios, recipes, arms, real_share, seeds, steps, turned_yaw,
+def payoff_cmd(real, root, generated, renderers, ranges, gate, data_draws, out, scenarios, recipes, arms, real_share, seeds, steps, turned_yaw,
                val_fraction, tests, jobs, no_train, seed):
     """Train the detector on your real photos with and without generated data; score it on turned faces.
 
@@ -100,7 +106,7 @@ def payoff_cmd(real, root, generated, renderers, ranges, out, scenarios, recipes
     cfg = PayoffConfig(real=real, root=root, out=out, scenarios=scenarios, renderers=renderers, ranges=ranges,
                        generated=generated, recipes=recipes, arms=arms, seeds=seeds, steps=steps, real_share=real_share,
                        turned_yaw=turned_yaw, val_fraction=val_fraction, split_seed=seed, gen_seed=seed,
-                       tests=tests, jobs=jobs)
+                       data_draws=data_draws, gate=gate, tests=tests, jobs=jobs)
     doc = run_payoff(cfg, train_missing=not no_train)
     for test, by_scenario in doc["tests"].items():
         for scenario, summary in by_scenario.items():

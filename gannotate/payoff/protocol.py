@@ -5,9 +5,10 @@ One experiment, in four resumable stages under ``out/``:
 1. **split** (``split/``): the real photos by photo; photos with a turned face are test-only
    (:mod:`gannotate.payoff.split`).
 2. **generate** (``generated/``): ``augment`` over each scenario's largest real training set, one set
-   per renderer and yaw range (targets uniform in ±range); a smaller scenario takes the samples of
-   its own faces (filtered by source), so no test photo's renders ever train. Sets a user brings
-   (``generated``) are filtered the same way.
+   per renderer and yaw range (targets uniform in ±range), or ``data_draws`` sets of the same kind with
+   successive ``augment`` seeds; a smaller scenario takes the samples of its own faces (filtered by
+   source), so no test photo's renders ever train. Sets a user brings (``generated``) are filtered the
+   same way.
 3. **train** (``runs/<scenario>/<arm>/seed<k>/``): every arm × seed, in ``jobs`` processes of one
    torch thread; a run resumes from its last checkpoint. Every arm trains the same steps (a budget
    at which real-only has converged); recipes:
@@ -16,6 +17,9 @@ One experiment, in four resumable stages under ``out/``:
    * ``mixed``: real + generated, each batch ``real_share`` real (so real faces are seen as often
      per step as in ``real``, whatever the generated set's size);
    * ``pretrain``: generated only for ``steps``, then real only for ``steps`` from those weights.
+
+   With several draws of a generated set, the run of detector seed k trains on draw k mod ``data_draws``:
+   the spread over an arm's seeds then holds the draw of its data as well as the training's.
 4. **score**: :mod:`gannotate.metrics.payoff` on every test set (``turned``, ``val``, and any given
    in ``tests``), written as ``payoff.json``, ``payoff.md`` and CED plots per yaw bin.
 """
@@ -32,6 +36,7 @@ from typing import Any, Mapping, Sequence
 from gannotate.detector.sampler import RECIPES
 from gannotate.errors import GannotateError
 from gannotate.payoff.split import Face, PayoffSplit, scenario_faces, split_photos
+from gannotate.plan import DEFAULT_TURN
 
 __all__ = ["Scenario", "PayoffConfig", "Arm", "arms_of", "run_payoff", "prepare", "plan_jobs", "train_jobs", "train_all"]
 
@@ -102,11 +107,15 @@ class PayoffConfig:
         turned_yaw, val_fraction, split_seed: the split (:func:`split_photos`).
         tests: further test sets, name → folder / list file (e.g. clip frames).
         jobs: runs trained at once (processes of one torch thread each).
-        gen_seed: ``augment``'s seed.
+        gen_seed: ``augment``'s seed (of the first draw; draw d uses ``gen_seed + d``).
+        data_draws: draws of each set generated here; detector seed k trains on draw k mod ``data_draws``.
+            Why: one draw of the targets moves the turned faces' error as much as a training seed does
+            (docs/results/payoff.md), so a single draw shared by every seed hides half of an arm's spread.
         gen_workers: ``augment``'s render processes.
-        gate: generate from the nearer side (source or mirror) with ``augment``'s default quality gate
-            (its sets are named ``<renderer>±<range> gated``); off: every target from the source's own
-            side, nothing rejected — as the headline sets were made.
+        gate: generate as ``augment`` does by default: the nearer side (source or mirror), its quality gate
+            and ``turn`` (its sets are named ``<renderer>±<range> gated``); off: every target from the
+            source's own side, nothing rejected, the shape model's turn — as the headline sets were made.
+        turn: how a gated set's targets turn the head (``augment --turn``).
     """
 
     real: Path
@@ -133,8 +142,10 @@ class PayoffConfig:
     tests: Mapping[str, Path] = field(default_factory=dict)
     jobs: int = 1
     gen_seed: int = 0
+    data_draws: int = 1
     gen_workers: int = 2
     gate: bool = False
+    turn: str = DEFAULT_TURN
 
     def __post_init__(self) -> None:
         unknown = [s for s in self.scenarios if s not in SCENARIOS]
@@ -143,8 +154,8 @@ class PayoffConfig:
         bad = [r for r in self.recipes if r not in RECIPES]
         if bad:
             raise GannotateError(f"payoff: unknown recipe(s) {', '.join(bad)} (known: {', '.join(RECIPES)})")
-        if not self.seeds or self.steps < 1 or self.jobs < 1 or self.n_per_face < 1:
-            raise GannotateError("payoff: give at least one seed; steps, jobs and n_per_face must be at least 1")
+        if not self.seeds or self.steps < 1 or self.jobs < 1 or self.n_per_face < 1 or self.data_draws < 1:
+            raise GannotateError("payoff: give at least one seed; steps, jobs, n_per_face and data_draws must be at least 1")
         if any(r <= 0 for r in self.ranges):
             raise GannotateError(f"payoff: yaw ranges must be positive, got {self.ranges}")
         if not 0.0 < self.real_share < 1.0:
@@ -181,7 +192,7 @@ class Prepared:
     train_lists: dict[str, Path]  # scenario → list file of its real faces
     train_faces: dict[str, list[Face]]
     test_lists: dict[str, Path]  # test name → list file / folder
-    generated: dict[str, Path]  # generated key → .h5
+    generated: dict[str, list[Path]]  # generated key → its draws' .h5 (a user's set: one)
 
 
 def _write_faces(path: Path, faces: Sequence[Face]) -> Path:
@@ -211,28 +222,31 @@ def prepare(cfg: PayoffConfig, generate: bool = True) -> Prepared:
     # Generate from the union of the scenarios' faces: a smaller scenario filters its own samples out.
     union = sorted({f for fs in faces.values() for f in fs}, key=lambda f: str(f.landmarks))
     gen_input = _write_faces(sdir / "generate_from.txt", union)
-    generated = {k: Path(v) for k, v in cfg.generated.items()}
+    generated = {k: [Path(v)] for k, v in cfg.generated.items()}
     keys = iter(cfg.generated_keys())
     for spec in cfg.renderers:
         for r in cfg.ranges:
             key = next(keys)
-            folder = cfg.out / "generated" / key.replace("±", "_pm").replace(" ", "_")
-            generated[key] = _generate(cfg, spec, r, gen_input, folder) if generate else folder / "dataset.h5"
+            generated[key] = []
+            for draw in range(cfg.data_draws):
+                folder = cfg.out / "generated" / (key.replace("±", "_pm").replace(" ", "_") + (f"_draw{draw}" if draw else ""))
+                generated[key].append(_generate(cfg, spec, r, gen_input, folder, cfg.gen_seed + draw) if generate
+                                      else folder / "dataset.h5")
     return Prepared(split, lists, faces, tests, generated)
 
 
-def _generate(cfg: PayoffConfig, renderer: str, yaw_range: float, input_list: Path, out: Path) -> Path:
+def _generate(cfg: PayoffConfig, renderer: str, yaw_range: float, input_list: Path, out: Path, seed: int) -> Path:
     from gannotate.augment import AugmentConfig, run_augment
     from gannotate.plan import DEFAULT_MIN_QUALITY, PlanConfig
     from gannotate.render.base import RendererSpec
 
     plan = PlanConfig(n=cfg.n_per_face, yaw=(-yaw_range, yaw_range), sampling="uniform",
-                      expression=cfg.expression, seed=cfg.gen_seed, mirror=cfg.gate,
-                      min_quality=DEFAULT_MIN_QUALITY if cfg.gate else 0.0)
-    log.info("payoff: generating %s ±%g into %s", renderer, yaw_range, out)
+                      expression=cfg.expression, seed=seed, mirror=cfg.gate,
+                      min_quality=DEFAULT_MIN_QUALITY if cfg.gate else 0.0, turn=cfg.turn if cfg.gate else "shape-model")
+    log.info("payoff: generating %s ±%g (seed %d) into %s", renderer, yaw_range, seed, out)
     run_augment(AugmentConfig(out=out, input=input_list, plan=plan, renderer=RendererSpec(renderer),
                               formats=("h5",), size=cfg.size, margin=cfg.margin, workers=cfg.gen_workers,
-                              command=f"payoff: {renderer} ±{yaw_range:g}"))
+                              command=f"payoff: {renderer} ±{yaw_range:g} seed {seed}"))
     return out / "dataset.h5"
 
 
@@ -242,7 +256,9 @@ def _generate(cfg: PayoffConfig, renderer: str, yaw_range: float, input_list: Pa
 
 
 def run_dir(cfg: PayoffConfig, scenario: str, arm: Arm, seed: int) -> Path:
-    return cfg.out / "runs" / scenario / arm.dirname / f"seed{seed}"
+    """An arm's run folder; an arm on several draws of its data has its own (a run on one draw is not one on many)."""
+    draws = cfg.data_draws > 1 and arm.generated and arm.generated not in cfg.generated
+    return cfg.out / "runs" / scenario / (arm.dirname + (f"_draws{cfg.data_draws}" if draws else "")) / f"seed{seed}"
 
 
 @dataclass(frozen=True)
@@ -275,8 +291,9 @@ def plan_jobs(cfg: PayoffConfig, prep: Prepared) -> list[_Job]:
                 d = run_dir(cfg, scenario, arm, seed)
                 if training_complete(d / "checkpoint.pt", cfg.steps):
                     continue
+                sets = prep.generated[arm.generated] if arm.generated else []
                 jobs.append(_Job(str(d), str(prep.train_lists[scenario]), keys,
-                                 str(prep.generated[arm.generated]) if arm.generated else "", arm.recipe, seed,
+                                 str(sets[seed % len(sets)]) if sets else "", arm.recipe, seed,
                                  cfg.steps, cfg.batch_size, cfg.width, cfg.real_share,
                                  str(prep.test_lists.get("val", prep.test_lists["turned"]))))
     return sorted(jobs, key=lambda j: j.recipe == "pretrain")  # stable: seed-major within each group

@@ -69,3 +69,25 @@ def test_arms_and_gated_sets_are_named_apart(tmp_path):
     gated = PayoffConfig(real=tmp_path, out=tmp_path, ranges=(45.0,), gate=True)
     assert [a.name for a in arms_of(plain)] == ["real", "profile±45", "profile±45 pretrain"]
     assert [a.dirname for a in arms_of(gated)] == ["real", "profile_pm45_gated"]
+
+
+def test_each_seed_trains_on_its_own_draw_of_the_data(tmp_path, face_folder):
+    """``--data-draws 2``: two sets with successive augment seeds; seed k trains on draw k mod 2, in runs of their own."""
+    import h5py
+    import numpy as np
+
+    out = tmp_path / "payoff"
+    res = CliRunner().invoke(main, ["evaluate", "payoff", "--real", str(face_folder), "--renderers", "warp", "--ranges", "30",
+                                    "--scenarios", "all", "--seeds", "0,1,2", "--steps", "1", "--val-fraction", "0",
+                                    "--data-draws", "2", "--gate", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    sets = [out / "generated" / name / "dataset.h5" for name in ("warp_pm30_gated", "warp_pm30_gated_draw1")]
+    with h5py.File(sets[0]) as a, h5py.File(sets[1]) as b:
+        assert not np.array_equal(a["landmarks"][()], b["landmarks"][()])  # another draw of targets
+        assert "mirrored" in a and "face_score" in a  # generated as augment does by default
+        assert json.loads(a.attrs["plan"])["turn"] == "mixed"
+    for seed, draw in ((0, 0), (1, 1), (2, 0)):
+        _, meta = load_checkpoint(out / "runs" / "all" / "warp_pm30_gated_draws2" / f"seed{seed}" / "checkpoint.pt")
+        assert meta["sources"][1] == str(sets[draw]), (seed, meta["sources"])
+    summary = json.loads((out / "payoff.json").read_text())["tests"]["turned"]["all"]
+    assert summary["warp±30 gated"]["nme/all"]["n_seeds"] == 3
