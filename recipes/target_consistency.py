@@ -55,7 +55,9 @@ def residual_by_yaw(dataset: Path) -> dict[str, dict[str, float]]:
 def outline_margin(points: np.ndarray) -> np.ndarray:
     """(N,) the least signed distance of the nose tip and the two mouth corners inside the jaw-and-brow outline
     of (N, 68, 2) points, ÷ the outer-eye distance (negative: outside)."""
-    outline = np.r_[np.arange(0, 17), np.arange(26, 16, -1)]
+    from shape_model.ibug68 import BROWS, JAW
+
+    outline = np.concatenate([JAW, BROWS[::-1]])
     out = np.empty(len(points))
     for i, p in enumerate(np.asarray(points, np.float64)):
         poly = p[outline].astype(np.float32)
