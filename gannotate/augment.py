@@ -502,7 +502,8 @@ def _write_preview(
             pick = mine[np.unique(np.linspace(0, len(mine) - 1, k).round().astype(int))]
             name = source.key.rsplit("/", 1)[-1][:12]
             # a face the gate left fewer samples than asked says so, rather than leaving its row short unexplained
-            row = [(crop_image, crop_points, name if len(mine) >= cfg.plan.n else f"{name} {len(mine)}/{cfg.plan.n} kept")]
+            label = name if len(mine) >= cfg.plan.n else f"{name} {len(mine)}/{cfg.plan.n} kept"
+            row = [(crop_image, crop_points, label)]
             row += [(reader.images[r], reader.landmarks[r], f"yaw {reader.pose[r, 0]:+.0f}") for r in pick]
             rows_of_cells.append(row)
             rows += 1

@@ -85,8 +85,8 @@ def _default_name(p: Path) -> str:
 @click.option("--no-train", is_flag=True, help="Score the complete runs only (a partial experiment).")
 @seed_option
 @fail_on_gannotate_error
-def payoff_cmd(real, root, generated, renderers, ranges, gate, data_draws, out, scenarios, recipes, arms, real_share, seeds, steps, turned_yaw,
-               val_fraction, tests, jobs, no_train, seed):
+def payoff_cmd(real, root, generated, renderers, ranges, gate, data_draws, out, scenarios, recipes, arms, real_share,
+               seeds, steps, turned_yaw, val_fraction, tests, jobs, no_train, seed):
     """Train the detector on your real photos with and without generated data; score it on turned faces.
 
     Photos are split by photo: every photo with a face turned at least --turned-yaw is test-only,

@@ -83,7 +83,12 @@ class Arm:
 
     @property
     def dirname(self) -> str:
-        return self.name.replace("±", "_pm").replace(" ", "_")
+        return _slug(self.name)
+
+
+def _slug(name: str) -> str:
+    """An arm's or a set's name as a folder name: ``profile±45 gated`` → ``profile_pm45_gated``."""
+    return name.replace("±", "_pm").replace(" ", "_")
 
 
 @dataclass(frozen=True)
@@ -155,7 +160,8 @@ class PayoffConfig:
         if bad:
             raise GannotateError(f"payoff: unknown recipe(s) {', '.join(bad)} (known: {', '.join(RECIPES)})")
         if not self.seeds or self.steps < 1 or self.jobs < 1 or self.n_per_face < 1 or self.data_draws < 1:
-            raise GannotateError("payoff: give at least one seed; steps, jobs, n_per_face and data_draws must be at least 1")
+            raise GannotateError("payoff: give at least one seed; steps, jobs, n_per_face and data_draws must be at "
+                                 "least 1")
         if any(r <= 0 for r in self.ranges):
             raise GannotateError(f"payoff: yaw ranges must be positive, got {self.ranges}")
         if not 0.0 < self.real_share < 1.0:
@@ -229,7 +235,7 @@ def prepare(cfg: PayoffConfig, generate: bool = True) -> Prepared:
             key = next(keys)
             generated[key] = []
             for draw in range(cfg.data_draws):
-                folder = cfg.out / "generated" / (key.replace("±", "_pm").replace(" ", "_") + (f"_draw{draw}" if draw else ""))
+                folder = cfg.out / "generated" / (_slug(key) + (f"_draw{draw}" if draw else ""))
                 generated[key].append(_generate(cfg, spec, r, gen_input, folder, cfg.gen_seed + draw) if generate
                                       else folder / "dataset.h5")
     return Prepared(split, lists, faces, tests, generated)
@@ -242,7 +248,8 @@ def _generate(cfg: PayoffConfig, renderer: str, yaw_range: float, input_list: Pa
 
     plan = PlanConfig(n=cfg.n_per_face, yaw=(-yaw_range, yaw_range), sampling="uniform",
                       expression=cfg.expression, seed=seed, mirror=cfg.gate,
-                      min_quality=DEFAULT_MIN_QUALITY if cfg.gate else 0.0, turn=cfg.turn if cfg.gate else "shape-model")
+                      min_quality=DEFAULT_MIN_QUALITY if cfg.gate else 0.0,
+                      turn=cfg.turn if cfg.gate else "shape-model")
     log.info("payoff: generating %s ±%g (seed %d) into %s", renderer, yaw_range, seed, out)
     run_augment(AugmentConfig(out=out, input=input_list, plan=plan, renderer=RendererSpec(renderer),
                               formats=("h5",), size=cfg.size, margin=cfg.margin, workers=cfg.gen_workers,
