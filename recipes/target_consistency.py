@@ -90,7 +90,7 @@ def read_annotations(path: Path) -> np.ndarray:
             rows = list(csv.DictReader(f))
         return np.array([[[float(r[f"original_{k}_x"]), float(r[f"original_{k}_y"])] for k in range(68)] for r in rows])
     lines = [ln.split()[0] for ln in path.read_text().splitlines() if ln.strip()]
-    return np.stack([read_pts((path.parent / ln) if not Path(ln).is_absolute() else Path(ln)) for ln in lines])
+    return np.stack([read_pts(path.parent / ln) for ln in lines])  # an absolute line stays absolute
 
 
 def compare_outlines(dataset: Path, real: list[Path]) -> dict[str, dict]:
