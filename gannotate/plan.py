@@ -80,6 +80,9 @@ MIXED_3D_SHARE = 0.5
 #: 76% with the shape model's turn, and a detector trained with its data gains as much on real turned faces
 #: (−30% at 30°+ for both, 5 seeds; docs/results/renderers.md, "Targets that turn like a head").
 DEFAULT_TURN = "mixed"
+#: ``gannotate augment`` keeps each target's nose tip and mouth corners inside its jaw outline within ±45°
+#: (:mod:`gannotate.outline`; ``PlanConfig.enclose``, off for library callers as the paper's targets are).
+DEFAULT_ENCLOSE = True
 
 #: Per-sample quality measures the job can compute (:mod:`gannotate.metrics.quality` defines them).
 QUALITY_MEASURES = ("face_score", "reader_nme", "identity")
@@ -115,6 +118,7 @@ class PlanConfig:
     seed: int = 0
     large_yaw: str = "3d"                        # targets beyond ±45°: "3d" (re-drawn by the 3D face) | "shape-model"
     turn: str = "shape-model"                    # how targets turn the head: one of TURNS (the CLI's default: DEFAULT_TURN)
+    enclose: bool = False                        # nose tip and mouth corners inside the jaw outline within ±45° (the CLI's: on)
     mirror: bool = True                          # render each target from the source or its mirror, the nearer in yaw
     min_quality: float = 0.0                     # quality gate in [0, 1]; 0 keeps every sample (the CLI's default: DEFAULT_MIN_QUALITY)
     quality: tuple[str, ...] = DEFAULT_QUALITY_MEASURES  # per-sample measures computed (and gated on)
@@ -178,7 +182,7 @@ class PlanConfig:
 
         ``large_yaw`` only beyond ±45° (and turned by the shape model), ``turn`` only when 3D, ``mirror`` only when on, ``min_quality`` only when it gates,
         ``max_draws`` only when it gates with other than the 4 draws gated datasets had before it was an option, and
-        ``quality`` only when it is not the default. Why: a dataset made before an option existed (which
+        ``quality`` only when it is not the default, ``enclose`` only when on. Why: a dataset made before an option existed (which
         made what the option's "off" value makes) stays resumable, while one made otherwise is refused
         rather than silently mixed.
         """
@@ -197,6 +201,8 @@ class PlanConfig:
             d.pop("max_draws")
         if tuple(self.quality) == DEFAULT_QUALITY_MEASURES:
             d.pop("quality")
+        if not self.enclose:
+            d.pop("enclose")
         return d
 
 
@@ -341,9 +347,17 @@ def _targets(model: Any, fit: SourceFit, yaw: np.ndarray, rng: np.random.Generat
 
         face3d = fit.face3d_fit() if (blend_weight(pose[:, 0]) > 0).any() else None
         target_points = consistent_targets(pts, pose_of(base)[0], target_points, pose, source_fit=face3d)
-    if cfg.turn in TURNED_BY_3D or cfg.uses_3d_targets:
-        # the 3D face moved the jaw, so the landmark box moved: centre it again, as every target is centred
-        target_points += (_centre(pts.astype(np.float64)) - _centre(target_points.astype(np.float64)))[:, None, :].astype(np.float32)
+    moved = np.full(n, cfg.turn in TURNED_BY_3D or cfg.uses_3d_targets)  # the 3D face moved the jaw
+    if cfg.enclose:
+        from gannotate.outline import enclose
+
+        enclosed = enclose(target_points, pose[:, 0], RELIABLE_YAW)
+        moved |= (enclosed != target_points).any(axis=(1, 2))
+        target_points = enclosed
+    if moved.any():
+        # the jaw moved, so the landmark box moved: centre it again, as every target is centred
+        shift = _centre(pts.astype(np.float64)) - _centre(target_points[moved].astype(np.float64))
+        target_points[moved] += shift[:, None, :].astype(np.float32)
     return np.asarray(tgt.to_vector(), np.float32), target_points, pose
 
 

@@ -46,7 +46,8 @@ def experiments(out: Path, steps: int) -> list[PayoffConfig]:
             replace(base, arms=("profile±45 pretrain",), seeds=(0,)),
             # the same ±45° renders from the nearer side, gated (augment's defaults when the quality gate came,
             # before --turn mixed)
-            replace(base, ranges=(45.0,), gate=True, turn="shape-model", arms=("profile±45 gated",), seeds=(0, 1))]
+            replace(base, ranges=(45.0,), gate=True, turn="shape-model", enclose=False, arms=("profile±45 gated",),
+                    seeds=(0, 1))]
 
 
 def turned_figure(test_list: Path, arms: dict[str, Path], path: Path, n: int = 6, cell: int = 192, per_row: int = 3) -> Path:

@@ -5,7 +5,8 @@ For every renderer, two ``gannotate augment`` runs on the same held-out faces an
 - ``before``: ``--no-mirror --min-quality 0 --turn shape-model`` (the source's own side, every sample kept,
   targets turned by the shape model as the paper does);
 - ``defaults``: what a plain ``gannotate augment`` does (nearer side, default measures, gate 0.5);
-- ``turn3d``, ``turn-mixed``, ``turn-shape-model`` (with ``--arms``): the defaults with that ``--turn``.
+- ``turn3d``, ``turn-mixed``, ``turn-shape-model`` (with ``--arms``): the defaults with that ``--turn``;
+  ``no-enclose``: the defaults with ``--no-enclose``.
 
 Each dataset is then read by dlib (as ``gannotate evaluate independent``: the share found as a face,
 here by the |yaw| of the target's grid slot, so a gate's redraw — which moves the yaw within half a
@@ -41,6 +42,7 @@ ARMS = {
     "turn3d": ["--turn", "3d"],  # the defaults with targets turned by the 3D face
     "turn-mixed": ["--turn", "mixed"],
     "turn-shape-model": ["--turn", "shape-model"],
+    "no-enclose": ["--no-enclose"],  # the defaults with targets whose nose or mouth may cross their jaw outline
 }
 YAWS = ("0-15", "15-30", "30-45", "45-60", "60+")
 

@@ -29,6 +29,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from gannotate.outline import outline_margin
+
 BINS = ((0.0, 15.0), (15.0, 30.0), (30.0, 45.0), (45.0, 52.5), (52.5, 60.0), (60.0, 90.0))
 YAWS = (30.0, 45.0, 60.0, 75.0)
 _PARTS = (range(0, 17), range(17, 22), range(22, 27), range(27, 31), range(31, 36),
@@ -49,20 +51,6 @@ def residual_by_yaw(dataset: Path) -> dict[str, dict[str, float]]:
         if m.any():
             out[f"{lo:g}-{hi:g}"] = {"n": int(m.sum()), "median": round(float(np.median(res[m])), 2),
                                      "mean": round(float(res[m].mean()), 2), "p90": round(float(np.percentile(res[m], 90)), 2)}
-    return out
-
-
-def outline_margin(points: np.ndarray) -> np.ndarray:
-    """(N,) the least signed distance of the nose tip and the two mouth corners inside the jaw-and-brow outline
-    of (N, 68, 2) points, ÷ the outer-eye distance (negative: outside)."""
-    from shape_model.ibug68 import BROWS, JAW
-
-    outline = np.concatenate([JAW, BROWS[::-1]])
-    out = np.empty(len(points))
-    for i, p in enumerate(np.asarray(points, np.float64)):
-        poly = p[outline].astype(np.float32)
-        iod = max(float(np.linalg.norm(p[36] - p[45])), 1e-6)
-        out[i] = min(cv2.pointPolygonTest(poly, (float(p[k, 0]), float(p[k, 1])), True) for k in (30, 48, 54)) / iod
     return out
 
 

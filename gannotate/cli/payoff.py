@@ -58,7 +58,7 @@ def _default_name(p: Path) -> str:
 @click.option("--ranges", default="45,60", show_default=True, callback=_floats,
               help="Yaw half-ranges (degrees) of the sets --renderers generates.")
 @click.option("--gate/--no-gate", default=False, show_default=True,
-              help="Generate as augment does by default (the nearer side, the quality gate, --turn mixed); off: "
+              help="Generate as augment does by default (the nearer side, the quality gate, --turn mixed, --enclose); off: "
                    "every target from the photo's own side, nothing rejected, the shape model's turn.")
 @click.option("--data-draws", type=click.IntRange(1), default=1, show_default=True,
               help="Draws of each set --renderers generates (augment seeds --seed, --seed+1, ...): detector seed k "

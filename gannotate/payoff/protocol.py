@@ -36,7 +36,7 @@ from typing import Any, Mapping, Sequence
 from gannotate.detector.sampler import RECIPES
 from gannotate.errors import GannotateError
 from gannotate.payoff.split import Face, PayoffSplit, scenario_faces, split_photos
-from gannotate.plan import DEFAULT_TURN
+from gannotate.plan import DEFAULT_ENCLOSE, DEFAULT_TURN
 
 __all__ = ["Scenario", "PayoffConfig", "Arm", "arms_of", "run_payoff", "prepare", "plan_jobs", "train_jobs", "train_all"]
 
@@ -121,6 +121,7 @@ class PayoffConfig:
             and ``turn`` (its sets are named ``<renderer>±<range> gated``); off: every target from the
             source's own side, nothing rejected, the shape model's turn — as the headline sets were made.
         turn: how a gated set's targets turn the head (``augment --turn``).
+        enclose: a gated set's targets keep the nose and mouth inside the jaw outline (``augment --enclose``).
     """
 
     real: Path
@@ -151,6 +152,7 @@ class PayoffConfig:
     gen_workers: int = 2
     gate: bool = False
     turn: str = DEFAULT_TURN
+    enclose: bool = DEFAULT_ENCLOSE
 
     def __post_init__(self) -> None:
         unknown = [s for s in self.scenarios if s not in SCENARIOS]
@@ -249,7 +251,7 @@ def _generate(cfg: PayoffConfig, renderer: str, yaw_range: float, input_list: Pa
     plan = PlanConfig(n=cfg.n_per_face, yaw=(-yaw_range, yaw_range), sampling="uniform",
                       expression=cfg.expression, seed=seed, mirror=cfg.gate,
                       min_quality=DEFAULT_MIN_QUALITY if cfg.gate else 0.0,
-                      turn=cfg.turn if cfg.gate else "shape-model")
+                      turn=cfg.turn if cfg.gate else "shape-model", enclose=cfg.enclose and cfg.gate)
     log.info("payoff: generating %s ±%g (seed %d) into %s", renderer, yaw_range, seed, out)
     run_augment(AugmentConfig(out=out, input=input_list, plan=plan, renderer=RendererSpec(renderer),
                               formats=("h5",), size=cfg.size, margin=cfg.margin, workers=cfg.gen_workers,

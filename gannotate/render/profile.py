@@ -74,6 +74,12 @@ class ProfileConfig:
     reveal: tuple[float, float] | None = (0.05, 0.25)  # a surface point the target faces this much more (cos of
                                          # the view angle) than the source did needs the mirror or the fill;
                                          # below it the source's own texture serves (None: by the source alone)
+    hidden_reveal: tuple[float, float] | None = (0.0, 0.08)  # a surface point the photo shows only behind
+                                         # something nearer (the far cheek behind the nose) keeps the photo's
+                                         # pixel while the target faces it at most this much more than the
+                                         # source did; beyond, the mirror or the fill (None: never)
+    edge_sigma: float | None = 1.0      # px: the face's own silhouette blends into the background over this
+                                         # Gaussian σ, as a lens would (None: a hard pixel staircase, as before it)
     cache_size: int = 256               # source fits kept (targets of one face share its fit)
 
 
@@ -88,6 +94,7 @@ class SourceFace:
         normals: (V, 3) unit vertex normals in the model's frame (a view turns them by its rotation).
         shown: (V,) where the photo shows each vertex at all, however obliquely (unoccluded, inside the
             outline, smoothed over the mesh): the direct texture a target that reveals no more may use.
+        inside: (V,) where its source position lies inside the face's annotated outline (1 without an outline).
     """
 
     fit: Face3DFit
@@ -98,6 +105,7 @@ class SourceFace:
     anchors: _Anchors
     normals: np.ndarray
     shown: np.ndarray
+    inside: np.ndarray
 
 
 def _smoothstep(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -389,6 +397,7 @@ class ProfileRenderer(GeometricRenderer):
         normals = _vertex_normals(cam, model.triangles)
         facing = -normals[:, 2]
         w_dir, shown = self._seen(cam, facing, fit.scale, h, w)
+        inside = np.ones(len(cam))
         if cfg.outline_margin is not None:
             inside = _inside_outline(points, uv, h, w, cfg.outline_margin)
             w_dir, shown = w_dir * inside, shown * inside
@@ -399,7 +408,7 @@ class ProfileRenderer(GeometricRenderer):
         ).astype(np.float32)
         anchors = _anchors(points, fit.rotation[:2, 0], h, w, cfg)
         return SourceFace(fit, cam, self._poses(points[None])[0], attrs, points.astype(np.float32), anchors,
-                          normals @ fit.rotation, shown)
+                          normals @ fit.rotation, shown, inside)
 
     def _seen(self, cam: np.ndarray, facing: np.ndarray, scale: float, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
         """(V,) how well the source saw each vertex (frontality × z-buffer visibility, smoothed over the mesh)
@@ -433,6 +442,11 @@ class ProfileRenderer(GeometricRenderer):
         facing = -src.normals @ np.asarray(rotation, np.float64)[2]  # cos of each view angle: target, source
         seen_at = -src.normals @ src.fit.rotation[2]
         kept = src.shown * (1.0 - _smoothstep(facing - seen_at, lo, hi))
+        if self.cfg.hidden_reveal is not None:
+            # what the photo shows in front of a hidden point (the nose's side, in front of the far cheek) is what a
+            # target that turns no nearer to it shows there too: a mirror or fill would draw a seam beside the nose
+            h_lo, h_hi = self.cfg.hidden_reveal
+            kept = kept + src.inside * (1.0 - src.shown) * (1.0 - _smoothstep(facing - seen_at, h_lo, h_hi))
         attrs = src.attrs.copy()
         w_dir = np.maximum(attrs[:, 4], kept.astype(np.float32))
         w_src = src.attrs[:, 4]
@@ -458,7 +472,7 @@ class ProfileRenderer(GeometricRenderer):
         ras = rasterise(cam[:, :2], cam[:, 2], tris, h, w)
         att = interpolate(ras, tris, attrs)  # (H, W, 7)
         covered = ras.covered
-        face = att[..., 6] * covered
+        face = att[..., 6] * self._coverage(covered)
         bg_x, bg_y, bg_valid = self._background(src, fit, tgt, h, w)
         grids = np.empty((3, h, w, 2), np.float32)
         grids[2, ..., 0], grids[2, ..., 1] = bg_x, bg_y
@@ -475,6 +489,20 @@ class ProfileRenderer(GeometricRenderer):
         iod = max(float(np.linalg.norm(tgt[_EYES[0]] - tgt[_EYES[1]])), 1e-6)
         residual = float(np.linalg.norm(pre - tgt, axis=1).mean() / iod)
         return grids, weights, np.clip(valid, 0, 1), fill.astype(np.float32), residual
+
+    def _coverage(self, covered: np.ndarray) -> np.ndarray:
+        """(H, W) float32 how much of each pixel the face mesh covers: 0 outside, 1 inside, a soft edge along its
+        silhouette (:attr:`ProfileConfig.edge_sigma`).
+
+        Why: where the turned face's cheek meets the background, the mesh covers whole pixels or none, and the
+        render showed a hard staircase along the far cheek and jaw that no photograph has. The soft edge lies
+        inside the mesh (the covered share is blurred, then kept to covered pixels): the face never reaches
+        pixels its grids do not describe.
+        """
+        cov = covered.astype(np.float32)
+        if self.cfg.edge_sigma is None:
+            return cov
+        return cv2.GaussianBlur(cov, (0, 0), self.cfg.edge_sigma) * cov
 
     def _background(self, src: SourceFace, fit: Face3DFit, target: np.ndarray, h: int, w: int) -> tuple[np.ndarray, ...]:
         """Warp grid for hair/ears/neck/background: landmarks exact, anchor rings turned in 3D with the head.

