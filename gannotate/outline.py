@@ -1,7 +1,7 @@
 """Keep a target's nose tip and mouth corners inside its own jaw-and-brow outline, as real annotations do.
 
 Why: a 300W annotator draws the jaw contour along the cheek's silhouette, which up to ±45° of yaw lies
-beyond the nose tip and the mouth corners: on 1,290 annotated 300W test and validation faces, 0–1.5% per
+beyond the nose tip and the mouth corners: on 1,289 annotated 300W test and validation faces, 0–1.5% per
 yaw bin up to 45° put one of the three outside (and those barely), the 5th percentile of the margin is 0.8–4.6%
 of the outer-eye distance at 30–45° (``recipes/target_consistency.py --real``). The shape model's targets
 break that 5–7% of the time at 30–45° and the mixed turn (the shape model's jaw laid on 3D-turned inner
