@@ -189,18 +189,24 @@ def lookup(images: np.ndarray, geometry: Geometry) -> np.ndarray:
     """
     b, n_layers, h, w = geometry.weights.shape
     out = np.empty((b, h, w, 3), np.uint8)
+    acc = np.empty((h, w, 3), np.float32)  # reused: a batch's samples are summed one after another
+    term = np.empty((h, w, 3), np.float32)
     for i in range(b):
-        acc = np.zeros((h, w, 3), np.float32)
+        acc.fill(0.0)
         for layer in range(n_layers):
             wgt = geometry.weights[i, layer]
             if not wgt.any():
                 continue
-            grid = geometry.grids[i, layer]
-            sample = cv2.remap(images[i], grid[..., 0], grid[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            acc += wgt[..., None] * sample.astype(np.float32)
+            # one two-channel map: OpenCV reads it as it reads the separate x and y maps, without copying them apart
+            sample = cv2.remap(images[i], geometry.grids[i, layer], None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            np.multiply(wgt[..., None], sample, out=term)
+            acc += term
         if geometry.fill is not None:
-            acc += (1.0 - geometry.weights[i].sum(0))[..., None] * geometry.fill[i]
-        out[i] = np.clip(acc + 0.5, 0, 255).astype(np.uint8)
+            np.multiply((1.0 - geometry.weights[i].sum(0))[..., None], geometry.fill[i], out=term)
+            acc += term
+        acc += 0.5
+        np.clip(acc, 0, 255, out=acc)
+        out[i] = acc
     return out
 
 

@@ -49,25 +49,27 @@ def rasterise(xy: np.ndarray, z: np.ndarray, triangles: np.ndarray, height: int,
     """
     xy = np.asarray(xy, np.float64)
     z = np.asarray(z, np.float64)
-    corners = xy[triangles]  # (T, 3, 2)
-    a, b, c = corners[:, 0], corners[:, 1], corners[:, 2]
-    lo = np.ceil(np.minimum(np.minimum(a, b), c))
-    np.maximum(lo, 0, out=lo)
-    hi = np.floor(np.maximum(np.maximum(a, b), c))
-    np.minimum(hi, [width - 1, height - 1], out=hi)
-    v0, v1 = b - a, c - a
-    den = v0[:, 0] * v1[:, 1] - v0[:, 1] * v1[:, 0]
-    span = np.maximum((hi - lo + 1).astype(np.int64), 0)  # (T, 2) bounding box in pixels
-    count = span[:, 0] * span[:, 1]
+    x, y = xy[:, 0], xy[:, 1]
+    t0, t1, t2 = triangles[:, 0], triangles[:, 1], triangles[:, 2]
+    # per corner and coordinate, each a contiguous (T,) array: the per-triangle passes run on those
+    ax, ay, bx, by, cx, cy = x[t0], y[t0], x[t1], y[t1], x[t2], y[t2]
+    lo_x, lo_y = np.ceil(np.minimum(np.minimum(ax, bx), cx)), np.ceil(np.minimum(np.minimum(ay, by), cy))
+    np.maximum(lo_x, 0, out=lo_x)
+    np.maximum(lo_y, 0, out=lo_y)
+    hi_x = np.minimum(np.floor(np.maximum(np.maximum(ax, bx), cx)), width - 1)
+    hi_y = np.minimum(np.floor(np.maximum(np.maximum(ay, by), cy)), height - 1)
+    v0x, v0y, v1x, v1y = bx - ax, by - ay, cx - ax, cy - ay
+    den = v0x * v1y - v0y * v1x
+    span_x = np.maximum((hi_x - lo_x + 1).astype(np.int64), 0)  # (T,) bounding box in pixels
+    count = span_x * np.maximum((hi_y - lo_y + 1).astype(np.int64), 0)
     count[~(np.abs(den) > 1e-12)] = 0  # degenerate (or not finite): never drawn
     with np.errstate(divide="ignore", invalid="ignore"):  # only degenerate triangles divide by ~0; never read
-        k = _affine_coefficients(a, v0, v1, den, z[triangles])  # 9 × (T,)
+        k = _affine_coefficients(ax, ay, v0x, v0y, v1x, v1y, den, z[t0], z[t1], z[t2])  # 9 × (T,)
     sel = np.repeat(np.arange(len(count)), count)  # (N,) each candidate's triangle
     off = np.arange(len(sel)) - (np.cumsum(count) - count)[sel]
-    dy, dx = np.divmod(off, span[sel, 0])
-    lo_i = lo.astype(np.int64)
-    px = lo_i[sel, 0] + dx
-    py = lo_i[sel, 1] + dy
+    dy, dx = np.divmod(off, span_x[sel])
+    px = lo_x.astype(np.int64)[sel] + dx
+    py = lo_y.astype(np.int64)[sel] + dy
     fx, fy = px.astype(np.float64), py.astype(np.float64)
     l1 = k[0][sel] * fx + k[1][sel] * fy + k[2][sel]
     l2 = k[3][sel] * fx + k[4][sel] * fy + k[5][sel]
@@ -88,15 +90,17 @@ def rasterise(xy: np.ndarray, z: np.ndarray, triangles: np.ndarray, height: int,
     return Raster(triangle.reshape(height, width), bary.reshape(height, width, 3), zbuf.astype(np.float32).reshape(height, width))
 
 
-def _affine_coefficients(a: np.ndarray, v0: np.ndarray, v1: np.ndarray, den: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, ...]:
-    """9 × (T,): per triangle, (A, B, C) with λ₁, λ₂ and depth = A·x + B·y + C at pixel (x, y)."""
+def _affine_coefficients(ax: np.ndarray, ay: np.ndarray, v0x: np.ndarray, v0y: np.ndarray, v1x: np.ndarray,
+                         v1y: np.ndarray, den: np.ndarray, z0: np.ndarray, z1: np.ndarray, z2: np.ndarray) -> tuple[np.ndarray, ...]:
+    """9 × (T,): per triangle (corner ``a``, edges ``v0 = b − a``, ``v1 = c − a``, corner depths ``z0..z2``),
+    (A, B, C) with λ₁, λ₂ and depth = A·x + B·y + C at pixel (x, y)."""
     inv = 1.0 / den
-    a1, b1 = v1[:, 1] * inv, -v1[:, 0] * inv
-    a2, b2 = -v0[:, 1] * inv, v0[:, 0] * inv
-    c1 = -(a1 * a[:, 0] + b1 * a[:, 1])
-    c2 = -(a2 * a[:, 0] + b2 * a[:, 1])
-    dz1, dz2 = z[:, 1] - z[:, 0], z[:, 2] - z[:, 0]
-    return a1, b1, c1, a2, b2, c2, dz1 * a1 + dz2 * a2, dz1 * b1 + dz2 * b2, z[:, 0] + dz1 * c1 + dz2 * c2
+    a1, b1 = v1y * inv, -v1x * inv
+    a2, b2 = -v0y * inv, v0x * inv
+    c1 = -(a1 * ax + b1 * ay)
+    c2 = -(a2 * ax + b2 * ay)
+    dz1, dz2 = z1 - z0, z2 - z0
+    return a1, b1, c1, a2, b2, c2, dz1 * a1 + dz2 * a2, dz1 * b1 + dz2 * b2, z0 + dz1 * c1 + dz2 * c2
 
 
 def interpolate(raster: Raster, triangles: np.ndarray, values: np.ndarray) -> np.ndarray:

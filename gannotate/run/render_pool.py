@@ -171,8 +171,12 @@ def _single_threaded_libraries() -> Iterator[None]:
     Why: one process per core must not run thread pools inside each. OpenBLAS threads busy-wait, so two
     workers at its default two threads each ran 4× slower than one worker on 2 cores (measured); and
     setting the limit *inside* a forked child deadlocks OpenBLAS, so it is set here, before the fork.
+    ``scipy.spatial`` (every CPU renderer's triangulations) is loaded first: the workers inherit it loaded
+    and limited, rather than each spending half a second of CPU importing it during its first batch while
+    the parent imports it too (:func:`single_blas_thread`).
     """
     import cv2
+    import scipy.spatial  # noqa: F401  (see below)
     from threadpoolctl import threadpool_limits
 
     cv_threads = cv2.getNumThreads()
