@@ -21,14 +21,16 @@ import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 import cv2
 import numpy as np
 
-from gannotate.detector.predict import Detector
 from gannotate.errors import GannotateError, InputFileError
 from gannotate.geometry import landmark_box
+
+if TYPE_CHECKING:  # the detector loads torch; YuNet alone (augment's face score) must not
+    from gannotate.detector.predict import Detector
 
 __all__ = [
     "lazy_annotations",
@@ -215,6 +217,8 @@ class Annotator:
     @classmethod
     def create(cls, checkpoint: str | Path | None = None, device: str = "cpu", score_threshold: float = 0.6,
                refine: int = 1) -> "Annotator":
+        from gannotate.detector.predict import Detector
+
         return cls(Detector.load(checkpoint, device), FaceFinder(score_threshold=score_threshold), refine)
 
     def annotate(self, image: np.ndarray) -> list[np.ndarray]:

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from gannotate.detector.data import crop_transform_for_box, crop_transform_for_points, iter_annotated, to_tensor
+from gannotate.detector.exported import DEFAULT_CHECKPOINT
 from gannotate.detector.model import LandmarkNet, inference_copy, load_checkpoint
 from gannotate.errors import GannotateError, check_points
 from gannotate.geometry import Affine, landmark_box
@@ -30,8 +31,6 @@ __all__ = ["DEFAULT_CHECKPOINT", "Detector", "PredictionResult", "predict_annota
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "assets" / "detector.pt"
-"""The shipped detector (trained by recipes/train_detector.py on AFW + Helen train, real faces only)."""
 
 
 @dataclass

@@ -15,7 +15,9 @@ Each measure is computed in the augment job, batched, for every sample, and stor
 * ``reader_nme`` — the shipped detector's NME (%) at the targets, cropping on the target landmark box.
   Only within the yaw it knows: it was trained and validated on real photos with no face beyond
   ±45° (docs/detector.md), so beyond :data:`gannotate.plan.RELIABLE_YAW` its error says more about the detector
-  than the sample and the value is NaN (not judged).
+  than the sample and the value is NaN (not judged). It runs as its ONNX export through OpenCV
+  (:class:`~gannotate.detector.exported.ExportedDetector`, within 2·10⁻⁴ px of torch's predictions), so
+  a render worker never loads torch.
 * ``identity`` — SFace cosine between the sample and its source face (both aligned as SFace expects),
   as ``gannotate evaluate identity`` computes it; about 20 ms of CPU per sample, so only when asked.
 * ``invalid_share`` — the share of the target's face (its landmark hull) that the renderer's validity
@@ -156,12 +158,12 @@ def invalid_share(masks: np.ndarray, points: np.ndarray) -> np.ndarray:
 class QualityScorer:
     """Computes the asked-for measures of a batch; loads YuNet, the detector and SFace on first use.
 
-    Torch runs on one thread while scoring: the same numbers whichever process scores a batch
+    SFace (torch) runs on one thread while scoring: the same numbers whichever process scores a batch
     (``augment --workers``), and one busy thread per render worker.
 
     Args:
         measures: names from :func:`list_measures`.
-        device: torch device for the detector and SFace.
+        device: torch device for SFace (the detector runs in OpenCV).
     """
 
     measures: tuple[str, ...]
@@ -209,11 +211,11 @@ class QualityScorer:
     def reader_nme(self, images: np.ndarray, targets: np.ndarray, yaw: np.ndarray) -> np.ndarray:
         """(B,) NME (%) of the shipped detector at the targets; NaN where |yaw| > :data:`~gannotate.plan.RELIABLE_YAW`
         (the shipped detector's photos have no face beyond it)."""
-        from gannotate.detector.predict import Detector
+        from gannotate.detector.exported import ExportedDetector
         from gannotate.landmarks import nme
 
         if self._detector is None:
-            self._detector = Detector.load(device=self.device)
+            self._detector = ExportedDetector.load()
         out = np.full(len(images), np.nan, np.float32)
         judged = np.nonzero(np.abs(np.asarray(yaw)) <= RELIABLE_YAW)[0]
         if len(judged):
@@ -261,19 +263,19 @@ class QualityScorer:
         rows = np.flatnonzero(judged)
         if not len(rows):
             return out
-        import torch
+        if "reader_nme" in self.measures:
+            out["reader_nme"][rows] = self.reader_nme(images[rows], targets[rows], np.asarray(yaw)[rows])
+        if "identity" in self.measures:
+            import torch  # SFace runs in torch: only a run that asks for identity loads it
 
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            if "reader_nme" in self.measures:
-                out["reader_nme"][rows] = self.reader_nme(images[rows], targets[rows], np.asarray(yaw)[rows])
-            if "identity" in self.measures:
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
                 out["identity"][rows] = self.identity(images[rows], targets[rows], sources[rows], source_points[rows],
                                                       [source_keys[i] for i in rows])
-            return out
-        finally:
-            torch.set_num_threads(threads)
+            finally:
+                torch.set_num_threads(threads)
+        return out
 
 
 # --------------------------------------------------------------------------------------------

@@ -16,8 +16,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# A fresh interpreter that, like `gannotate augment --input FOLDER`, has not imported scipy.spatial when
-# the pool forks: the workers load scipy's own OpenBLAS on their first render.
+# A fresh interpreter that, like `gannotate augment --input FOLDER`, has not imported scipy.spatial before it
+# makes the pool: the pool loads it (and scipy's own OpenBLAS) before the fork, and a library a worker loads
+# later starts at one thread too (ONE_THREAD_ENV).
 WORKER_THREADS = """
 import json, os, sys
 import numpy as np
@@ -56,7 +57,7 @@ def test_every_library_in_a_worker_runs_one_thread(tmp_path, renderer):
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout.strip().splitlines()[-1])
     libs = [(os.path.basename(lib["filepath"]), lib["num_threads"]) for info in out["info"] for lib in info]
-    assert any("scipy_openblas" in name and "64" not in name for name, _ in libs), libs  # loaded late, in the worker
+    assert any("scipy_openblas" in name and "64" not in name for name, _ in libs), libs  # scipy's own, in the worker
     assert all(n == 1 for _, n in libs), libs
     assert all(n == 1 for n in out["tasks"].values()), out["tasks"]  # one thread per worker: nothing else can spin
     assert not any(tmp_path.iterdir())  # the batch files went with the pool
@@ -102,6 +103,43 @@ def test_the_jobs_own_process_runs_blas_at_one_thread(tmp_path, workers):
         assert any("scipy_openblas" in name for name, _ in libs), libs
     if (os.cpu_count() or 1) > 1:
         assert any(n > 1 for _, n in out["after"]), out["after"]  # restored after the job
+
+
+NO_TORCH = """
+import json, os, sys
+import numpy as np
+import gannotate.run.render_pool as RP
+from gannotate.augment import AugmentConfig, run_augment
+from gannotate.io.hdf5 import DatasetReader
+from gannotate.plan import PlanConfig
+from gannotate.render import RendererSpec
+
+render = RP._render_in_worker
+def spy(path):
+    out = render(path)
+    with open(os.path.join({marks!r}, str(os.getpid())), "w") as f:
+        f.write(json.dumps("torch" in sys.modules))
+    return out
+spy.__module__, spy.__qualname__ = RP.__name__, "_render_in_worker"  # the pool submits it by reference
+RP._render_in_worker = spy
+run_augment(AugmentConfig(out={out!r}, plan=PlanConfig(n=6, seed=1), size=64, workers=2, batch_size=4,
+                          formats=("h5",), renderer=RendererSpec("profile")))
+with DatasetReader({out!r} + "/dataset.h5") as r:
+    judged = int(np.isfinite(r.fields["reader_nme"]).sum())
+print(json.dumps({{"judged": judged}}))
+"""
+
+
+def test_render_workers_score_without_loading_torch(tmp_path):
+    """The default gate (YuNet, and the shipped detector as its ONNX graph in OpenCV) never loads torch in a render
+    worker: importing it cost each worker about a second of CPU, a tenth of a 1,200-sample run's."""
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    r = _python(NO_TORCH.format(out=str(tmp_path / "o"), marks=str(marks)))
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout.strip().splitlines()[-1])["judged"] > 0  # the detector did read the renders
+    seen = {p.name: json.loads(p.read_text()) for p in marks.iterdir()}
+    assert len(seen) == 2 and not any(seen.values()), seen
 
 
 KILLED_PARENT = """
