@@ -191,17 +191,20 @@ def warp_maps(
     fixed = np.round(t_tri * (1 << _SHIFT)).astype(np.int32)  # (T, 3, 2) fixed-point vertices
     face = (simplices < n_face).all(axis=1)  # triangles inside the landmark hull
     order = np.lexsort((ratio, face))  # background first, then the face; within each by area ratio
-    for t in order:  # a loop over triangles: cv2 draws one polygon per call
-        if ok[t]:
-            cv2.fillConvexPoly(index, fixed[t], int(t), lineType=cv2.LINE_8, shift=_SHIFT)
+    drawn = order[ok[order]]
+    for t, corners in zip(drawn.tolist(), fixed[drawn]):  # a loop over triangles: cv2 draws one polygon per call
+        cv2.fillConvexPoly(index, corners, t, lineType=cv2.LINE_8, shift=_SHIFT)
 
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    xs = np.arange(w, dtype=np.float32)[None, :]  # pixel centres, broadcast over rows / columns
+    ys = np.arange(h, dtype=np.float32)[:, None]
     covered = index >= 0
-    c = coef.astype(np.float32)[np.maximum(index, 0)]  # (H, W, 3, 2)
-    map_x = np.where(covered, xs * c[..., 0, 0] + ys * c[..., 1, 0] + c[..., 2, 0], xs).astype(np.float32)
-    map_y = np.where(covered, xs * c[..., 0, 1] + ys * c[..., 1, 1] + c[..., 2, 1], ys).astype(np.float32)
+    tri = np.maximum(index, 0)
+    # each pixel's affine, one contiguous (H, W) plane per coefficient: xs·a + ys·b + c per coordinate
+    a_x, a_y, b_x, b_y, c_x, c_y = np.take(coef.astype(np.float32).reshape(-1, 6).T, tri, axis=1)
+    map_x = np.where(covered, xs * a_x + ys * b_x + c_x, xs)
+    map_y = np.where(covered, xs * a_y + ys * b_y + c_y, ys)
     tri_valid = np.where(face, np.where(ratio > 0, np.minimum(1.0, 1.0 / np.maximum(ratio, 1e-6)), 0.0), 1.0)
-    valid = np.where(covered, tri_valid.astype(np.float32)[np.maximum(index, 0)], 1.0).astype(np.float32)
+    valid = np.where(covered, tri_valid.astype(np.float32)[tri], np.float32(1.0))
     return map_x, map_y, valid
 
 

@@ -109,6 +109,6 @@ def interpolate(raster: Raster, triangles: np.ndarray, values: np.ndarray) -> np
     flat = raster.triangle.reshape(-1)
     idx = np.flatnonzero(flat >= 0)
     out = np.zeros((h * w, values.shape[1]), np.float32)
-    corners = values[triangles[flat[idx]]].astype(np.float32)  # (N, 3, C)
+    corners = np.asarray(values, np.float32)[triangles[flat[idx]]]  # (N, 3, C)
     out[idx] = np.einsum("nk,nkc->nc", raster.bary.reshape(-1, 3)[idx], corners)
     return out.reshape(h, w, -1)
