@@ -165,7 +165,10 @@ def main(data, out, arms, steps, batch_size, width, time_budget, val_fraction, g
     if ship is not None and ship_arm in ckpts:
         ship.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(ckpts[ship_arm], ship)
-        log.info("shipped %s → %s", ckpts[ship_arm], ship)
+        from gannotate.detector.exported import export_onnx
+
+        graph = export_onnx(ship, ship.with_suffix(".onnx"))  # augment's quality scorer reads this copy
+        log.info("shipped %s → %s (+ %s)", ckpts[ship_arm], ship, graph.name)
     click.echo((out / "results.md").read_text())
 
 
