@@ -237,7 +237,8 @@ def _jaw_choice(model: Face3DModel, verts: np.ndarray, rotation: np.ndarray) -> 
     score = np.einsum("nc,nc->n", verts[flat] @ r2.T, (model.line_dirs @ r2.T)[seg])
     best = np.maximum.reduceat(score, starts)
     hit = np.flatnonzero(score >= best[seg])
-    first = np.unique(seg[hit], return_index=True)[1]
+    seg_hit = seg[hit]  # ascending: the lines lie one after another
+    first = np.flatnonzero(np.concatenate([[True], seg_hit[1:] != seg_hit[:-1]]))  # each line's first hit
     return flat[hit[first]]
 
 
@@ -269,16 +270,17 @@ def _refine_pose(
     x: np.ndarray, X: np.ndarray, rot: np.ndarray, scale: float, t: np.ndarray, w: np.ndarray, n_iter: int = 2
 ) -> tuple[np.ndarray, float, np.ndarray]:
     """Gauss-Newton on (rotation, scale, translation): the affine start is not the best scaled rotation."""
-    sw = np.sqrt(w)[:, None, None]
+    sw = np.sqrt(w)
+    jac = np.zeros((len(X), 2, 6))  # per point and image axis: d/d(rotation vector, scale, tx, ty)
+    jac[:, 0, 4] = jac[:, 1, 5] = 1.0
     for _ in range(n_iter):
         p = X @ rot.T  # (K, 3)
         res = x - (scale * p[:, :2] + t)
-        z = np.zeros(len(p))
-        j_w = scale * np.stack([np.stack([z, p[:, 2], -p[:, 1]], 1), np.stack([-p[:, 2], z, p[:, 0]], 1)], 1)  # (K,2,3)
-        eye = np.broadcast_to(np.eye(2), (len(p), 2, 2))
-        jac = np.concatenate([j_w, p[:, :2, None], eye], axis=2) * sw  # (K, 2, 6)
-        jac = jac.reshape(-1, 6)
-        step = np.linalg.solve(jac.T @ jac + 1e-9 * np.eye(6), jac.T @ (res * sw[..., 0]).reshape(-1))
+        jac[:, 0, 1], jac[:, 0, 2] = scale * p[:, 2], scale * -p[:, 1]
+        jac[:, 1, 0], jac[:, 1, 2] = scale * -p[:, 2], scale * p[:, 0]
+        jac[:, :, 3] = p[:, :2]
+        wj = (jac * sw[:, None, None]).reshape(-1, 6)
+        step = np.linalg.solve(wj.T @ wj + 1e-9 * np.eye(6), wj.T @ (res * sw[:, None]).reshape(-1))
         rot = _rodrigues(step[:3]) @ rot
         scale, t = scale + float(step[3]), t + step[4:]
     return rot, scale, t
@@ -474,7 +476,7 @@ def _solve_shape(
     sol = np.zeros(len(reg))
     for _ in range(4):
         sol[:] = 0.0
-        sol[free] = np.linalg.solve(normal[np.ix_(free, free)], proj[free])
+        sol[free] = np.linalg.solve(normal if free.all() else normal[np.ix_(free, free)], proj[free])
         neg = ~free.copy()
         neg[n_a:] |= sol[n_a:] < 0
         if (neg == ~free).all():
