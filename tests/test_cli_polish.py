@@ -232,7 +232,7 @@ class TestProgress:
         assert r.exit_code == 0, r.output
         lines = [line for line in r.output.splitlines() if line.startswith("augment:")]
         assert lines[0] == "augment: 0/4 (0%)" and lines[-1].startswith("augment: 4/4 (100%), ")
-        assert "img/s" in lines[-1]
+        assert "targets/s" in lines[-1]  # the bar counts targets, not the samples the gate keeps
 
 
 # ---------------------------------------------------------------------------------------------

@@ -228,7 +228,7 @@ class _Aggregate:
             self.reported = done
         rate = self.rate()
         eta = (self.total - self.reported) / rate if rate > 0 else float("nan")
-        text = f"{rate:.0f} img/s, {running} running, {finished}/{n_shards} shards done"
+        text = f"{rate:.0f} targets/s, {running} running, {finished}/{n_shards} shards done"
         note = getattr(self.progress, "note", None)
         if note is not None:
             note(text)

@@ -60,7 +60,7 @@ class _Bar:
 
     On a terminal: click's bar with position, rate and ETA. Elsewhere (a log file, a CI job, a
     pipe): one plain line at the start, then at most one every ``interval`` seconds and one at
-    the end, e.g. ``augment: 1200/4000 (30%), 85 img/s, ETA 33 s``. Rate and ETA count only
+    the end, e.g. ``augment: 1200/4000 (30%), 85 targets/s, ETA 33 s``. Rate and ETA count only
     what this run did, not the samples a resume found done.
     """
 
@@ -105,7 +105,7 @@ class _Bar:
             self.bar.render_progress()  # update(0) would not redraw (below click's update_min_steps)
 
     def info(self) -> str:
-        """``85 img/s, ETA 33 s`` (+ the note); rate and ETA once this run has done something."""
+        """``85 targets/s, ETA 33 s`` (+ the note); rate and ETA once this run has done something."""
         bits = []
         elapsed, did = self.clock() - self.t0, self.pos - self.done0
         if did > 0 and elapsed > 0:
@@ -297,7 +297,8 @@ def augment(ctx, input_path, out, n, poses, pose_sampling, pitch, roll, expressi
         raise click.UsageError(str(e)) from None
     given = {k: v for k, v in options.items() if k in runner.options}
     label = "augment" if runner.in_process else f"augment ({runner.name})"
-    _run_and_report(lambda c, progress: runner.run(c, progress, **given), cfg, label, quiet)
+    # the bar counts targets: with the gate some are redrawn or left out, so its rate is not samples written
+    _run_and_report(lambda c, progress: runner.run(c, progress, **given), cfg, label, quiet, unit="targets")
 
 
 @click.command()
