@@ -20,8 +20,8 @@ _HOMES = {
         "iter_annotated", "load_training_faces", "sample_batch", "split_by_photo", "write_list_file",
     ),
     "gannotate.detector.model": ("DetectorConfig", "LandmarkNet", "load_checkpoint", "save_checkpoint", "soft_argmax"),
-    "gannotate.detector.predict": ("DEFAULT_CHECKPOINT", "Detector", "predict_folder"),
-    "gannotate.detector.exported": ("ExportedDetector", "export_onnx"),
+    "gannotate.detector.predict": ("Detector", "predict_folder"),
+    "gannotate.detector.exported": ("DEFAULT_CHECKPOINT", "ExportedDetector", "export_onnx"),
     "gannotate.detector.train": ("PRESETS", "DetectorTrainConfig", "train"),
 }
 _HOME_OF = {name: module for module, names in _HOMES.items() for name in names}

