@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -111,7 +112,7 @@ class ExportedDetector:
     net: Any
     info: dict[str, Any]
     batch_size: int = 64
-    _lock: Any = field(default=None, repr=False)
+    _lock: Any = field(default_factory=threading.Lock, repr=False)  # one cv2.dnn.Net: one forward pass at a time
 
     @classmethod
     def load(cls, path: str | Path | None = None, checkpoint: str | Path | None = None) -> "ExportedDetector":
@@ -147,9 +148,7 @@ class ExportedDetector:
             net = cv2.dnn.readNetFromONNX(str(onnx_path))
         except cv2.error as e:
             raise CheckpointError(onnx_path, f"OpenCV cannot read the graph: {e}") from e
-        import threading
-
-        return cls(net, info, _lock=threading.Lock())
+        return cls(net, info)
 
     @property
     def input_size(self) -> int:
@@ -163,9 +162,10 @@ class ExportedDetector:
             x = np.ascontiguousarray(crops[start: start + self.batch_size].transpose(0, 3, 1, 2), np.float32)
             x /= np.float32(127.5)
             x -= np.float32(1.0)  # [-1, 1], as the network was trained
-            with self._lock:  # one cv2.dnn.Net is not safe to call from two threads at once
+            with self._lock:
                 self.net.setInput(x)
                 logits = self.net.forward()
+            # heatmap pixel → crop pixel, as detector.model.heatmap_to_crop (which is torch's)
             out.append((_soft_argmax(logits) + np.float32(0.5)) * np.float32(s / hm) - np.float32(0.5))
         k = int(self.info["n_points"])
         return np.concatenate(out).astype(np.float32) if out else np.zeros((0, k, 2), np.float32)
