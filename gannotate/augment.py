@@ -139,6 +139,7 @@ class PreparedFace:
     points: np.ndarray
     plan: Plan
     mirror_ok: bool = True
+    coverage: np.ndarray | None = None  # (S, S) uint8, 255 = the photo's: where the crop extends past it
 
 
 @dataclass(frozen=True)
@@ -238,7 +239,8 @@ def prepare_face(source: Source, model: Any, cfg: AugmentConfig, renderer: Rende
                     plan = plan_face(model, crop.points, source.key, replace(cfg.plan, mirror=False))
     except (GannotateError, ShapeModelError) as e:
         return failure_of(source, e)
-    return PreparedFace(source, crop.image, crop.points, plan, mirror_ok)
+    coverage = None if crop.coverage is None else np.round(crop.coverage * 255).astype(np.uint8)
+    return PreparedFace(source, crop.image, crop.points, plan, mirror_ok, coverage)
 
 
 def _prepared(sources: list[Source], model: Any, cfg: AugmentConfig, renderer: Renderer | None = None) -> Iterator[PreparedFace | Failure]:
@@ -258,6 +260,14 @@ def _prepared(sources: list[Source], model: Any, cfg: AugmentConfig, renderer: R
 # --------------------------------------------------------------------------------------------
 # run
 # --------------------------------------------------------------------------------------------
+
+
+def _coverage(faces: list[PreparedFace]) -> np.ndarray | None:
+    """(B, S, S) uint8 coverage of a batch's crops, or None when every crop lies inside its photo (most batches)."""
+    if all(f.coverage is None for f in faces):
+        return None
+    full = np.full(faces[0].crop.shape[:2], 255, np.uint8)
+    return np.stack([full if f.coverage is None else f.coverage for f in faces])
 
 
 class _Sink:
@@ -297,6 +307,7 @@ class _Sink:
             pose=np.stack([f.plan.pose[t] for f, _, t in batch]),
             mirrored=np.array([f.plan.mirrored[t] for f, _, t in batch], bool),
             turn=np.array([f.plan.turn[t] for f, _, t in batch], np.float32),
+            coverage=_coverage([f for f, _, _ in batch]),
         )
 
     def flush(self) -> None:

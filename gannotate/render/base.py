@@ -45,6 +45,7 @@ __all__ = [
     "RendererSpec",
     "check_batch",
     "lookup",
+    "covered_valid",
     "register_renderer",
     "make_renderer",
     "list_renderers",
@@ -140,8 +141,15 @@ class Renderer(abc.ABC):
         so the job records one named failure instead of failing batch after batch. Default: accept.
         """
 
-    def render_full(self, images: np.ndarray, source_points: np.ndarray, target_points: np.ndarray) -> RenderOutput:
-        """Images with their validity masks and model residuals where the renderer has them (default: neither)."""
+    def render_full(
+        self, images: np.ndarray, source_points: np.ndarray, target_points: np.ndarray, coverage: np.ndarray | None = None
+    ) -> RenderOutput:
+        """Images with their validity masks and model residuals where the renderer has them (default: neither).
+
+        ``coverage`` (B, H, W) float32 in [0, 1], or None (all 1): how much of each source pixel is the photo's own
+        (:attr:`gannotate.geometry.Crop.coverage`: a crop past the photo's edge is filled there). A renderer with a
+        validity mask counts what its output reads from the rest as unseen (:func:`covered_valid`).
+        """
         return RenderOutput(self.render(images, source_points, target_points))
 
 
@@ -157,8 +165,11 @@ class GeometricRenderer(Renderer):
         """The :class:`Geometry` for a batch (images given for renderers whose fill reads colours)."""
 
     @abc.abstractmethod
-    def render_full(self, images: np.ndarray, source_points: np.ndarray, target_points: np.ndarray) -> RenderOutput:
-        """Images with their validity masks (and model residuals where the renderer has a model)."""
+    def render_full(
+        self, images: np.ndarray, source_points: np.ndarray, target_points: np.ndarray, coverage: np.ndarray | None = None
+    ) -> RenderOutput:
+        """Images with their validity masks (and model residuals where the renderer has a model); ``coverage`` as
+        :meth:`Renderer.render_full`'s."""
 
 
 def check_batch(images: np.ndarray, source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -207,6 +218,35 @@ def lookup(images: np.ndarray, geometry: Geometry) -> np.ndarray:
         acc += 0.5
         np.clip(acc, 0, 255, out=acc)
         out[i] = acc
+    return out
+
+
+def covered_valid(geometry: Geometry, coverage: np.ndarray | None) -> np.ndarray:
+    """(B, H, W) ``geometry.valid`` with what the layers read from beyond the photo counted as unseen.
+
+    Each pixel's validity is scaled by the source ``coverage`` (B, H, W) its layers read, weighted as
+    :func:`lookup` blends them (sampled the same way, border replicated); a sample whose coverage is all 1
+    keeps its validity exactly. Why: a fill past the photo's edge is invented, and a mask that called it seen
+    would let a refiner learn it and ``invalid_share`` miss it.
+    """
+    if coverage is None:
+        return geometry.valid
+    cov = np.asarray(coverage, np.float32)
+    out = geometry.valid.copy()
+    b, n_layers, h, w = geometry.weights.shape
+    for i in range(b):
+        if cov[i].min() >= 1.0:
+            continue
+        seen = np.zeros((h, w), np.float32)
+        total = np.zeros((h, w), np.float32)
+        for layer in range(n_layers):
+            wgt = geometry.weights[i, layer]
+            if not wgt.any():
+                continue
+            c = cv2.remap(cov[i], geometry.grids[i, layer], None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            seen += wgt * c
+            total += wgt
+        out[i] *= np.where(total > 0, seen / np.maximum(total, 1e-6), 1.0)
     return out
 
 

@@ -165,12 +165,15 @@ class GANRenderer(Renderer):
         if self.base is not None:
             self.base.prepare(image, points)
 
-    def render_full(self, images: np.ndarray, source_points: np.ndarray, target_points: np.ndarray) -> RenderOutput:
+    def render_full(
+        self, images: np.ndarray, source_points: np.ndarray, target_points: np.ndarray, coverage: np.ndarray | None = None
+    ) -> RenderOutput:
         """Images; a refiner adds its base render's validity mask and residual, so datasets keep them.
 
-        A paper generator knows neither (it invents every pixel), so its datasets have no masks.
+        A paper generator knows neither (it invents every pixel), so its datasets have no masks. ``coverage``
+        goes to the base render: its mask, which the refiner reads, then calls a fill past the photo unseen.
         """
-        out, base = self.render_refined(images, source_points, target_points)
+        out, base = self.render_refined(images, source_points, target_points, coverage)
         if base is None:
             return RenderOutput(out)
         return RenderOutput(out, base.valid, base.residual)
@@ -180,7 +183,7 @@ class GANRenderer(Renderer):
         return self.render_refined(images, source_points, target_points)[0]
 
     def render_refined(
-        self, images: np.ndarray, source_points: np.ndarray, target_points: np.ndarray
+        self, images: np.ndarray, source_points: np.ndarray, target_points: np.ndarray, coverage: np.ndarray | None = None
     ) -> tuple[np.ndarray, RenderOutput | None]:
         """Images, and for a refiner its base render's :class:`RenderOutput` (mask, residual), else None."""
         import torch
@@ -192,7 +195,7 @@ class GANRenderer(Renderer):
         size = self.image_size
         base_out = None
         if self.base is not None:
-            base_out = self.base.render_full(imgs, src, tgt)  # the render P and its V, crop frame
+            base_out = self.base.render_full(imgs, src, tgt, coverage)  # the render P and its V, crop frame
             base_imgs, valid = base_out.images, base_out.valid
         frames_s = [generator_frame(p, imgs.shape[1:], size, self.meta) for p in src]
         frames_t = [generator_frame(p, imgs.shape[1:], size, self.meta) for p in tgt]

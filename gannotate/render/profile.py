@@ -36,7 +36,8 @@ import numpy as np
 
 from gannotate.errors import GannotateError, check_points
 from gannotate.face3d import FACE_MODEL_ATTRS, MODEL_PATH, SOURCE_FIT, TARGET_FIT
-from gannotate.render.base import GeometricRenderer, Geometry, RenderOutput, check_batch, lookup, register_renderer
+from gannotate.render.base import (GeometricRenderer, Geometry, RenderOutput, check_batch, covered_valid, lookup,
+                                   register_renderer)
 from gannotate.render.warp import warp_maps
 from gannotate.render.zbuffer import interpolate, rasterise
 from shape_model.errors import ShapeModelError
@@ -563,10 +564,13 @@ class ProfileRenderer(GeometricRenderer):
         """Three layers per sample — direct, mirrored, background — with a low-pass fill for holes."""
         return self._batch(images, source_points, target_points)[0]
 
-    def render_full(self, images: np.ndarray, source_points: np.ndarray, target_points: np.ndarray) -> RenderOutput:
+    def render_full(
+        self, images: np.ndarray, source_points: np.ndarray, target_points: np.ndarray, coverage: np.ndarray | None = None
+    ) -> RenderOutput:
         """Images, validity masks (uint8, 255 = seen by the source) and pre-correction landmark NME."""
         geo, residual = self._batch(images, source_points, target_points)
-        return RenderOutput(lookup(np.asarray(images), geo), np.round(geo.valid * 255).astype(np.uint8), residual)
+        valid = covered_valid(geo, coverage)
+        return RenderOutput(lookup(np.asarray(images), geo), np.round(valid * 255).astype(np.uint8), residual)
 
     def render(self, images: np.ndarray, source_points: np.ndarray, target_points: np.ndarray) -> np.ndarray:
         """Render a batch: ``images`` (B, H, W, 3) uint8, points (B, 68, 2) → (B, H, W, 3) uint8."""

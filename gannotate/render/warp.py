@@ -24,7 +24,8 @@ from typing import ClassVar
 import cv2
 import numpy as np
 
-from gannotate.render.base import GeometricRenderer, Geometry, RenderOutput, check_batch, lookup, register_renderer
+from gannotate.render.base import (GeometricRenderer, Geometry, RenderOutput, check_batch, covered_valid, lookup,
+                                   register_renderer)
 
 __all__ = ["WarpRenderer", "Mesh", "build_mesh", "warp_one", "warp_maps", "DEFAULT_RINGS"]
 
@@ -235,10 +236,12 @@ class WarpRenderer(GeometricRenderer):
             grids[i, 0, ..., 0], grids[i, 0, ..., 1] = mx, my
         return Geometry(grids, np.ones((b, 1, h, w), np.float32), valid)
 
-    def render_full(self, images: np.ndarray, source_points: np.ndarray, target_points: np.ndarray) -> RenderOutput:
+    def render_full(
+        self, images: np.ndarray, source_points: np.ndarray, target_points: np.ndarray, coverage: np.ndarray | None = None
+    ) -> RenderOutput:
         """Warped images and their validity masks (uint8, 255 = valid); the warp is exact, so no residual."""
         geo = self.geometry(images, source_points, target_points)
-        return RenderOutput(lookup(np.asarray(images), geo), np.round(geo.valid * 255).astype(np.uint8))
+        return RenderOutput(lookup(np.asarray(images), geo), np.round(covered_valid(geo, coverage) * 255).astype(np.uint8))
 
     def render(self, images: np.ndarray, source_points: np.ndarray, target_points: np.ndarray) -> np.ndarray:
         """Warp a batch: ``images`` (B, H, W, 3) uint8, points (B, K, 2) → (B, H, W, 3) uint8 (= lookup of the geometry)."""

@@ -56,6 +56,8 @@ class BatchJob:
         keys: (B,) str source keys (seed the redraws); slots: (B,) int target index in the face's plan.
         mirror_ok: (B,) bool the source's mirror image may be used (its 3D fit succeeded).
         targets (B, K, 2), params (B, P), pose (B, 3), mirrored (B,) bool, turn (B,) float32: the plan's rows.
+        coverage: (B, S, S) uint8 how much of each crop pixel is the photo's (255; less where the crop extends
+            past the photo and is filled: :attr:`gannotate.geometry.Crop.coverage`), or None: all of it.
     """
 
     crops: np.ndarray
@@ -68,17 +70,25 @@ class BatchJob:
     pose: np.ndarray
     mirrored: np.ndarray
     turn: np.ndarray
+    coverage: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.slots)
 
     def arrays(self) -> dict[str, np.ndarray]:
-        """Plain arrays (``np.savez``-able without pickle)."""
-        return {k: np.asarray(getattr(self, k)) for k in self.__dataclass_fields__}
+        """Plain arrays (``np.savez``-able without pickle); a None field is left out."""
+        return {k: np.asarray(getattr(self, k)) for k in self.__dataclass_fields__ if getattr(self, k) is not None}
 
     @classmethod
     def from_arrays(cls, a: Any) -> "BatchJob":
-        return cls(**{k: np.asarray(a[k]) for k in cls.__dataclass_fields__})
+        return cls(**{k: np.asarray(a[k]) for k in cls.__dataclass_fields__ if k in a})
+
+    def coverage_of(self, idx: np.ndarray, mirrored: np.ndarray) -> np.ndarray | None:
+        """(b, S, S) float32 coverage of rows ``idx`` on the side each renders from, or None where all are covered."""
+        if self.coverage is None or not (self.coverage[idx] < 255).any():
+            return None
+        cov = self.coverage[idx].astype(np.float32) / 255.0
+        return np.ascontiguousarray(np.where(np.asarray(mirrored, bool)[:, None, None], cov[:, :, ::-1], cov))
 
 
 @dataclass
@@ -191,7 +201,7 @@ class BatchProcessor:
         src = np.stack([p for _, p in sides]).astype(np.float32)  # (b, K, 2)
         tgt = plan_rows["targets"][idx].astype(np.float32)
         pose = plan_rows["pose"][idx].astype(np.float32)
-        rendered = render_batch(self.renderer, images, src, tgt)
+        rendered = render_batch(self.renderer, images, src, tgt, job.coverage_of(idx, mirrored))
         out: dict[str, np.ndarray] = {
             "images": rendered.images, "landmarks": tgt, "params": plan_rows["params"][idx].astype(np.float32),
             "pose": pose, **rendered.extra, "mirrored": mirrored, "turn_deg": plan_rows["turn"][idx].astype(np.float32),

@@ -79,9 +79,15 @@ class BatchOutput:
     extra: dict[str, np.ndarray]
 
 
-def render_batch(renderer: Renderer, images: np.ndarray, src: np.ndarray, tgt: np.ndarray) -> BatchOutput:
-    """One batch through ``renderer.render_full``: pixels, and the validity mask and model residual it has."""
-    full = renderer.render_full(images, src, tgt)
+def render_batch(
+    renderer: Renderer, images: np.ndarray, src: np.ndarray, tgt: np.ndarray, coverage: np.ndarray | None = None
+) -> BatchOutput:
+    """One batch through ``renderer.render_full``: pixels, and the validity mask and model residual it has.
+
+    ``coverage`` (B, H, W) (see :meth:`Renderer.render_full`) is passed on only when given, so a renderer
+    written before it existed still renders every batch of photos its crops lie inside.
+    """
+    full = renderer.render_full(images, src, tgt) if coverage is None else renderer.render_full(images, src, tgt, coverage)
     extra: dict[str, np.ndarray] = {}
     if full.valid is not None:
         extra["masks"] = full.valid
