@@ -438,6 +438,7 @@ def run_augment(
         complete = {r for r in row_of.values() if all((r, t) in done for t in range(cfg.plan.n))}
         pending = [src for src in sources if row_of.get(src.key) not in complete]  # resume: skip finished faces
         n_ok = len(sources) - len(pending)
+        n_filled = 0  # this run's faces whose crop reached past the photo (filled there)
         crops: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # a few source crops, kept for the preview
         for item in _prepared(pending, model, cfg, renderer):
             if isinstance(item, Failure):
@@ -445,6 +446,7 @@ def run_augment(
                 failures.append(item)
                 continue
             n_ok += 1
+            n_filled += item.coverage is not None
             if len(crops) < cfg.preview_sources:
                 crops[item.source.key] = (item.crop, item.points)
             s = writer.add_source(item.source.key)
@@ -462,6 +464,7 @@ def run_augment(
             "sources_found": len(sources),  # image + landmark pairs in this shard
             "sources_ok": result.n_sources,
             "sources_failed": len(result.failures),
+            "sources_past_edge": n_filled,  # this run's faces whose crop reached past the photo: filled, unseen in masks
             "targets_per_source": cfg.plan.n,
             "samples_written": result.n_written,
             "samples_skipped": result.n_skipped,

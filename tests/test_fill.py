@@ -129,6 +129,9 @@ class TestMasksKnowTheFill:
             with DatasetReader(cfg.out / "dataset.h5") as r:
                 outs[workers] = (np.asarray(r.masks), np.asarray(r.fields["invalid_share"]), np.asarray(r.fields["mirrored"]),
                                  np.asarray(r.landmarks))
+        import json
+
+        assert json.loads((tmp_path / "w1" / "manifest.json").read_text())["counts"]["sources_past_edge"] == 1
         masks, share, mirrored, lms = outs[1]
         for a, b in zip(outs[1], outs[2]):
             np.testing.assert_array_equal(a, b)
