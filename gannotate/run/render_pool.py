@@ -84,16 +84,29 @@ def render_batch(
 ) -> BatchOutput:
     """One batch through ``renderer.render_full``: pixels, and the validity mask and model residual it has.
 
-    ``coverage`` (B, H, W) (see :meth:`Renderer.render_full`) is passed on only when given, so a renderer
-    written before it existed still renders every batch of photos its crops lie inside.
+    ``coverage`` (B, H, W) (see :meth:`Renderer.render_full`) is passed on only when given and only to a
+    ``render_full`` that takes it: a renderer written before it existed renders every batch as before (its
+    masks then do not know the fill).
     """
-    full = renderer.render_full(images, src, tgt) if coverage is None else renderer.render_full(images, src, tgt, coverage)
+    if coverage is not None and _takes_coverage(renderer):
+        full = renderer.render_full(images, src, tgt, coverage)
+    else:
+        full = renderer.render_full(images, src, tgt)
     extra: dict[str, np.ndarray] = {}
     if full.valid is not None:
         extra["masks"] = full.valid
     if full.residual is not None:
         extra["fit_residual"] = np.asarray(full.residual, np.float32)
     return BatchOutput(full.images, extra)
+
+
+def _takes_coverage(renderer: Renderer) -> bool:
+    import inspect
+
+    try:
+        return "coverage" in inspect.signature(renderer.render_full).parameters
+    except (TypeError, ValueError):  # a callable without a signature: call it the old way
+        return False
 
 
 class _Worker:
