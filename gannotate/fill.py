@@ -13,10 +13,12 @@ the coarser level's estimate where it is not. The photo's own pixels are never c
 
 from __future__ import annotations
 
+from typing import Any, Sequence
+
 import cv2
 import numpy as np
 
-__all__ = ["fill_uncovered"]
+__all__ = ["fill_uncovered", "fill_past_photo"]
 
 _EPS = 1e-6
 
@@ -49,6 +51,15 @@ def fill_uncovered(image: np.ndarray, coverage: np.ndarray) -> np.ndarray:
     keep = cov >= 1.0
     out[keep] = np.asarray(image)[keep]  # the photo's own pixels, exactly
     return out
+
+
+def fill_past_photo(warped: np.ndarray, transform: Any, photo_shape: Sequence[int]) -> tuple[np.ndarray, np.ndarray | None]:
+    """``warped`` (``transform.warp`` of a photo of ``photo_shape``) with what lies past the photo filled, and its
+    coverage (:meth:`gannotate.geometry.Affine.coverage`); unchanged with None when it lies inside the photo."""
+    coverage = transform.coverage(photo_shape, (warped.shape[1], warped.shape[0]))
+    if coverage is None:
+        return warped, None
+    return fill_uncovered(warped, coverage), coverage
 
 
 def _normalised(weighted: np.ndarray, weights: np.ndarray) -> np.ndarray:

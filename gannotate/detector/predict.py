@@ -32,7 +32,6 @@ __all__ = ["DEFAULT_CHECKPOINT", "Detector", "PredictionResult", "predict_annota
 log = logging.getLogger(__name__)
 
 
-
 @dataclass
 class Detector:
     """A loaded detector.

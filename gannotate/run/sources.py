@@ -19,7 +19,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from gannotate.errors import GannotateError, InputFileError, NoFacesError
-from gannotate.fill import fill_uncovered
+from gannotate.fill import fill_past_photo
 from gannotate.geometry import Crop, crop_face, landmark_box
 from gannotate.io.folders import Failure
 from shape_model.errors import ShapeModelError
@@ -157,7 +157,7 @@ def sources_digest(keys: Sequence[str]) -> str:
 def crop_for_augment(image: np.ndarray, points: np.ndarray, size: int, margin: float, min_face: float = 0.0) -> Crop:
     """Paper-style square crop with a margin relative to the face: box + ``margin``·side on each side.
 
-    Where the crop extends past the photo, that part is filled smoothly (:func:`gannotate.fill.fill_uncovered`)
+    Where the crop extends past the photo, that part is filled smoothly (:func:`gannotate.fill.fill_past_photo`)
     instead of with the warp's smeared edge pixels, and the crop's ``coverage`` says where.
 
     Raises:
@@ -168,10 +168,8 @@ def crop_for_augment(image: np.ndarray, points: np.ndarray, size: int, margin: f
     if side < min_face:
         raise GannotateError(f"face too small: landmark box {side:.0f} px < {min_face:.0f} px")
     crop = crop_face(image, points, size=size, margin=margin * side, mode="paper")
-    coverage = crop.transform.coverage(image.shape, size)
-    if coverage is None:
-        return crop
-    return replace(crop, image=fill_uncovered(crop.image, coverage), coverage=coverage)
+    filled, coverage = fill_past_photo(crop.image, crop.transform, image.shape)
+    return crop if coverage is None else replace(crop, image=filled, coverage=coverage)
 
 
 def keep_face_px(size: int, margin: float, min_face: float = 0.0) -> float:

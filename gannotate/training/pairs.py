@@ -39,6 +39,7 @@ import numpy as np
 
 from gannotate.augment import crop_for_augment
 from gannotate.errors import DatasetError, GannotateError
+from gannotate.fill import fill_past_photo
 from gannotate.geometry import Affine
 from gannotate.io.atomic import atomic_path
 from gannotate.plan import PlanConfig, plan_face
@@ -151,7 +152,7 @@ def clip_pairs(clips: Iterable[tuple[str, list[tuple[np.ndarray, np.ndarray]]]],
             img_b, pts_b = frames[b]
             crop = crop_for_augment(img_b, pts_b, cfg.size, cfg.margin)
             t: Affine = crop.transform
-            x = t.warp(frames[a][0], cfg.size)
+            x, _ = fill_past_photo(t.warp(frames[a][0], cfg.size), t, frames[a][0].shape)  # padded as y is
             yield _Pair(x, crop.image, t.apply(frames[a][1]), crop.points, t.apply(frames[c][1]), KIND_CLIP, 0.0, group0 + g)
             made += 1
 
