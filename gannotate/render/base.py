@@ -46,6 +46,7 @@ __all__ = [
     "check_batch",
     "lookup",
     "covered_valid",
+    "render_full_covered",
     "register_renderer",
     "make_renderer",
     "list_renderers",
@@ -248,6 +249,27 @@ def covered_valid(geometry: Geometry, coverage: np.ndarray | None) -> np.ndarray
             total += wgt
         out[i] *= np.where(total > 0, seen / np.maximum(total, 1e-6), 1.0)
     return out
+
+
+def render_full_covered(
+    renderer: Renderer, images: np.ndarray, source_points: np.ndarray, target_points: np.ndarray,
+    coverage: np.ndarray | None,
+) -> RenderOutput:
+    """``renderer.render_full`` with the source crops' ``coverage`` (B, H, W), passed on only when given and only
+    to a ``render_full`` that takes it: a renderer written before it existed renders every batch as before (its
+    masks then do not know the fill past the photo)."""
+    if coverage is not None and _takes_coverage(renderer):
+        return renderer.render_full(images, source_points, target_points, coverage)
+    return renderer.render_full(images, source_points, target_points)
+
+
+def _takes_coverage(renderer: Renderer) -> bool:
+    import inspect
+
+    try:
+        return "coverage" in inspect.signature(renderer.render_full).parameters
+    except (TypeError, ValueError):  # a callable without a signature: call it the old way
+        return False
 
 
 # --------------------------------------------------------------------------------------------

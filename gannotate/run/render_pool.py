@@ -55,6 +55,7 @@ import numpy as np
 
 from gannotate.errors import GannotateError
 from gannotate.render import Renderer, RendererSpec, make_renderer
+from gannotate.render.base import render_full_covered
 
 __all__ = ["BatchOutput", "render_batch", "RenderPool", "ONE_THREAD_ENV", "RENDER_STAGING", "worker_thread_info",
            "single_blas_thread"]
@@ -84,29 +85,15 @@ def render_batch(
 ) -> BatchOutput:
     """One batch through ``renderer.render_full``: pixels, and the validity mask and model residual it has.
 
-    ``coverage`` (B, H, W) (see :meth:`Renderer.render_full`) is passed on only when given and only to a
-    ``render_full`` that takes it: a renderer written before it existed renders every batch as before (its
-    masks then do not know the fill).
+    ``coverage`` (B, H, W): see :func:`~gannotate.render.base.render_full_covered`.
     """
-    if coverage is not None and _takes_coverage(renderer):
-        full = renderer.render_full(images, src, tgt, coverage)
-    else:
-        full = renderer.render_full(images, src, tgt)
+    full = render_full_covered(renderer, images, src, tgt, coverage)
     extra: dict[str, np.ndarray] = {}
     if full.valid is not None:
         extra["masks"] = full.valid
     if full.residual is not None:
         extra["fit_residual"] = np.asarray(full.residual, np.float32)
     return BatchOutput(full.images, extra)
-
-
-def _takes_coverage(renderer: Renderer) -> bool:
-    import inspect
-
-    try:
-        return "coverage" in inspect.signature(renderer.render_full).parameters
-    except (TypeError, ValueError):  # a callable without a signature: call it the old way
-        return False
 
 
 class _Worker:

@@ -18,7 +18,8 @@ against G(X, s_y)) and s_y → s_x (self-consistency: G(G(X, s_y), s_x) against 
 File layout (``pairs.h5``; N pairs, S = size, L = geometry layers of the renderer)::
 
     x, y, p, p_n         (N, S, S, 3) uint8   source X, real target Y, render of X at s_y, at s_n
-    v, v_n               (N, S, S)    uint8   their validity masks (255 = seen by the source)
+    v, v_n               (N, S, S)    uint8   their validity masks (255 = seen by the source; what X shows from
+                                              past its photo's edge, the crop's fill, counts as unseen)
     v_ny, v_yx           (N, S, S)    uint8   validity of the two stored geometries
     pts_x, pts_y, pts_n  (N, K, 2)    float32 crop pixels, 0-based
     grid_ny, grid_yx     (N, L, S, S, 2) float16 source pixel positions; w_ny, w_yx (N, L, S, S) float16
@@ -32,7 +33,7 @@ import json
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, NamedTuple
 
 import h5py
 import numpy as np
@@ -43,10 +44,11 @@ from gannotate.fill import fill_past_photo
 from gannotate.geometry import Affine
 from gannotate.io.atomic import atomic_path
 from gannotate.plan import PlanConfig, plan_face
-from gannotate.render.base import GeometricRenderer, make_renderer
+from gannotate.render.base import Geometry, GeometricRenderer, covered_valid, make_renderer, render_full_covered
 
 __all__ = [
     "PairConfig",
+    "PhotoCrop",
     "PairSet",
     "build_pairs",
     "photo_pairs",
@@ -96,8 +98,27 @@ class PairConfig:
     seed: int = 0
 
 
+class PhotoCrop(NamedTuple):
+    """One photo as ``augment`` crops it: ``coverage`` (S, S) float32 how much of each pixel the photo covers
+    (None: all; see :class:`gannotate.geometry.Crop`). Plain ``(key, image, points)`` tuples are read as None."""
+
+    key: str
+    image: np.ndarray
+    points: np.ndarray
+    coverage: np.ndarray | None = None
+
+
+def _photo_crops(photos: Iterable[Any]) -> list[PhotoCrop]:
+    return [PhotoCrop(*p) for p in photos]
+
+
 @dataclass
 class _Pair:
+    """One pair before rendering; ``coverage_x`` / ``coverage_y``: how much of X / Y their photo covers (None: all).
+
+    A render-and-back pair's X is made from Y at render time, so only ``coverage_y`` is known here.
+    """
+
     x: np.ndarray
     y: np.ndarray
     pts_x: np.ndarray
@@ -106,6 +127,8 @@ class _Pair:
     kind: int
     yaw_change: float
     group: int
+    coverage_x: np.ndarray | None = None
+    coverage_y: np.ndarray | None = None
 
 
 def _target(model: Any, pts: np.ndarray, key: str, yaw: float, cfg: PairConfig) -> np.ndarray:
@@ -115,14 +138,15 @@ def _target(model: Any, pts: np.ndarray, key: str, yaw: float, cfg: PairConfig) 
     return plan.points[0]
 
 
-def photo_pairs(faces: Iterable[tuple[str, np.ndarray, np.ndarray]], model: Any, cfg: PairConfig, group0: int = 0) -> Iterator[_Pair]:
+def photo_pairs(faces: Iterable[PhotoCrop | tuple[str, np.ndarray, np.ndarray]], model: Any, cfg: PairConfig,
+                group0: int = 0) -> Iterator[_Pair]:
     """Render-and-back pairs: for each (key, crop, points), ``per_photo`` detours 20–60° away.
 
     The detour's sign is random but never past ``max_yaw``: a face already turned right turns
     further right only while it stays plottable, else back through frontal.
     """
     rng = np.random.default_rng([cfg.seed, 1])
-    for g, (key, image, pts) in enumerate(faces):
+    for g, (key, image, pts, coverage) in enumerate(_photo_crops(faces)):
         yaw0 = float(np.asarray(model.fit(pts[None].astype(np.float64)).yaw).reshape(-1)[0])
         for k in range(cfg.per_photo):
             d = rng.uniform(*cfg.away) * rng.choice([-1.0, 1.0])
@@ -130,7 +154,7 @@ def photo_pairs(faces: Iterable[tuple[str, np.ndarray, np.ndarray]], model: Any,
                 d = -d
             s_r = _target(model, pts, f"{key}#r{k}", yaw0 + d, cfg)
             s_n = _target(model, pts, f"{key}#n{k}", rng.uniform(*cfg.n_yaw), cfg)
-            yield _Pair(image, image, s_r, pts, s_n, KIND_RENDER_BACK, float(d), group0 + g)
+            yield _Pair(image, image, s_r, pts, s_n, KIND_RENDER_BACK, float(d), group0 + g, coverage_y=coverage)
 
 
 def clip_pairs(clips: Iterable[tuple[str, list[tuple[np.ndarray, np.ndarray]]]], cfg: PairConfig, group0: int = 0) -> Iterator[_Pair]:
@@ -152,13 +176,14 @@ def clip_pairs(clips: Iterable[tuple[str, list[tuple[np.ndarray, np.ndarray]]]],
             img_b, pts_b = frames[b]
             crop = crop_for_augment(img_b, pts_b, cfg.size, cfg.margin)
             t: Affine = crop.transform
-            x, _ = fill_past_photo(t.warp(frames[a][0], cfg.size), t, frames[a][0].shape)  # padded as y is
-            yield _Pair(x, crop.image, t.apply(frames[a][1]), crop.points, t.apply(frames[c][1]), KIND_CLIP, 0.0, group0 + g)
+            x, cov_x = fill_past_photo(t.warp(frames[a][0], cfg.size), t, frames[a][0].shape)  # padded as y is
+            yield _Pair(x, crop.image, t.apply(frames[a][1]), crop.points, t.apply(frames[c][1]), KIND_CLIP, 0.0, group0 + g,
+                        coverage_x=cov_x, coverage_y=crop.coverage)
             made += 1
 
 
-def load_photo_crops(pairs: Iterable[tuple[Path, Path]], size: int, margin: float) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """(key, crop, points) for ``(landmark file, image file)`` pairs; unreadable faces are logged and skipped."""
+def load_photo_crops(pairs: Iterable[tuple[Path, Path]], size: int, margin: float) -> list[PhotoCrop]:
+    """A :class:`PhotoCrop` per ``(landmark file, image file)`` pair; unreadable faces are logged and skipped."""
     from gannotate.io.folders import FaceRef, load_face
 
     out = []
@@ -169,7 +194,7 @@ def load_photo_crops(pairs: Iterable[tuple[Path, Path]], size: int, margin: floa
         except GannotateError as e:
             log.warning("%s: skipped (%s)", lm, e)
             continue
-        out.append((str(lm), crop.image, crop.points))
+        out.append(PhotoCrop(str(lm), crop.image, crop.points, crop.coverage))
     return out
 
 
@@ -198,12 +223,13 @@ def load_clip_frames(root: str | Path, frames_per_clip: int) -> list[tuple[str, 
     return clips
 
 
-def save_sources(path: str | Path, photos: list[tuple[str, np.ndarray, np.ndarray]],
+def save_sources(path: str | Path, photos: list[PhotoCrop | tuple[str, np.ndarray, np.ndarray]],
                  clips: list[tuple[str, list[tuple[np.ndarray, np.ndarray]]]], quality: int = 92) -> Path:
     """Photo crops and clip frames as JPEG bytes in one ``.npz``: what a remote machine needs to build pairs.
 
     Why: a GPU slot gets only the repository tree (tens of MiB), not ../shared; 400 photo crops
-    and 18 × 60 clip frames pack into about 20 MiB this way, and pairs are rebuilt there.
+    and 18 × 60 clip frames pack into about 20 MiB this way, and pairs are rebuilt there. The coverage of
+    the few crops that reach past their photo travels beside them (uint8).
     """
     import cv2
 
@@ -213,10 +239,15 @@ def save_sources(path: str | Path, photos: list[tuple[str, np.ndarray, np.ndarra
             raise GannotateError("JPEG encoding failed")
         return buf.reshape(-1)
 
+    photos = _photo_crops(photos)
+    cut = [i for i, p in enumerate(photos) if p.coverage is not None]
+    size = photos[0].image.shape[:2] if photos else (0, 0)
     arrays: dict[str, Any] = {
-        "photo_keys": np.array([k for k, _, _ in photos]),
-        "photo_points": np.stack([p for _, _, p in photos]).astype(np.float32),
-        "photo_jpeg": np.array([jpg(i) for _, i, _ in photos], dtype=object),
+        "photo_keys": np.array([p.key for p in photos]),
+        "photo_points": np.stack([p.points for p in photos]).astype(np.float32),
+        "photo_jpeg": np.array([jpg(p.image) for p in photos], dtype=object),
+        "photo_coverage_rows": np.array(cut, np.int64),
+        "photo_coverage": np.array([np.round(photos[i].coverage * 255) for i in cut], np.uint8).reshape(-1, *size),
         "clip_names": np.array([n for n, _ in clips]),
         "clip_lengths": np.array([len(f) for _, f in clips], np.int64),
         "clip_points": np.concatenate([np.stack([p for _, p in f]) for _, f in clips]).astype(np.float32),
@@ -230,16 +261,20 @@ def save_sources(path: str | Path, photos: list[tuple[str, np.ndarray, np.ndarra
     return path
 
 
-def load_sources(path: str | Path) -> tuple[list[tuple[str, np.ndarray, np.ndarray]], list[tuple[str, list[tuple[np.ndarray, np.ndarray]]]]]:
+def load_sources(path: str | Path) -> tuple[list[PhotoCrop], list[tuple[str, list[tuple[np.ndarray, np.ndarray]]]]]:
     """Read :func:`save_sources` output back as ``(photos, clips)`` (object arrays: loaded with ``allow_pickle``,
-    a file this project wrote itself)."""
+    a file this project wrote itself; one written before coverage travelled gives crops without it)."""
     import cv2
 
     def img(buf: np.ndarray) -> np.ndarray:
         return cv2.cvtColor(cv2.imdecode(np.asarray(buf, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
     with np.load(path, allow_pickle=True) as z:
-        photos = [(str(k), img(j), p) for k, j, p in zip(z["photo_keys"], z["photo_jpeg"], z["photo_points"])]
+        coverage = {}
+        if "photo_coverage_rows" in z:
+            coverage = {int(r): c.astype(np.float32) / 255.0 for r, c in zip(z["photo_coverage_rows"], z["photo_coverage"])}
+        photos = [PhotoCrop(str(k), img(j), p, coverage.get(i))
+                  for i, (k, j, p) in enumerate(zip(z["photo_keys"], z["photo_jpeg"], z["photo_points"]))]
         clips, start = [], 0
         for name, n in zip(z["clip_names"], z["clip_lengths"]):
             frames = [(img(z["clip_jpeg"][i]), z["clip_points"][i]) for i in range(start, start + int(n))]
@@ -295,6 +330,19 @@ class _Writer:
         self.n += m
 
 
+def _stacked(coverages: list[np.ndarray | None]) -> np.ndarray | None:
+    """(B, S, S) float32 coverage of a batch (1 where a pair has none), or None when no crop reaches past its photo."""
+    if all(c is None for c in coverages):
+        return None
+    shape = next(c.shape for c in coverages if c is not None)
+    return np.stack([np.ones(shape, np.float32) if c is None else np.asarray(c, np.float32) for c in coverages])
+
+
+def _carried(geometry: Geometry, coverage: np.ndarray) -> np.ndarray:
+    """(B, S, S) how much of each pixel of a render with ``geometry`` shows its source's photo (not its fill)."""
+    return covered_valid(Geometry(geometry.grids, geometry.weights, np.ones_like(geometry.valid), geometry.fill), coverage)
+
+
 def _render_batch(renderer: GeometricRenderer, batch: list[_Pair]) -> dict[str, np.ndarray]:
     """Every render and geometry one batch of pairs needs."""
     x = np.stack([p.x for p in batch])
@@ -302,11 +350,16 @@ def _render_batch(renderer: GeometricRenderer, batch: list[_Pair]) -> dict[str, 
     sx, sy, sn = (np.stack([getattr(p, k) for p in batch]).astype(np.float32) for k in ("pts_x", "pts_y", "pts_n"))
     kind = np.array([p.kind for p in batch], np.uint8)
     back = kind == KIND_RENDER_BACK
+    cov_x = _stacked([p.coverage_x for p in batch])
     if back.any():  # the detour: the photo rendered away to s_r becomes the source X
         x = x.copy()
         x[back] = renderer.render(y[back], sy[back], sx[back])
-    main = renderer.render_full(x, sx, sy)
-    to_n = renderer.render_full(x, sx, sn)
+        cov_y = _stacked([p.coverage_y for p in batch])
+        if cov_y is not None and (cov_y[back] < 1.0).any():  # X then shows Y's fill where the detour moved it
+            cov_x = np.ones_like(cov_y) if cov_x is None else cov_x
+            cov_x[back] = _carried(renderer.geometry(y[back], sy[back], sx[back]), cov_y[back])
+    main = render_full_covered(renderer, x, sx, sy, cov_x)
+    to_n = render_full_covered(renderer, x, sx, sn, cov_x)
     g_ny = renderer.geometry(to_n.images, sn, sy)
     g_yx = renderer.geometry(y, sy, sx)
     return {
@@ -322,7 +375,7 @@ def _render_batch(renderer: GeometricRenderer, batch: list[_Pair]) -> dict[str, 
 
 def build_pairs(
     out: str | Path,
-    photos: list[tuple[str, np.ndarray, np.ndarray]],
+    photos: list[PhotoCrop | tuple[str, np.ndarray, np.ndarray]],
     clips: list[tuple[str, list[tuple[np.ndarray, np.ndarray]]]],
     cfg: PairConfig = PairConfig(),
     model: Any = None,
@@ -332,7 +385,7 @@ def build_pairs(
     """Render every pair once and write ``out`` (layout in the module docstring).
 
     Args:
-        photos: (key, crop (S, S, 3) uint8, points (K, 2)) — already cropped as augment crops.
+        photos: :class:`PhotoCrop` (or ``(key, crop (S, S, 3) uint8, points (K, 2))``) — cropped as augment crops.
         clips: (name, [(frame, points), ...]) — whole frames; cropped here with each target's crop.
         model: the shape model (default: the shipped one).
         renderer: default ``make_renderer(cfg.renderer)``; must be geometric.
@@ -349,12 +402,12 @@ def build_pairs(
     if not isinstance(renderer, GeometricRenderer):
         raise GannotateError(f"renderer {renderer.name!r} has no geometry: pairs need a geometric renderer")
     kept = []
-    for key, image, pts in photos:
+    for photo in _photo_crops(photos):
         try:
-            renderer.prepare(image, pts)
-            kept.append((key, image, pts))
+            renderer.prepare(photo.image, photo.points)
+            kept.append(photo)
         except GannotateError as e:
-            log.warning("%s: skipped (%s)", key, e)
+            log.warning("%s: skipped (%s)", photo.key, e)
     photos = kept
     pairs = list(photo_pairs(photos, model, cfg)) + list(clip_pairs(clips, cfg, group0=len(photos)))
     if not pairs:
