@@ -113,11 +113,10 @@ def main() -> None:
         shutil.copyfile(samples[-1], args.out / "samples_last.png")
     rows = [json.loads(line) for line in (run_dir / "stats.jsonl").read_text().splitlines()]
     r = make_renderer(RendererSpec.of("gan", generator=gen, device=device, batch_size=64))
-    crops = [p for p in photos[:64]]
     import numpy as np
 
-    imgs = np.stack([c for _, c, _ in crops])
-    pts = np.stack([p for _, _, p in crops]).astype(np.float32)
+    imgs = np.stack([p.image for p in photos[:64]])
+    pts = np.stack([p.points for p in photos[:64]]).astype(np.float32)
     r.render(imgs[:8], pts[:8], pts[:8] + 1)  # warm-up
     t1 = time.perf_counter()
     r.render(imgs, pts, pts + 1)
