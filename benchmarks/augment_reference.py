@@ -11,7 +11,7 @@ faster than the reporter's command may have (its format is not known), so the ca
 
 Each round runs the reference, then every current command, each a whole ``gannotate augment`` process
 (start-up, model loading and writing included; samples = rows of the written HDF5). Usage (from a git
-checkout, with the package installed; ~1 min per round here)::
+checkout, with the package installed; about 1.5 min per round here with the cases below)::
 
     python benchmarks/augment_reference.py --case FACES_A:40 --case FACES_B:9 [--rounds 3] [--reference d243738]
 
