@@ -45,6 +45,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from _common import timed_augment
 
 RESULTS = Path(__file__).resolve().parent / "results" / "augment.json"
 
@@ -270,12 +271,8 @@ def cli_workers(name: str, n: int, size: int = 128, repeats: int = 3, faces: Pat
     for r in range(repeats):
         for workers in (1, 2):
             out = root / f"o{workers}_{r}"
-            cmd = [sys.executable, "-m", "gannotate.cli", "augment", "--input", str(faces), "--out", str(out), "--n", str(n),
-                   "--size", str(size), "--workers", str(workers), "--renderer", name, "--format", "h5", "--quiet"]
-            t0 = time.perf_counter()
-            subprocess.run(cmd, check=True, capture_output=True, text=True)
-            wall = time.perf_counter() - t0
-            manifest = json.loads((out / "manifest.json").read_text())
+            wall, manifest = timed_augment(["--input", str(faces), "--n", str(n), "--size", str(size), "--workers",
+                                            str(workers), "--renderer", name, "--format", "h5", "--quiet"], out)
             written = manifest["counts"]["samples_written"]
             runs[workers].append(round(written / manifest["elapsed_s"], 1))
             whole[workers].append(round(written / wall, 1))

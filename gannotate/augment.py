@@ -46,6 +46,7 @@ from gannotate.landmarks import Scheme, get_scheme
 from gannotate.plan import Plan, PlanConfig, plan_face
 from gannotate.render import Renderer, RendererSpec, make_renderer
 from gannotate.face3d import FACE_MODEL_ATTRS
+from gannotate.fill import stack_coverage
 from gannotate.run.bookkeeping import (
     DATASET_NAME,
     RESUME_KEYS,
@@ -262,14 +263,6 @@ def _prepared(sources: list[Source], model: Any, cfg: AugmentConfig, renderer: R
 # --------------------------------------------------------------------------------------------
 
 
-def _coverage(faces: list[PreparedFace]) -> np.ndarray | None:
-    """(B, S, S) uint8 coverage of a batch's crops, or None when every crop lies inside its photo (most batches)."""
-    if all(f.coverage is None for f in faces):
-        return None
-    full = np.full(faces[0].crop.shape[:2], 255, np.uint8)
-    return np.stack([full if f.coverage is None else f.coverage for f in faces])
-
-
 class _Sink:
     """Buffers (face, target) pairs, renders, scores and gates them in batches, commits each batch to every output.
 
@@ -307,7 +300,7 @@ class _Sink:
             pose=np.stack([f.plan.pose[t] for f, _, t in batch]),
             mirrored=np.array([f.plan.mirrored[t] for f, _, t in batch], bool),
             turn=np.array([f.plan.turn[t] for f, _, t in batch], np.float32),
-            coverage=_coverage([f for f, _, _ in batch]),
+            coverage=stack_coverage([f.coverage for f, _, _ in batch], batch[0][0].crop.shape[:2]),
         )
 
     def flush(self) -> None:

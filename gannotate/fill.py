@@ -18,7 +18,7 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
-__all__ = ["fill_uncovered", "fill_past_photo"]
+__all__ = ["fill_uncovered", "fill_past_photo", "stack_coverage"]
 
 _EPS = 1e-6
 
@@ -60,6 +60,17 @@ def fill_past_photo(warped: np.ndarray, transform: Any, photo_shape: Sequence[in
     if coverage is None:
         return warped, None
     return fill_uncovered(warped, coverage), coverage
+
+
+def stack_coverage(coverages: Sequence[np.ndarray | None], shape: Sequence[int]) -> np.ndarray | None:
+    """(B, *shape) coverages of a batch, full (1.0, or 255 for uint8) where an item has None, or None when no item
+    has any (a batch whose crops all lie inside their photos: most batches)."""
+    given = [c for c in coverages if c is not None]
+    if not given:
+        return None
+    dtype = given[0].dtype
+    full = np.full(tuple(shape), 255 if dtype == np.uint8 else 1.0, dtype)
+    return np.stack([full if c is None else c for c in coverages])
 
 
 def _normalised(weighted: np.ndarray, weights: np.ndarray) -> np.ndarray:

@@ -29,9 +29,8 @@ def edge_sources(input_path: Path, size: int, margin: float) -> list[tuple[int, 
     out = []
     for i, s in enumerate(sources):
         crop = load_crop(s, size, margin)
-        cov = getattr(crop, "coverage", None)
-        if cov is not None:
-            out.append((i, float(1.0 - cov.mean()), crop.image))
+        if crop.coverage is not None:
+            out.append((i, float(1.0 - crop.coverage.mean()), crop.image))
     return sorted(out, key=lambda t: -t[1])
 
 

@@ -45,6 +45,7 @@ __all__ = [
     "RendererSpec",
     "check_batch",
     "lookup",
+    "carried_coverage",
     "covered_valid",
     "render_full_covered",
     "register_renderer",
@@ -222,20 +223,16 @@ def lookup(images: np.ndarray, geometry: Geometry) -> np.ndarray:
     return out
 
 
-def covered_valid(geometry: Geometry, coverage: np.ndarray | None) -> np.ndarray:
-    """(B, H, W) ``geometry.valid`` with what the layers read from beyond the photo counted as unseen.
+def carried_coverage(geometry: Geometry, coverage: np.ndarray) -> np.ndarray:
+    """(B, H, W) float32: how much of each output pixel shows the photo, not the fill past its edge.
 
-    Each pixel's validity is scaled by the source ``coverage`` (B, H, W) its layers read, weighted as
-    :func:`lookup` blends them (sampled the same way, border replicated); a sample whose coverage is all 1
-    keeps its validity exactly. Why: a fill past the photo's edge is invented, and a mask that called it seen
-    would let a refiner learn it and ``invalid_share`` miss it.
+    The source ``coverage`` (B, H, W) each pixel's layers read, weighted as :func:`lookup` blends them (sampled
+    the same way, border replicated); exactly 1 for a sample whose coverage is all 1 and where no layer reads.
     """
-    if coverage is None:
-        return geometry.valid
     cov = np.asarray(coverage, np.float32)
-    out = geometry.valid.copy()
     b, n_layers, h, w = geometry.weights.shape
-    for i in range(b):
+    out = np.ones((b, h, w), np.float32)
+    for i in range(b):  # only the rare samples whose crop reaches past their photo do any work
         if cov[i].min() >= 1.0:
             continue
         seen = np.zeros((h, w), np.float32)
@@ -247,8 +244,20 @@ def covered_valid(geometry: Geometry, coverage: np.ndarray | None) -> np.ndarray
             c = cv2.remap(cov[i], geometry.grids[i, layer], None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
             seen += wgt * c
             total += wgt
-        out[i] *= np.where(total > 0, seen / np.maximum(total, 1e-6), 1.0)
+        out[i] = np.where(total > 0, seen / np.maximum(total, 1e-6), 1.0)
     return out
+
+
+def covered_valid(geometry: Geometry, coverage: np.ndarray | None) -> np.ndarray:
+    """(B, H, W) ``geometry.valid`` with what the layers read from beyond the photo counted as unseen
+    (scaled by :func:`carried_coverage`); unchanged without ``coverage``.
+
+    Why: a fill past the photo's edge is invented, and a mask that called it seen would let a refiner learn it
+    and ``invalid_share`` miss it.
+    """
+    if coverage is None:
+        return geometry.valid
+    return geometry.valid * carried_coverage(geometry, coverage)
 
 
 def render_full_covered(

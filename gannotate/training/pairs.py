@@ -40,11 +40,11 @@ import numpy as np
 
 from gannotate.augment import crop_for_augment
 from gannotate.errors import DatasetError, GannotateError
-from gannotate.fill import fill_past_photo
+from gannotate.fill import fill_past_photo, stack_coverage
 from gannotate.geometry import Affine
 from gannotate.io.atomic import atomic_path
 from gannotate.plan import PlanConfig, plan_face
-from gannotate.render.base import Geometry, GeometricRenderer, covered_valid, make_renderer, render_full_covered
+from gannotate.render.base import GeometricRenderer, carried_coverage, make_renderer, render_full_covered
 
 __all__ = [
     "PairConfig",
@@ -330,19 +330,6 @@ class _Writer:
         self.n += m
 
 
-def _stacked(coverages: list[np.ndarray | None]) -> np.ndarray | None:
-    """(B, S, S) float32 coverage of a batch (1 where a pair has none), or None when no crop reaches past its photo."""
-    if all(c is None for c in coverages):
-        return None
-    shape = next(c.shape for c in coverages if c is not None)
-    return np.stack([np.ones(shape, np.float32) if c is None else np.asarray(c, np.float32) for c in coverages])
-
-
-def _carried(geometry: Geometry, coverage: np.ndarray) -> np.ndarray:
-    """(B, S, S) how much of each pixel of a render with ``geometry`` shows its source's photo (not its fill)."""
-    return covered_valid(Geometry(geometry.grids, geometry.weights, np.ones_like(geometry.valid), geometry.fill), coverage)
-
-
 def _render_batch(renderer: GeometricRenderer, batch: list[_Pair]) -> dict[str, np.ndarray]:
     """Every render and geometry one batch of pairs needs."""
     x = np.stack([p.x for p in batch])
@@ -350,14 +337,14 @@ def _render_batch(renderer: GeometricRenderer, batch: list[_Pair]) -> dict[str, 
     sx, sy, sn = (np.stack([getattr(p, k) for p in batch]).astype(np.float32) for k in ("pts_x", "pts_y", "pts_n"))
     kind = np.array([p.kind for p in batch], np.uint8)
     back = kind == KIND_RENDER_BACK
-    cov_x = _stacked([p.coverage_x for p in batch])
+    cov_x = stack_coverage([p.coverage_x for p in batch], x.shape[1:3])
     if back.any():  # the detour: the photo rendered away to s_r becomes the source X
         x = x.copy()
         x[back] = renderer.render(y[back], sy[back], sx[back])
-        cov_y = _stacked([p.coverage_y for p in batch])
+        cov_y = stack_coverage([p.coverage_y for p in batch], y.shape[1:3])
         if cov_y is not None and (cov_y[back] < 1.0).any():  # X then shows Y's fill where the detour moved it
             cov_x = np.ones_like(cov_y) if cov_x is None else cov_x
-            cov_x[back] = _carried(renderer.geometry(y[back], sy[back], sx[back]), cov_y[back])
+            cov_x[back] = carried_coverage(renderer.geometry(y[back], sy[back], sx[back]), cov_y[back])
     main = render_full_covered(renderer, x, sx, sy, cov_x)
     to_n = render_full_covered(renderer, x, sx, sn, cov_x)
     g_ny = renderer.geometry(to_n.images, sn, sy)
